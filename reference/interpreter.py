@@ -1,0 +1,89 @@
+"""The literal interpreter: walk the DAG at the finest level, in topological order, one
+sequence at a time, in float64.
+
+Every value is checked against the type the spec declares for it (the symbolic shape with the
+architecture's dims and the sequence's T substituted), so the spec's shapes and the runtime's
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+import sympy
+
+from reference.ops import REFERENCE, Array
+from spec.dims import concrete_shape, show
+from spec.errors import ShapeError
+from spec.graph import Architecture
+from spec.op import Primitive
+from spec.theta import check_theta, token_array
+from spec.types import Element
+
+
+def bind_sizes(arch: Architecture, inputs: Mapping[str, np.ndarray]) -> dict[sympy.Symbol, int]:
+    """The architecture's dims plus the sizes the inputs fix (T, S, …)."""
+    sizes = dict(arch.dims)
+    for name, ttype in arch.inputs.items():
+        got = np.shape(inputs[name])
+        if len(got) != len(ttype.shape):
+            raise ShapeError(
+                f"input {name} has shape {got}, but expected {ttype} [{arch.name}]"
+            )
+        for symbolic, n in zip(ttype.subs(arch.dims).shape, got, strict=True):
+            if isinstance(symbolic, sympy.Symbol):
+                sizes.setdefault(symbolic, n)
+            if sympy.sympify(symbolic).subs(sizes) != n:
+                raise ShapeError(
+                    f"input {name} has shape {got}, but expected {ttype} = "
+                    f"{concrete_shape(ttype.shape, sizes)} [{arch.name}]"
+                )
+    return sizes
+
+
+def evaluate(
+    arch: Architecture,
+    theta: Mapping[str, npt.ArrayLike],
+    inputs: Mapping[str, npt.ArrayLike],
+) -> dict[str, Array]:
+    """Every value the DAG computes, by path (``blocks.3.attn.head_0.softmax``), plus the
+    outputs under their own names."""
+    theta64 = {name: np.asarray(value, dtype=np.float64) for name, value in theta.items()}
+    check_theta(arch, theta64)
+    values: dict[str, np.ndarray] = {}
+    for name, ttype in arch.inputs.items():
+        if name not in inputs:
+            raise ShapeError(f"input {name} is missing, but expected inputs {list(arch.inputs)} [{arch.name}]")
+        values[f"input.{name}"] = (
+            token_array(inputs[name], arch.dim("n_vocab"), None, f"{arch.name} input {name}")
+            if ttype.element is Element.TOKEN
+            else np.asarray(inputs[name], dtype=np.float64)
+        )
+    sizes = bind_sizes(arch, values | {n: values[f"input.{n}"] for n in arch.inputs})
+    for path, node, sources in arch.expand():
+        op = node.op
+        if not isinstance(op, Primitive):  # expand yields primitives only
+            raise ShapeError(f"node {path} is {type(op).__name__}, but expected a primitive [{arch.name}]")
+        args = {port: values[src] for port, src in sources.items()}
+        params = {p: ref.resolve(theta64[ref.name], arch.dims) for p, ref in node.params.items()}
+        y = REFERENCE[op.kind](op.bind(sizes), **args, **params)
+        expected = concrete_shape(op.output().shape, sizes)
+        if y.shape != expected:
+            raise ShapeError(
+                f"{path} produced shape {y.shape}, but the spec declares {show(op.output().shape)} = "
+                f"{expected} [reference {op.kind}]"
+            )
+        values[path] = y
+    for name, path in arch.output_paths().items():
+        values[name] = values[path]
+    return values
+
+
+def forward(
+    arch: Architecture, theta: Mapping[str, npt.ArrayLike], ids: Sequence[int] | npt.ArrayLike
+) -> Array:
+    """The logits f_θ(ids) ∈ ℝ^{T × n_vocab}: one sequence, float64."""
+    tokens = token_array(ids, arch.dim("n_vocab"), arch.dim("n_ctx"), f"{arch.name} forward")
+    return evaluate(arch, theta, {"ids": tokens})["logits"]

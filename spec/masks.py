@@ -1,0 +1,174 @@
+"""Positional relations: which position s an output position t may see.
+
+One notion serves twice. As an **attention mask** it is the allowed set
+A_t = {s : allowed(t, s)} of the masked softmax. As a **dependency rule** it says which input
+positions an op's output row t can depend on (row-wise ops relate t to t only; attention
+relates t to its allowed keys). proofs/ composes these relations along a DAG.
+
+Families (DESIGN.md):
+
+============  =====================  =========================================
+family        allowed(t, s)          used for
+============  =====================  =========================================
+RowWise       s = t                  position-wise ops (affine, norms, MLP)
+Causal        s ≤ t                  autoregressive self-attention
+Banded(w)     t − w < s ≤ t          locally banded (sparse) attention, GPT-3
+KeyPadding    valid[s]               padded keys (batch padding, cross-attention)
+Full          always                 unmasked attention
+NoDependence  never                  an output that reads no position's value
+Intersection  all parts allow        e.g. causal ∧ key padding
+============  =====================  =========================================
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from spec.errors import ConfigError
+
+
+class Relation(abc.ABC):
+    """A relation between output positions t and input (key) positions s."""
+
+    @abc.abstractmethod
+    def allowed(self, t: int, s: int) -> bool:
+        """Whether position t may see position s."""
+
+    @abc.abstractmethod
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        """The 0/1 indicator [s ∈ A_t] as a sympy expression (t, s may be symbols)."""
+
+    @abc.abstractmethod
+    def latex(self) -> str:
+        """The condition s ∈ A_t in LaTeX."""
+
+    def matrix(self, n_rows: int, n_cols: int) -> np.ndarray:
+        """The boolean T × S matrix of allowed pairs."""
+        return np.array(
+            [[self.allowed(t, s) for s in range(n_cols)] for t in range(n_rows)], dtype=bool
+        ).reshape(n_rows, n_cols)
+
+
+@dataclass(frozen=True)
+class RowWise(Relation):
+    """Output row t depends on input row t only."""
+
+    def allowed(self, t: int, s: int) -> bool:
+        return s == t
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.KroneckerDelta(t, s)
+
+    def latex(self) -> str:
+        return "s = t"
+
+
+@dataclass(frozen=True)
+class Causal(Relation):
+    """Autoregressive: position t sees positions s ≤ t."""
+
+    def allowed(self, t: int, s: int) -> bool:
+        return s <= t
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Piecewise((1, sympy.Le(s, t)), (0, True))
+
+    def latex(self) -> str:
+        return "s \\le t"
+
+
+@dataclass(frozen=True)
+class Banded(Relation):
+    """Locally banded causal attention: position t sees the w positions t−w < s ≤ t."""
+
+    w: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.w, bool) or not isinstance(self.w, int) or self.w < 1:
+            raise ConfigError(
+                f"band width w={self.w!r}, but expected a whole number w ≥ 1 [Banded mask]; "
+                "w = 1 lets each position see only itself"
+            )
+
+    def allowed(self, t: int, s: int) -> bool:
+        return t - self.w < s <= t
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Piecewise((1, sympy.And(sympy.Le(s, t), sympy.Gt(s, t - self.w))), (0, True))
+
+    def latex(self) -> str:
+        return f"t - {self.w} < s \\le t"
+
+
+@dataclass(frozen=True)
+class KeyPadding(Relation):
+    """Every query sees exactly the valid keys: valid[s] is True for a real (unpadded) key."""
+
+    valid: tuple[bool, ...]
+
+    def allowed(self, t: int, s: int) -> bool:
+        if not 0 <= s < len(self.valid):
+            raise ConfigError(
+                f"key position s={s}, but expected 0 ≤ s < {len(self.valid)} [KeyPadding mask]; "
+                "give the mask one entry per key position"
+            )
+        return bool(self.valid[s])
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        cases = [(1, sympy.Eq(s, i)) for i, ok in enumerate(self.valid) if ok]
+        return sympy.Piecewise(*cases, (0, True))
+
+    def latex(self) -> str:
+        return "\\mathrm{valid}_s"
+
+
+@dataclass(frozen=True)
+class Full(Relation):
+    """Unmasked: every position sees every position."""
+
+    def allowed(self, t: int, s: int) -> bool:
+        return True
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Integer(1)
+
+    def latex(self) -> str:
+        return "\\text{always}"
+
+
+@dataclass(frozen=True)
+class NoDependence(Relation):
+    """The output reads no input position's value (e.g. a positional table reads only T)."""
+
+    def allowed(self, t: int, s: int) -> bool:
+        return False
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Integer(0)
+
+    def latex(self) -> str:
+        return "\\text{never}"
+
+
+@dataclass(frozen=True)
+class Intersection(Relation):
+    """Allowed where every part allows: e.g. ``Intersection((Causal(), KeyPadding(valid)))``."""
+
+    parts: tuple[Relation, ...]
+
+    def allowed(self, t: int, s: int) -> bool:
+        return all(p.allowed(t, s) for p in self.parts)
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Mul(*(p.indicator(t, s) for p in self.parts))
+
+    def latex(self) -> str:
+        return " \\wedge ".join(f"({p.latex()})" for p in self.parts)
+
+
+Mask = Relation
+"""An attention mask is a positional relation; the name used where it plays that role."""

@@ -1,0 +1,27 @@
+"""The primitive ops, one concern per module; importing this package registers them all."""
+
+from spec.ops.activations import GeluErf, GeluTanh, Relu
+from spec.ops.add import Add
+from spec.ops.affine import Affine
+from spec.ops.attention import AttentionScores, ConcatHeads, MaskedSoftmax, WeightedSum
+from spec.ops.layer_norm import LayerNorm
+from spec.ops.one_hot import OneHot
+from spec.ops.positional import LearnedPositional, SinusoidalPositional
+from spec.ops.token_embedding import TokenEmbedding
+
+__all__ = [
+    "Add",
+    "Affine",
+    "AttentionScores",
+    "ConcatHeads",
+    "GeluErf",
+    "GeluTanh",
+    "LayerNorm",
+    "LearnedPositional",
+    "MaskedSoftmax",
+    "OneHot",
+    "Relu",
+    "SinusoidalPositional",
+    "TokenEmbedding",
+    "WeightedSum",
+]

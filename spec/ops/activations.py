@@ -1,0 +1,98 @@
+"""Element-wise activations: GELU (exact, erf form), GELU (tanh approximation), ReLU.
+
+The two GELUs are different functions (they differ by up to about 4.7e-4 near x ≈ ±2.1); GPT-2
+uses the tanh form. Neither is ever substituted for the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import sympy
+
+from spec.masks import Relation, RowWise
+from spec.op import Primitive, register
+from spec.ops._base import DEFAULT_ROWS, check_sizes
+from spec.types import TensorType, rows
+
+
+@dataclass(frozen=True)
+class _Elementwise(Primitive):
+    """Shared shape of an element-wise op on a (rows, d) matrix."""
+
+    d: sympy.Expr
+    rows: sympy.Expr = DEFAULT_ROWS
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+    def inputs(self) -> dict[str, TensorType]:
+        return {"x": rows(self.rows, self.d)}
+
+    def output(self) -> TensorType:
+        return rows(self.rows, self.d)
+
+    def dependency(self) -> dict[str, Relation]:
+        return {"x": RowWise()}
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        return self.scalar(inputs["x"][index])
+
+    def scalar(self, x: sympy.Expr) -> sympy.Expr:
+        """The function applied to one entry."""
+        raise NotImplementedError
+
+
+@register
+@dataclass(frozen=True)
+class GeluErf(_Elementwise):
+    """GELU, exact: x Φ(x) with Φ the standard normal CDF."""
+
+    kind: ClassVar[str] = "gelu_erf"
+    title: ClassVar[str] = "GELU (exact, erf)"
+    latex: ClassVar[str] = r"y = \tfrac{1}{2}\, x \left(1 + \operatorname{erf}(x / \sqrt{2})\right)"
+    citation: ClassVar[str] = "Hendrycks & Gimpel 2016; Hugging Face `gelu`, PyTorch `gelu(approximate='none')`."
+
+    def scalar(self, x: sympy.Expr) -> sympy.Expr:
+        return x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2
+
+
+@register
+@dataclass(frozen=True)
+class GeluTanh(_Elementwise):
+    """GELU, the tanh approximation GPT-2 uses."""
+
+    kind: ClassVar[str] = "gelu_tanh"
+    title: ClassVar[str] = "GELU (tanh approximation)"
+    latex: ClassVar[str] = (
+        r"y = \tfrac{1}{2}\, x \left(1 + \tanh\!\left(\sqrt{2/\pi}\,(x + 0.044715\, x^3)\right)\right)"
+    )
+    citation: ClassVar[str] = (
+        "Hendrycks & Gimpel 2016 §2; GPT-2; Hugging Face `gelu_new` / `gelu_pytorch_tanh`, "
+        "PyTorch `gelu(approximate='tanh')`."
+    )
+
+    def scalar(self, x: sympy.Expr) -> sympy.Expr:
+        c = sympy.Rational(44715, 1000000)
+        return x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x + c * x**3))) / 2
+
+
+@register
+@dataclass(frozen=True)
+class Relu(_Elementwise):
+    """ReLU: max(x, 0)."""
+
+    kind: ClassVar[str] = "relu"
+    title: ClassVar[str] = "ReLU"
+    latex: ClassVar[str] = r"y = \max(x, 0)"
+    citation: ClassVar[str] = "Vaswani et al. 2017 §3.3 (the FFN's activation)."
+
+    def scalar(self, x: sympy.Expr) -> sympy.Expr:
+        return sympy.Max(x, 0)

@@ -1,0 +1,205 @@
+"""The primitives of one attention head: scores, masked softmax, weighted sum; and the
+concatenation of heads.
+
+Dependency rules here relate an output *entry's* positions to input rows: for the scores
+(T × S, axes pos × key_pos) entry (t, s) reads Q row t and K row s; the masked softmax's entry
+(t, s) reads scores (t, s') for s' ∈ A_t and is exactly 0 outside A_t; the weighted sum's row t
+reads V rows s where A[t, s] may be non-zero. Composed (proofs/), a head's row t reads the
+rows s ∈ A_t of its key/value input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import sympy
+
+from spec.dims import S, T
+from spec.masks import Full, Relation, RowWise
+from spec.op import Primitive, register
+from spec.ops._base import check_sizes, dummy
+from spec.types import Axis, TensorType, rows
+
+
+def scores_type(q_rows: sympy.Expr, k_rows: sympy.Expr) -> TensorType:
+    """A T × S matrix of query-key pairs."""
+    return TensorType((sympy.sympify(q_rows), sympy.sympify(k_rows)), (Axis.POSITION, Axis.KEY))
+
+
+@register
+@dataclass(frozen=True)
+class AttentionScores(Primitive):
+    """Scaled dot products of queries and keys: scale · Q Kᵀ. The scale is an attribute
+    (1/√d_head by default, as in Vaswani et al.; other models change it)."""
+
+    kind: ClassVar[str] = "attention_scores"
+    title: ClassVar[str] = "attention scores"
+    latex: ClassVar[str] = r"A^{\mathrm{pre}}_{ts} = \mathrm{scale} \sum_{k} Q_{tk} K_{sk}"
+    citation: ClassVar[str] = (
+        "Vaswani et al. 2017 §3.2.1: QKᵀ/√d_k; scaled because the variance of a dot product of "
+        "d_k unit-variance terms is d_k. d_k ↦ d_head."
+    )
+
+    d_head: sympy.Expr
+    scale: sympy.Expr
+    q_rows: sympy.Expr = T
+    k_rows: sympy.Expr = S
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+    def inputs(self) -> dict[str, TensorType]:
+        return {"Q": rows(self.q_rows, self.d_head), "K": rows(self.k_rows, self.d_head)}
+
+    def output(self) -> TensorType:
+        return scores_type(self.q_rows, self.k_rows)
+
+    def dependency(self) -> dict[str, Relation]:
+        return {"Q": RowWise(), "K": Full()}
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        t, s = index
+        Q, K = inputs["Q"], inputs["K"]
+        k = dummy("k")
+        return sympy.sympify(self.scale) * sympy.Sum(Q[t, k] * K[s, k], (k, 0, Q.shape[1] - 1))
+
+
+@register
+@dataclass(frozen=True)
+class MaskedSoftmax(Primitive):
+    """Softmax of each row over its allowed set A_t = {s : mask.allowed(t, s)}; 0 outside A_t;
+    a row with A_t = ∅ is all zeros (DESIGN.md; PyTorch SDPA's safe softmax, ONNX opset-23).
+
+    Numerically the reference subtracts m_t = max over A_t first; mathematically that changes
+    nothing (softmax is shift-invariant, a theorem in proofs/), so the exact definition below
+    omits it.
+    """
+
+    kind: ClassVar[str] = "masked_softmax"
+    title: ClassVar[str] = "masked softmax"
+    latex: ClassVar[str] = (
+        r"m_t = \max_{s' \in A_t} x_{ts'} \qquad "
+        r"e_{ts} = [s \in A_t]\, \exp(x_{ts} - m_t) \qquad "
+        r"Z_t = \sum_{s'} e_{ts'} \qquad "
+        r"y_{ts} = \begin{cases} e_{ts} / Z_t & A_t \ne \varnothing \\ 0 & A_t = \varnothing \end{cases}"
+    )
+    citation: ClassVar[str] = (
+        "Vaswani et al. 2017 §3.2.3 (masking by −∞ before the softmax); the empty-row rule follows "
+        "PyTorch's safe softmax in scaled_dot_product_attention and ONNX's opset-23 errata."
+    )
+
+    mask: Relation
+    q_rows: sympy.Expr = T
+    k_rows: sympy.Expr = S
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+    def inputs(self) -> dict[str, TensorType]:
+        return {"x": scores_type(self.q_rows, self.k_rows)}
+
+    def output(self) -> TensorType:
+        return scores_type(self.q_rows, self.k_rows)
+
+    def dependency(self) -> dict[str, Relation]:
+        return {"x": RowWise()}
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        t, s = index
+        x = inputs["x"]
+        s2 = dummy("s")
+        allowed = self.mask.indicator(t, s)
+        Z = sympy.Sum(self.mask.indicator(t, s2) * sympy.exp(x[t, s2]), (s2, 0, x.shape[1] - 1))
+        n_allowed = sympy.Sum(self.mask.indicator(t, s2), (s2, 0, x.shape[1] - 1))
+        return sympy.Piecewise((allowed * sympy.exp(x[t, s]) / Z, sympy.Gt(n_allowed, 0)), (0, True))
+
+
+@register
+@dataclass(frozen=True)
+class WeightedSum(Primitive):
+    """Each query's output is the attention-weighted sum of the value rows: Z = A V."""
+
+    kind: ClassVar[str] = "weighted_sum"
+    title: ClassVar[str] = "attention-weighted sum of values"
+    latex: ClassVar[str] = r"z_{tk} = \sum_{s} A_{ts} V_{sk}"
+    citation: ClassVar[str] = "Vaswani et al. 2017 eq. (1): softmax(·) V."
+
+    d_v: sympy.Expr
+    q_rows: sympy.Expr = T
+    k_rows: sympy.Expr = S
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+    def inputs(self) -> dict[str, TensorType]:
+        return {"A": scores_type(self.q_rows, self.k_rows), "V": rows(self.k_rows, self.d_v)}
+
+    def output(self) -> TensorType:
+        return rows(self.q_rows, self.d_v)
+
+    def dependency(self) -> dict[str, Relation]:
+        return {"A": RowWise(), "V": Full()}
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        t, k = index
+        A, V = inputs["A"], inputs["V"]
+        s = dummy("s")
+        return sympy.Sum(A[t, s] * V[s, k], (s, 0, A.shape[1] - 1))
+
+
+@register
+@dataclass(frozen=True)
+class ConcatHeads(Primitive):
+    """Concatenate the heads' outputs along features: column h·d_head + k is head h's k."""
+
+    kind: ClassVar[str] = "concat_heads"
+    title: ClassVar[str] = "concatenate heads"
+    latex: ClassVar[str] = r"y_{t,\,h d_\mathrm{head} + k} = (z_h)_{tk}"
+    citation: ClassVar[str] = "Vaswani et al. 2017 §3.2.2: Concat(head_1, …, head_h) W^O."
+
+    n_heads: int
+    d_head: sympy.Expr
+    rows: sympy.Expr = T
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+    def inputs(self) -> dict[str, TensorType]:
+        return {f"z_{h}": rows(self.rows, self.d_head) for h in range(self.n_heads)}
+
+    def output(self) -> TensorType:
+        return rows(self.rows, self.n_heads * sympy.sympify(self.d_head))
+
+    def dependency(self) -> dict[str, Relation]:
+        return {f"z_{h}": RowWise() for h in range(self.n_heads)}
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        t, j = index
+        dh = sympy.sympify(self.d_head)
+        cases = [
+            (inputs[f"z_{h}"][t, j - h * dh], sympy.And(sympy.Ge(j, h * dh), sympy.Lt(j, (h + 1) * dh)))
+            for h in range(self.n_heads)
+        ]
+        return sympy.Piecewise(*cases, (0, True))

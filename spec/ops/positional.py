@@ -1,0 +1,97 @@
+"""Positional encodings: learned (GPT-2) and sinusoidal (Vaswani et al. §3.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import sympy
+
+from spec.dims import Shape
+from spec.masks import NoDependence, Relation
+from spec.op import Primitive, register
+from spec.ops._base import DEFAULT_ROWS, check_sizes
+from spec.types import TensorType, rows, token_ids
+
+
+@register
+@dataclass(frozen=True)
+class LearnedPositional(Primitive):
+    """P = the first T rows of the learned table W_P ∈ ℝ^{n_ctx×d}. Reads only the length of
+    its input, never a token's value. A sequence longer than n_ctx is not defined."""
+
+    kind: ClassVar[str] = "learned_positional"
+    title: ClassVar[str] = "learned positional embedding"
+    latex: ClassVar[str] = r"P_{tj} = (W_P)_{tj} \quad (t < T \le n_\mathrm{ctx})"
+    citation: ClassVar[str] = "GPT-2 (Radford et al. 2019): learned positions, Hugging Face `wpe.weight` (n_ctx, d_model)."
+
+    n_ctx: sympy.Expr
+    d: sympy.Expr
+    rows: sympy.Expr = DEFAULT_ROWS
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+    def inputs(self) -> dict[str, TensorType]:
+        return {"ids": token_ids(self.rows)}
+
+    def output(self) -> TensorType:
+        return rows(self.rows, self.d)
+
+    def params(self) -> dict[str, Shape]:
+        return {"W_P": (sympy.sympify(self.n_ctx), sympy.sympify(self.d))}
+
+    def dependency(self) -> dict[str, Relation]:
+        return {"ids": NoDependence()}
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        t, j = index
+        return params["W_P"][t, j]
+
+
+@register
+@dataclass(frozen=True)
+class SinusoidalPositional(Primitive):
+    """The fixed encoding of Vaswani et al.: P[t, 2i] = sin(t / base^{2i/d}),
+    P[t, 2i+1] = cos(t / base^{2i/d}); for odd d the last column is a sine."""
+
+    kind: ClassVar[str] = "sinusoidal_positional"
+    title: ClassVar[str] = "sinusoidal positional encoding"
+    latex: ClassVar[str] = (
+        r"P_{t,2i} = \sin\!\big(t / \mathrm{base}^{2i/d}\big),\quad "
+        r"P_{t,2i+1} = \cos\!\big(t / \mathrm{base}^{2i/d}\big)"
+    )
+    citation: ClassVar[str] = "Vaswani et al. 2017 §3.5 (pos ↦ t, d_model ↦ d, base = 10000)."
+
+    d: sympy.Expr
+    rows: sympy.Expr = DEFAULT_ROWS
+    base: int = 10000
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+    def inputs(self) -> dict[str, TensorType]:
+        return {"ids": token_ids(self.rows)}
+
+    def output(self) -> TensorType:
+        return rows(self.rows, self.d)
+
+    def dependency(self) -> dict[str, Relation]:
+        return {"ids": NoDependence()}
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        t, j = index
+        two_i = 2 * sympy.floor(j / 2)
+        angle = t / sympy.Integer(self.base) ** (two_i / sympy.sympify(self.d))
+        return sympy.Piecewise((sympy.sin(angle), sympy.Eq(sympy.Mod(j, 2), 0)), (sympy.cos(angle), True))
