@@ -1,0 +1,1 @@
+"""gptspec's user-facing tools: the command line, checkpoint import/export, verification."""

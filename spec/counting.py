@@ -55,6 +55,6 @@ def breakdown(arch: Architecture) -> OrderedDict[str, int]:
     for name, s in arch.theta.items():
         m = _BLOCK.match(name)
         key = f"blocks.*.{m.group(2)}" if m else name
-        key = key.rsplit(".", 1)[0] + ".*" if m else key
+        key = key.rsplit(".", 1)[0] + ".*" if "." in key else key
         groups[key] = groups.get(key, 0) + int(size(s).subs(arch.dims))
     return groups
