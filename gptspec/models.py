@@ -63,15 +63,15 @@ def resolve(target: str, overrides: Sequence[str] = (), *, need_theta: bool, see
         from gptspec.checkpoint import load
 
         _say(progress, f"loading checkpoint {target} …")
-        arch, theta = load(target)
-        return Model(arch, theta, f"checkpoint {target}")
+        arch, weights = load(target)
+        return Model(arch, weights, f"checkpoint {target}")
     if target not in PRESETS:
         preset(target)  # raises the error with the nearest names
     chosen = preset(target)
     config = chosen.config.replace(**parse_overrides(overrides)) if overrides else chosen.config
     _say(progress and config.n_layers > 12, f"building {target} ({config.n_layers} layers) …")
     arch = build_gpt(config)
-    theta = None
+    theta: dict[str, np.ndarray] | None = None
     if need_theta:
         n = count(arch)
         if 8 * n > MAX_RANDOM_THETA_BYTES:

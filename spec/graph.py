@@ -14,7 +14,7 @@ transpose for a tied unembedding, a reshape for W_O after concatenated heads).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -250,21 +250,33 @@ class Graph:
                 node.op.body.validate_types(values)
 
     def expand(
-        self, prefix: str = ""
+        self,
+        prefix: str = "",
+        stop: Callable[[Node], bool] | None = None,
+        outputs: dict[str, str] | None = None,
     ) -> Iterator[tuple[str, Node, dict[str, str]]]:
         """Walk the graph at the finest level in topological order.
 
         Yields ``(path, node, sources)`` for each primitive: its dotted path, the node, and for
         each input port the path of the value it reads (``input.<name>`` for graph inputs).
+        A composite for which ``stop(node)`` is true is yielded whole instead of expanded
+        (how an interpreter runs a composite it has a fused kernel for); its output ports are
+        then read at ``path`` (its first output) and ``path.port`` (any other). When the walk
+        ends, ``outputs`` (if given) maps each graph output to the path of its value.
         """
-        yield from _expand(self, prefix, {name: f"{INPUT}.{name}" for name in self.inputs}, {})
+        bound = {name: f"{INPUT}.{name}" for name in self.inputs}
+        yield from _expand(self, prefix, bound, {} if outputs is None else outputs, stop)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self.nodes)} nodes)"
 
 
 def _expand(
-    graph: Graph, prefix: str, bound: dict[str, str], out_paths: dict[str, str]
+    graph: Graph,
+    prefix: str,
+    bound: dict[str, str],
+    out_paths: dict[str, str],
+    stop: Callable[[Node], bool] | None = None,
 ) -> Iterator[tuple[str, Node, dict[str, str]]]:
     """Expand ``graph`` whose inputs are the values at paths ``bound``; fill ``out_paths``
     with the path of each graph output."""
@@ -276,11 +288,17 @@ def _expand(
     for node in graph.topological():
         path = f"{prefix}{node.name}"
         sources = {port: where(src) for port, src in node.inputs.items()}
-        if isinstance(node.op, Composite):
+        if isinstance(node.op, Composite) and not (stop is not None and stop(node)):
             inner: dict[str, str] = {}
-            yield from _expand(node.op.body, path + ".", sources, inner)
+            yield from _expand(node.op.body, path + ".", sources, inner, stop)
             for port, p in inner.items():
                 produced[(node.name, port)] = p
+        elif isinstance(node.op, Composite):
+            first, *rest = node.op.outputs()
+            produced[(node.name, first)] = path
+            for port in rest:
+                produced[(node.name, port)] = f"{path}.{port}"
+            yield path, node, sources
         else:
             produced[(node.name, OUT)] = path
             yield path, node, sources
@@ -383,7 +401,7 @@ class Architecture(Graph):
     def output_paths(self) -> dict[str, str]:
         """The path of the value each output names, at the finest level."""
         paths: dict[str, str] = {}
-        for _ in _expand(self, "", {n: f"{INPUT}.{n}" for n in self.inputs}, paths):
+        for _ in self.expand(outputs=paths):
             pass
         return paths
 

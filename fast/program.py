@@ -1,0 +1,184 @@
+"""The batched interpreter: compile (Architecture, θ, dtype) into a program of steps, then run
+it on batches of token ids — whole, or incrementally with a KV cache.
+
+A step is a fused kernel for a composite when fast/ has one (multi-head attention), otherwise a
+per-op kernel for each primitive, so any architecture built from spec ops runs here without new
+code. For incremental decoding, every input an op reads across positions (its dependency rule
+is neither row-wise nor position-independent, e.g. the K of attention scores) is cached and
+extended call by call; row-wise ops see only the new rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fast.attention import MHAPlan, MHAWeights, fused_mha, match, pack
+from fast.batch import Batch, check_ids, positions_from_valid
+from fast.kernels import KERNELS
+from spec.errors import ConfigError, ShapeError, TokenError
+from spec.graph import Architecture, Node
+from spec.masks import NoDependence, RowWise
+from spec.op import Primitive
+from spec.theta import check_theta
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass
+class Step:
+    path: str
+    node: Node
+    sources: dict[str, str]
+    op: Primitive | None  # bound primitive (None for a fused composite)
+    params: dict[str, np.ndarray]
+    cached_ports: tuple[str, ...]
+    plan: MHAPlan | None = None
+    weights: MHAWeights | None = None
+
+
+@dataclass
+class State:
+    """What incremental decoding carries between calls."""
+
+    key_positions: npt.NDArray[np.int64]
+    key_valid: npt.NDArray[np.bool_]
+    next_position: npt.NDArray[np.int64]
+    cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+
+class Program:
+    """``compile(arch, theta, dtype)`` → run with :meth:`forward`, or :meth:`prefill` then
+    :meth:`decode` for incremental decoding."""
+
+    def __init__(
+        self, arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 128
+    ) -> None:
+        self.arch = arch
+        self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
+        if self.dtype.kind != "f":
+            raise ConfigError(f"dtype={self.dtype}, but expected a float dtype (float64, float32) [fast]")
+        if block < 1:
+            raise ConfigError(f"block={block}, but expected a whole number ≥ 1 [fast]")
+        self.block = block
+        theta64 = {k: np.asarray(v) for k, v in theta.items()}
+        check_theta(arch, theta64, where="fast compile")
+        self.n_vocab = arch.dim("n_vocab")
+        self.n_ctx = arch.dim("n_ctx")
+        self.outputs: dict[str, str] = {}
+        plans: dict[str, MHAPlan] = {}
+
+        def fuse(node: Node) -> bool:
+            plan = match(node)
+            if plan is not None:
+                plans[id(node)] = plan  # type: ignore[index]
+            return plan is not None
+
+        self.steps: list[Step] = []
+        for path, node, sources in arch.expand(stop=fuse, outputs=self.outputs):
+            plan = plans.get(id(node))  # type: ignore[call-overload]
+            if plan is not None:
+                self.steps.append(Step(path, node, sources, None, {}, (), plan, pack(plan, theta64, self.dtype)))
+                continue
+            op = node.op
+            if not isinstance(op, Primitive) or op.kind not in KERNELS:
+                raise ConfigError(f"op {node.op.kind} at {path}, but expected an op fast/ has a kernel for [fast compile]")
+            params = {
+                p: np.ascontiguousarray(ref.resolve(theta64[ref.name], arch.dims), dtype=self.dtype)
+                for p, ref in node.params.items()
+            }
+            across = tuple(
+                port for port, rel in op.dependency().items() if not isinstance(rel, (RowWise, NoDependence))
+            )
+            self.steps.append(Step(path, node, sources, op.bind(arch.dims), params, across))
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _run(self, ids: npt.NDArray[np.int64], batch: Batch) -> dict[str, Any]:
+        values: dict[str, Any] = {"input.ids": ids}
+        for step in self.steps:
+            args = {port: values[src] for port, src in step.sources.items()}
+            if step.plan is not None and step.weights is not None:
+                y = fused_mha(step.plan, step.weights, batch, step.path, args["x_q"], self.block)
+            else:
+                if batch.cache is not None:
+                    for port in step.cached_ports:
+                        prev = batch.cache.get((step.path, port))
+                        new = args[port]
+                        batch.cache[(step.path, port)] = new if prev is None else np.concatenate([prev, new], axis=1)
+                        args[port] = batch.cache[(step.path, port)]
+                if step.op is None:  # only fused steps have no op
+                    raise ShapeError(f"step {step.path} has no op [fast]")
+                y = KERNELS[step.op.kind](step.op, batch, **args, **step.params)
+                if isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.dtype != self.dtype:
+                    y = y.astype(self.dtype)
+            values[step.path] = y
+        return values
+
+    def _finish(self, values: dict[str, Any], valid: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
+        logits = values[self.outputs["logits"]]
+        return np.where(valid[..., None], logits, 0).astype(self.dtype)  # padded rows are 0
+
+    def forward(self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> npt.NDArray[Any]:
+        """Logits (B, T, n_vocab) for token ids (B, T) (or (T,), read as B = 1); ``valid``
+        marks real tokens (left or right padding allowed; padded rows give 0)."""
+        logits, _ = self._call(ids, valid, None)
+        return logits
+
+    def prefill(self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> tuple[npt.NDArray[Any], State]:
+        """Run the prompt and keep what decoding needs."""
+        return self._call(ids, valid, None, keep=True)
+
+    def decode(self, state: State, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> npt.NDArray[Any]:
+        """Append tokens (B,) or (B, k) to every row and return their logits (B, k, n_vocab);
+        ``state`` is updated in place."""
+        array = np.asarray(ids)
+        array = array[:, None] if array.ndim == 1 else array
+        logits, _ = self._call(array, valid, state)
+        return logits
+
+    def _call(
+        self, ids: npt.ArrayLike, valid: npt.ArrayLike | None, state: State | None, keep: bool = False
+    ) -> tuple[npt.NDArray[Any], State]:
+        tokens, mask = check_ids(ids, None if valid is None else np.asarray(valid, dtype=bool), self.n_vocab, "fast")
+        start = None if state is None else state.next_position
+        positions = positions_from_valid(mask, start)
+        last = np.where(mask, positions, -1).max(axis=1, initial=-1) if mask.size else np.full(mask.shape[0], -1)
+        if mask.size and int(last.max()) >= self.n_ctx:
+            raise TokenError(
+                f"sequence length T={int(last.max()) + 1}, but expected T ≤ n_ctx={self.n_ctx} [fast]; "
+                "the learned positional table has no row for later positions"
+            )
+        if state is None:
+            state = State(positions, mask, np.zeros(mask.shape[0], dtype=np.int64))
+            cache: dict[tuple[str, str], np.ndarray] | None = {} if keep else None
+        else:
+            if state.key_positions.shape[0] != mask.shape[0]:
+                raise ShapeError(f"batch of {mask.shape[0]} rows, but expected {state.key_positions.shape[0]} as in the prefill [fast decode]")
+            state.key_positions = np.concatenate([state.key_positions, positions], axis=1)
+            state.key_valid = np.concatenate([state.key_valid, mask], axis=1)
+            cache = state.cache
+        batch = Batch(positions, mask, state.key_positions, state.key_valid, cache)
+        values = self._run(tokens, batch)
+        if cache is not None:
+            state.cache = cache
+        state.next_position = np.maximum(state.next_position, np.where(mask, positions + 1, 0).max(axis=1, initial=0))
+        return self._finish(values, mask), state
+
+
+def compile(arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 128) -> Program:
+    """Compile an architecture and its θ for batched evaluation in ``dtype``."""
+    return Program(arch, theta, dtype, block)
+
+
+def forward(arch: Architecture, theta: Mapping[str, npt.ArrayLike], ids: npt.ArrayLike, valid: npt.ArrayLike | None = None, dtype: str | npt.DTypeLike = "float64") -> npt.NDArray[Any]:
+    """One-shot batched forward (compiles every call; keep a :class:`Program` to reuse)."""
+    return Program(arch, theta, dtype).forward(ids, valid)
+
+
+_ = time
