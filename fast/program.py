@@ -139,7 +139,8 @@ class Program:
         ``state`` is updated in place."""
         array = np.asarray(ids)
         array = array[:, None] if array.ndim == 1 else array
-        logits, _ = self._call(array, valid, state)
+        mask = None if valid is None else np.asarray(valid, dtype=bool).reshape(array.shape)
+        logits, _ = self._call(array, mask, state)
         return logits
 
     def _call(

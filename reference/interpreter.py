@@ -47,10 +47,20 @@ def evaluate(
     arch: Architecture,
     theta: Mapping[str, npt.ArrayLike],
     inputs: Mapping[str, npt.ArrayLike],
+    store_as: npt.DTypeLike | None = None,
 ) -> dict[str, Array]:
     """Every value the DAG computes, by path (``blocks.3.attn.head_0.softmax``), plus the
-    outputs under their own names."""
-    theta64 = {name: np.asarray(value, dtype=np.float64) for name, value in theta.items()}
+    outputs under their own names.
+
+    ``store_as`` (e.g. ``np.float32``) rounds θ, the real inputs and every op's result to that
+    dtype before it is used — the reference computed in float64 but *stored* in a lower
+    precision, which is how docs/tolerances.md measures what a precision inevitably loses.
+    """
+
+    def store(a: np.ndarray) -> np.ndarray:
+        return a if store_as is None else a.astype(store_as).astype(np.float64)
+
+    theta64 = {name: store(np.asarray(value, dtype=np.float64)) for name, value in theta.items()}
     check_theta(arch, theta64)
     values: dict[str, np.ndarray] = {}
     for name, ttype in arch.inputs.items():
@@ -59,7 +69,7 @@ def evaluate(
         values[f"input.{name}"] = (
             token_array(inputs[name], arch.dim("n_vocab"), None, f"{arch.name} input {name}")
             if ttype.element is Element.TOKEN
-            else np.asarray(inputs[name], dtype=np.float64)
+            else store(np.asarray(inputs[name], dtype=np.float64))
         )
     sizes = bind_sizes(arch, values | {n: values[f"input.{n}"] for n in arch.inputs})
     for path, node, sources in arch.expand():
@@ -75,15 +85,19 @@ def evaluate(
                 f"{path} produced shape {y.shape}, but the spec declares {show(op.output().shape)} = "
                 f"{expected} [reference {op.kind}]"
             )
-        values[path] = y
+        values[path] = store(y)
     for name, path in arch.output_paths().items():
         values[name] = values[path]
     return values
 
 
 def forward(
-    arch: Architecture, theta: Mapping[str, npt.ArrayLike], ids: Sequence[int] | npt.ArrayLike
+    arch: Architecture,
+    theta: Mapping[str, npt.ArrayLike],
+    ids: Sequence[int] | npt.ArrayLike,
+    store_as: npt.DTypeLike | None = None,
 ) -> Array:
-    """The logits f_θ(ids) ∈ ℝ^{T × n_vocab}: one sequence, float64."""
+    """The logits f_θ(ids) ∈ ℝ^{T × n_vocab}: one sequence, float64 (see :func:`evaluate` for
+    ``store_as``)."""
     tokens = token_array(ids, arch.dim("n_vocab"), arch.dim("n_ctx"), f"{arch.name} forward")
-    return evaluate(arch, theta, {"ids": tokens})["logits"]
+    return evaluate(arch, theta, {"ids": tokens}, store_as)["logits"]

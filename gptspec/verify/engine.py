@@ -1,0 +1,306 @@
+"""The verification engine: draw examples, run an implementation and the reference, judge the
+error against the tolerance policy, shrink a failure to a minimal counterexample, report.
+
+The check functions (:func:`check_op`, :func:`check_model`, :func:`check_decode`) are plain
+functions of one example, used both by pytest's property tests and by :func:`verify`, which
+drives them with hypothesis for ``gptspec check``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+import reference
+from gptspec.verify.compare import Comparison, compare
+from gptspec.verify.implementation import Implementation, row_sizes
+from gptspec.verify.strategies import BatchExample, OpExample, batch_examples, describe, distinct_ops, op_arrays, op_examples
+from gptspec.verify.tolerance import DEFAULT, Policy
+from spec.graph import Architecture
+from spec.op import Primitive
+from spec.theta import random_theta
+
+THETA_STD = 0.2
+"""Random θ for presets is drawn N(0, 0.2²) (gains 1 + N(0, 0.2²)): large enough that attention
+is far from uniform and every op's error shows in the logits."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One example's verdict."""
+
+    comparison: Comparison
+    budget: float
+    e_store: float
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.max_abs <= self.budget
+
+    @property
+    def ratio(self) -> float:
+        if self.comparison.max_abs == 0:
+            return 0.0
+        return self.comparison.max_abs / self.budget if self.budget > 0 else float("inf")
+
+
+def _stored(a: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    return a if a.dtype.kind in "iub" else a.astype(dtype).astype(np.float64)
+
+
+def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Policy = DEFAULT) -> Outcome | None:
+    """``impl.op`` against the reference on one example (None if ``impl`` has no such op)."""
+    inputs, params = op_arrays(op, example)
+    sizes = row_sizes(op, inputs)
+    bound = op.bind(sizes)
+    want = reference.REFERENCE[op.kind](bound, **inputs, **params)
+    D = impl.dtype
+    in_D = {k: _stored(v, D) for k, v in inputs.items()}
+    p_D = {k: _stored(v, D) for k, v in params.items()}
+    stored = _stored(reference.REFERENCE[op.kind](bound, **in_D, **p_D), D)
+    e_store = compare(stored, want).max_abs
+    got = impl.op(op, {k: (v if v.dtype.kind in "iub" else v.astype(D)) for k, v in in_D.items()}, {k: v.astype(D) for k, v in p_D.items()})
+    if got is None:
+        return None
+    comparison = compare(got, want)
+    return Outcome(comparison, policy.budget(D, e_store, comparison.scale), e_store)
+
+
+@dataclass
+class ReferenceCache:
+    """Reference logits per (θ, sequence, stored dtype), reused across examples and checks."""
+
+    values: dict[tuple[int, tuple[int, ...], str], np.ndarray] = field(default_factory=dict)
+
+    def logits(self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: np.ndarray, store_as: np.dtype[Any] | None) -> np.ndarray:
+        key = (id(theta), tuple(int(i) for i in ids), "" if store_as is None else store_as.name)
+        if key not in self.values:
+            self.values[key] = reference.forward(arch, theta, ids, store_as=store_as)
+        return self.values[key]
+
+
+def _judge_rows(
+    got: np.ndarray, arch: Architecture, theta: Mapping[str, np.ndarray], ids: np.ndarray, valid: np.ndarray,
+    dtype: np.dtype[Any], policy: Policy, cache: ReferenceCache,
+) -> Outcome:
+    worst: Outcome | None = None
+    for b in range(ids.shape[0]):
+        real = ids[b, valid[b]]
+        want = cache.logits(arch, theta, real, None)
+        stored = cache.logits(arch, theta, real, dtype) if dtype != np.float64 else want
+        comparison = compare(got[b, valid[b]], want)
+        e_store = compare(stored, want).max_abs
+        where = np.flatnonzero(valid[b])
+        comparison = Comparison(
+            comparison.max_abs, comparison.scale,
+            (b, int(where[comparison.where[0]]), comparison.where[1]) if comparison.where else (b,),
+            comparison.got, comparison.want,
+        )
+        outcome = Outcome(comparison, policy.budget(dtype, e_store, comparison.scale), e_store)
+        if worst is None or outcome.ratio > worst.ratio:
+            worst = outcome
+        padded = got[b, ~valid[b]]
+        if padded.size and not np.all(padded == 0):
+            bad = Comparison(float(np.max(np.abs(padded))), 0.0, (b,), float(np.max(np.abs(padded))), 0.0)
+            return Outcome(bad, 0.0, 0.0, "a padded row is not 0")
+    if worst is None:
+        return Outcome(Comparison(0.0, 0.0, (), 0.0, 0.0), 0.0, 0.0)
+    return worst
+
+
+def check_model(
+    impl: Implementation, arch: Architecture, theta: Mapping[str, np.ndarray], example: BatchExample,
+    policy: Policy = DEFAULT, cache: ReferenceCache | None = None,
+) -> Outcome:
+    """``impl.model`` on a padded batch against the reference on each row's real tokens; padded
+    rows must be 0."""
+    ids, valid = example.arrays(arch.dim("n_vocab"))
+    got = np.asarray(impl.model(arch, theta, ids, valid), dtype=np.float64)
+    return _judge_rows(got, arch, theta, ids, valid, impl.dtype, policy, cache or ReferenceCache())
+
+
+def check_decode(
+    impl: Implementation, arch: Architecture, theta: Mapping[str, np.ndarray], example: BatchExample,
+    policy: Policy = DEFAULT, cache: ReferenceCache | None = None,
+) -> Outcome | None:
+    """Prefill half of the positions, decode the rest one at a time (KV cache), and judge the
+    logits against the reference like :func:`check_model`. None if ``impl`` cannot decode."""
+    decode = getattr(impl, "decode", None)
+    if decode is None:
+        return None
+    ids, valid = example.arrays(arch.dim("n_vocab"))
+    prefix = max(1, ids.shape[1] // 2)
+    got = np.asarray(decode(arch, theta, ids, valid, prefix), dtype=np.float64)
+    return _judge_rows(got, arch, theta, ids, valid, impl.dtype, policy, cache or ReferenceCache())
+
+
+# -- driving the checks with hypothesis ---------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One line of the report."""
+
+    component: str
+    examples: int = 0
+    max_error: float = 0.0
+    budget: float = 0.0
+    ratio: float = 0.0
+    passed: bool = True
+    seconds: float = 0.0
+    detail: str = ""
+    counterexample: str | None = None
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Counterexample(Exception):
+    def __init__(self, example: object, outcome: Outcome) -> None:
+        super().__init__(f"{example}: {outcome.comparison.describe()} > budget {outcome.budget:.3g}")
+        self.example = example
+        self.outcome = outcome
+
+
+@dataclass
+class Component:
+    """Something to verify: a name, a strategy of examples, the check, and how to reproduce a
+    failing example in Python."""
+
+    name: str
+    strategy: st.SearchStrategy[Any]
+    check: Callable[[Any], Outcome | None]
+    reproduce: Callable[[Any], str]
+
+
+def run_component(component: Component, examples: int, seed: int) -> Result:
+    """Run ``examples`` examples; on a failure, hypothesis shrinks it and the minimal one is
+    reported with a snippet that reproduces it."""
+    result = Result(component.name)
+    start = time.perf_counter()
+
+    @hypothesis_seed(seed)
+    @settings(
+        max_examples=examples, database=None, deadline=None, derandomize=False,
+        phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+    )
+    @given(component.strategy)
+    def prop(example: Any) -> None:
+        outcome = component.check(example)
+        if outcome is None:
+            result.skipped = "the implementation does not provide it"
+            return
+        result.examples += 1
+        if outcome.ratio >= result.ratio:
+            result.ratio, result.max_error, result.budget = outcome.ratio, outcome.comparison.max_abs, outcome.budget
+            result.detail = outcome.comparison.describe() + (f"; {outcome.note}" if outcome.note else "")
+        if not outcome.passed:
+            raise Counterexample(example, outcome)
+
+    try:
+        prop()
+    except Counterexample as failure:
+        result.passed = False
+        o = failure.outcome
+        result.max_error, result.budget, result.ratio = o.comparison.max_abs, o.budget, o.ratio
+        result.detail = f"minimal counterexample {failure.example}: {o.comparison.describe()}" + (f"; {o.note}" if o.note else "")
+        result.counterexample = component.reproduce(failure.example)
+    result.seconds = time.perf_counter() - start
+    if result.skipped and result.examples:
+        result.skipped = None
+    return result
+
+
+@dataclass
+class Target:
+    """What is verified: an architecture, its θ, and Python that rebuilds both."""
+
+    label: str
+    arch: Architecture
+    theta: dict[str, np.ndarray]
+    load_snippet: str
+
+
+def preset_target(name: str, seed: int = 0) -> Target:
+    """A preset with random θ (THETA_STD), as ``gptspec check PRESET`` uses."""
+    from spec import build_gpt, preset
+
+    arch = build_gpt(preset(name).config)
+    theta = random_theta(arch, seed, THETA_STD)
+    return Target(
+        f"preset {name} (random θ, seed {seed})", arch, theta,
+        f"from gptspec.verify.engine import preset_target\ntarget = preset_target({name!r}, seed={seed})",
+    )
+
+
+def components(target: Target, impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT, max_len: int | None = None) -> Iterator[Component]:
+    """Every op the architecture uses, the whole model on padded batches, and KV-cache decoding."""
+    arch, theta = target.arch, target.theta
+    for label, (op, paths) in distinct_ops(arch).items():
+        where = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
+
+        def check(example: OpExample, op: Primitive = op) -> Outcome | None:
+            return check_op(impl, op, example, policy)
+
+        def snippet(example: OpExample, op: Primitive = op) -> str:
+            return (
+                "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
+                "from spec.masks import *\nfrom spec.ops import *\n"
+                f"{impl_snippet}\nfrom gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
+                f"op = {op!r}\nprint(check_op(impl, op, {example!r}))"
+            )
+
+        yield Component(f"{label}  [{where}]", op_examples(op), check, snippet)
+
+    n_ctx = arch.dim("n_ctx")
+    length = min(n_ctx, max_len or 8)
+    cache = ReferenceCache()
+    model_snippet = f"{target.load_snippet}\n{impl_snippet}\nfrom gptspec.verify.strategies import BatchExample\n"
+
+    def model(example: BatchExample) -> Outcome:
+        return check_model(impl, arch, theta, example, policy, cache)
+
+    yield Component(
+        f"model: padded batches (B ≤ 3, T ≤ {length}, left/right padding)", batch_examples(max_batch=3, max_len=length), model,
+        lambda ex: model_snippet + f"from gptspec.verify.engine import check_model\nprint(check_model(impl, target.arch, target.theta, {ex!r}))",
+    )
+
+    def decode(example: BatchExample) -> Outcome | None:
+        return check_decode(impl, arch, theta, example, policy, cache)
+
+    yield Component(
+        "model: prefill then decode one token at a time (KV cache)", batch_examples(max_batch=3, max_len=length), decode,
+        lambda ex: model_snippet + f"from gptspec.verify.engine import check_decode\nprint(check_decode(impl, target.arch, target.theta, {ex!r}))",
+    )
+
+
+def verify(
+    target: Target, impl: Implementation, impl_snippet: str, *, examples: int = 25, seed: int = 0,
+    policy: Policy = DEFAULT, on_result: Callable[[Result], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> list[Result]:
+    """Run every component; call ``on_result`` as each finishes (progress)."""
+    results = []
+    for component in components(target, impl, impl_snippet, policy):
+        if on_start is not None:
+            on_start(component.name)
+        result = run_component(component, examples, seed)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+__all__ = [
+    "Component", "Outcome", "Result", "Target", "check_decode", "check_model", "check_op", "components",
+    "describe", "preset_target", "run_component", "verify",
+]
