@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from spec import dims
 from spec.graph import Architecture
+from spec.types import Axis
 from spec.op import Primitive
 
 
@@ -71,8 +71,10 @@ class FastImplementation:
         from fast.kernels import KERNELS
 
         sizes = row_sizes(op, inputs)
-        T = sizes.get(dims.T, 0)
-        S = sizes.get(dims.S, T)
+        bound = op.bind(sizes)
+        T = int(bound.output().shape[0])
+        key_axes = [t.shape[t.axes.index(Axis.KEY)] for t in (*bound.inputs().values(), bound.output()) if Axis.KEY in t.axes]
+        S = int(key_axes[0]) if key_axes else T
         batch = Batch(
             positions=np.arange(T, dtype=np.int64)[None, :],
             valid=np.ones((1, T), dtype=bool),
@@ -81,7 +83,7 @@ class FastImplementation:
         )
         cast = {k: (v if v.dtype.kind in "iub" else v.astype(self.dtype))[None] for k, v in inputs.items()}
         weights = {k: v.astype(self.dtype) for k, v in params.items()}
-        y = KERNELS[op.kind](op.bind(sizes), batch, **cast, **weights)
+        y = KERNELS[op.kind](bound, batch, **cast, **weights)
         if hasattr(y, "materialize"):
             y = y.materialize(self.dtype)
         out: np.ndarray = np.asarray(y)[0]

@@ -21,7 +21,24 @@ from spec.architectures.gpt import AttentionKind
 from spec.dims import S as S_SYMBOL
 from spec.dims import T as T_SYMBOL
 from spec.graph import Architecture
+from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, Relation
 from spec.op import Primitive
+from spec.ops import (
+    Add,
+    Affine,
+    AttentionScores,
+    ConcatHeads,
+    GeluErf,
+    GeluTanh,
+    LayerNorm,
+    LearnedPositional,
+    MaskedSoftmax,
+    OneHot,
+    Relu,
+    SinusoidalPositional,
+    TokenEmbedding,
+    WeightedSum,
+)
 from spec.types import Axis, Element
 
 INPUT_SCALES = (1.0, 1e-3, 30.0, 1e-8, 1e4)
@@ -195,3 +212,60 @@ def describe(op: Primitive) -> str:
     row counts."""
     attrs = ", ".join(f"{k}={v}" for k, v in op.attributes().items() if k not in ("rows", "q_rows", "k_rows"))
     return f"{op.kind}({attrs})"
+
+
+# -- small op instances, for property tests over every registered primitive --------------
+
+def _masks(keys: int | None) -> st.SearchStrategy[Relation]:
+    families: list[st.SearchStrategy[Relation]] = [
+        st.just(Causal()),
+        st.integers(1, 4).map(Banded),
+        st.just(Full()),
+    ]
+    if keys is not None:
+        valid = st.lists(st.booleans(), min_size=keys, max_size=keys).map(tuple)
+        families.append(valid.map(KeyPadding))  # all False: every row has no allowed key
+        families.append(valid.map(lambda v: Intersection((Causal(), KeyPadding(v)))))
+    return st.one_of(*families)
+
+
+@st.composite
+def _masked_softmax(draw: st.DrawFn) -> MaskedSoftmax:
+    padded = draw(st.booleans(), label="key padding")
+    if padded:
+        keys = draw(st.integers(1, 6), label="S")
+        return MaskedSoftmax(draw(_masks(keys)), T_SYMBOL, keys)
+    return MaskedSoftmax(draw(_masks(None)), T_SYMBOL, draw(st.sampled_from([T_SYMBOL, S_SYMBOL])))
+
+
+@st.composite
+def _attention_scores(draw: st.DrawFn) -> AttentionScores:
+    d_head = draw(st.integers(1, 4), label="d_head")
+    scale = draw(st.sampled_from([1 / sympy.sqrt(d_head), sympy.Integer(1), sympy.Rational(1, 8), sympy.Integer(2)]))
+    return AttentionScores(d_head, scale, T_SYMBOL, draw(st.sampled_from([T_SYMBOL, S_SYMBOL])))
+
+
+_width = st.integers(1, 6)
+SMALL_OPS: dict[str, st.SearchStrategy[Primitive]] = {
+    "one_hot": st.builds(OneHot, st.integers(1, 8)),
+    "token_embedding": st.builds(TokenEmbedding, st.integers(1, 8), _width),
+    "learned_positional": st.builds(LearnedPositional, st.integers(6, 8), _width),
+    "sinusoidal_positional": st.builds(SinusoidalPositional, _width),
+    "layer_norm": st.builds(LayerNorm, _width, st.sampled_from([1e-5, 1e-12, 0.1]), st.booleans()),
+    "affine": st.builds(Affine, _width, _width, st.booleans()),
+    "gelu_erf": st.builds(GeluErf, _width),
+    "gelu_tanh": st.builds(GeluTanh, _width),
+    "relu": st.builds(Relu, _width),
+    "add": st.builds(Add, _width),
+    "attention_scores": _attention_scores(),
+    "masked_softmax": _masked_softmax(),
+    "weighted_sum": st.builds(WeightedSum, st.integers(1, 4), st.just(T_SYMBOL), st.sampled_from([T_SYMBOL, S_SYMBOL])),
+    "concat_heads": st.builds(ConcatHeads, st.integers(1, 3), st.integers(1, 3)),
+}
+"""Small instances of every primitive kind, covering its attributes' hard cases (every mask
+family, rows with no allowed key, d_head = 1, one head, ε from 1e-12 to 0.1)."""
+
+
+def small_op_examples(kind: str, *, max_rows: int = 6) -> st.SearchStrategy[tuple[Primitive, OpExample]]:
+    """An instance of ``kind`` and an example for it (T = 1 included; T = S for self-attention)."""
+    return SMALL_OPS[kind].flatmap(lambda op: st.tuples(st.just(op), op_examples(op, max_rows=max_rows)))

@@ -1,0 +1,270 @@
+"""A small reader and writer of the safetensors format, with no dependency but numpy.
+
+The format (https://github.com/huggingface/safetensors, "Format"):
+
+    [8 bytes]  N, the header length, an unsigned little-endian 64-bit integer
+    [N bytes]  a UTF-8 JSON object: name → {"dtype": "F32", "shape": [2, 3],
+               "data_offsets": [begin, end]}, and optionally "__metadata__": {str: str};
+               it may be padded at the end with spaces
+    [rest]     the byte buffer: each tensor's raw little-endian, row-major data at
+               [begin, end) relative to the start of the buffer
+
+As the reference implementation does, the reader refuses a header that is not such an object,
+an unknown dtype, offsets that do not match the shape, overlap or leave holes, and a buffer
+shorter (truncated) or longer than the offsets say. Every refusal is a
+:class:`~spec.errors.CheckpointError` naming the file and the tensor.
+
+Reading keeps each tensor in a numpy dtype that holds it exactly: F64, F32, F16 and the integer
+types as themselves, BF16 as float32 (a bfloat16 is the top half of a float32: its bits
+shifted left by 16). Writing takes float64 and float32 arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from spec.errors import CheckpointError
+
+PathLike = str | os.PathLike[str]
+
+MAX_HEADER_BYTES = 100_000_000
+"""The largest header the reference implementation accepts (100 MB); a larger length field is
+a corrupt or non-safetensors file."""
+
+DTYPES: dict[str, np.dtype[np.generic]] = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),  # raw bits; widened to float32 on reading
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"),
+    "U32": np.dtype("<u4"),
+    "U16": np.dtype("<u2"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+"""The safetensors dtypes this reader understands, and the layout of one element of each.
+Others (F8_*, F4, F6_*, complex, …) are refused: their values need rounding rules we do not
+define."""
+
+WRITABLE: dict[np.dtype[np.generic], str] = {np.dtype("float64"): "F64", np.dtype("float32"): "F32"}
+"""The numpy dtypes :func:`write` accepts, and their safetensors names."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One header entry: dtype name, shape, and the byte range in the buffer."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed, validated header: tensors in file order, metadata, and where the buffer starts."""
+
+    path: Path
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    data_start: int
+
+
+def _fail(path: Path, tensor: str | None, message: str, fix: str = "") -> CheckpointError:
+    where = f"safetensors file {path}" + (f", tensor {tensor}" if tensor is not None else "")
+    text = f"{message} [{where}]"
+    return CheckpointError(f"{text}; {fix}" if fix else text)
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the header names {key!r} twice")
+        seen[key] = value
+    return seen
+
+
+def read_header(path: PathLike) -> Header:
+    """Parse and validate the header of ``path`` without reading any tensor data."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise _fail(
+                    p, None, f"file size={size} bytes, but expected at least 8 (the header length)",
+                    "the file is truncated or not safetensors",
+                )
+            n = int.from_bytes(prefix, "little")
+            if n > MAX_HEADER_BYTES or 8 + n > size:
+                raise _fail(
+                    p, None,
+                    f"header length={n}, but expected at most min({MAX_HEADER_BYTES}, file size − 8 = {size - 8})",
+                    "the file is truncated or not safetensors",
+                )
+            raw = f.read(n)
+    except OSError as error:
+        raise _fail(p, None, f"file could not be read ({error}), but expected a readable file") from error
+    try:
+        text = raw.decode("utf-8")
+        parsed = json.loads(text, object_pairs_hook=_no_duplicates) if text.startswith("{") else None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise _fail(p, None, f"header is not valid UTF-8 JSON ({error}), but expected a JSON object") from error
+    if not isinstance(parsed, dict):
+        raise _fail(p, None, f"header starts {text[:20]!r}, but expected a JSON object", "this is not a safetensors file")
+    metadata = parsed.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise _fail(p, None, f"__metadata__={metadata!r}, but expected an object of strings to strings")
+    tensors = {name: _entry(p, name, value) for name, value in parsed.items()}
+    _check_layout(p, tensors, size - 8 - n)
+    return Header(p, tensors, dict(metadata), 8 + n)
+
+
+def _entry(path: Path, name: str, value: object) -> TensorInfo:
+    """Validate one header entry."""
+    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data_offsets"}:
+        raise _fail(path, name, f"header entry={value!r}, but expected keys dtype, shape, data_offsets")
+    dtype, shape, offsets = value["dtype"], value["shape"], value["data_offsets"]
+    if dtype not in DTYPES:
+        raise _fail(
+            path, name, f"dtype={dtype!r}, but expected one of {list(DTYPES)}",
+            "convert the tensor to one of these (e.g. float32) before saving",
+        )
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise _fail(path, name, f"shape={shape!r}, but expected a list of whole numbers ≥ 0")
+    if (
+        not isinstance(offsets, list) or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise _fail(path, name, f"data_offsets={offsets!r}, but expected [begin, end] with 0 ≤ begin ≤ end")
+    begin, end = offsets
+    want = math.prod(shape) * DTYPES[dtype].itemsize
+    if end - begin != want:
+        raise _fail(
+            path, name,
+            f"data_offsets={offsets} span {end - begin} bytes, but expected shape {tuple(shape)} × "
+            f"{DTYPES[dtype].itemsize} bytes ({dtype}) = {want}",
+        )
+    return TensorInfo(dtype, tuple(shape), begin, end)
+
+
+def _check_layout(path: Path, tensors: Mapping[str, TensorInfo], buffer_size: int) -> None:
+    """The tensors tile the buffer exactly: sorted by begin, each starts where the previous
+    ended, the first at 0, and the last ends at the end of the file."""
+    position, previous = 0, None
+    for name, info in sorted(tensors.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if info.begin != position:
+            what = "overlaps" if info.begin < position else "leaves a hole after"
+            raise _fail(
+                path, name,
+                f"data_offsets begin={info.begin}, but expected begin={position} "
+                f"(it {what} {previous if previous is not None else 'the start of the buffer'})",
+                "the header is corrupt",
+            )
+        if info.end > buffer_size:
+            raise _fail(
+                path, name,
+                f"data_offsets end={info.end}, but expected end ≤ {buffer_size} (the bytes after the header)",
+                "the file is truncated: download or copy it again",
+            )
+        position, previous = info.end, name
+    if position != buffer_size:
+        raise _fail(
+            path, None,
+            f"buffer size={buffer_size} bytes, but expected {position} (the end of the last tensor)",
+            "the file has trailing bytes or the header is corrupt",
+        )
+
+
+def read(path: PathLike, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The tensors of ``path`` (all, or those in ``names``), in file order, each as a numpy
+    array that holds it exactly (BF16 widened to float32)."""
+    header = read_header(path)
+    return read_tensors(header, names)
+
+
+def read_tensors(header: Header, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The tensors of an already parsed header (all, or those in ``names``)."""
+    wanted = list(header.tensors) if names is None else list(names)
+    for name in wanted:
+        if name not in header.tensors:
+            raise _fail(header.path, name, "the tensor is missing, but expected it in the header")
+    out: dict[str, np.ndarray] = {}
+    with header.path.open("rb") as f:
+        for name in wanted:
+            info = header.tensors[name]
+            f.seek(header.data_start + info.begin)
+            raw = f.read(info.end - info.begin)
+            if len(raw) != info.end - info.begin:  # the file shrank since the header was read
+                raise _fail(
+                    header.path, name, f"read {len(raw)} bytes, but expected {info.end - info.begin}",
+                    "the file is truncated: download or copy it again",
+                )
+            out[name] = _decode(raw, info)
+    return out
+
+
+def _decode(raw: bytes, info: TensorInfo) -> np.ndarray:
+    array = np.frombuffer(raw, dtype=DTYPES[info.dtype]).reshape(info.shape)
+    if info.dtype == "BF16":
+        bits: npt.NDArray[np.uint32] = array.astype(np.uint32) << np.uint32(16)
+        return bits.view(np.float32)  # bfloat16 = the top 16 bits of a float32
+    return array.astype(array.dtype.newbyteorder("="))  # a native-order, writable copy
+
+
+def write(path: PathLike, tensors: Mapping[str, npt.ArrayLike], metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``tensors`` (float64 or float32 arrays, in the given order) and ``metadata`` to
+    ``path`` as safetensors. The file is written next to ``path`` and renamed into place, so a
+    failed write never leaves a half-written file under that name."""
+    p = Path(path)
+    entries: dict[str, dict[str, object]] = {}
+    blobs: list[bytes] = []
+    position = 0
+    for name, value in tensors.items():
+        if not isinstance(name, str) or name == "__metadata__":
+            raise _fail(p, str(name), f"tensor name={name!r}, but expected a string other than '__metadata__'")
+        array = np.asarray(value)
+        if array.dtype not in WRITABLE:
+            raise _fail(
+                p, name, f"dtype={array.dtype}, but expected one of {[str(d) for d in WRITABLE]}",
+                "convert it with .astype(np.float64)",
+            )
+        blob = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        entries[name] = {"dtype": WRITABLE[array.dtype], "shape": list(array.shape), "data_offsets": [position, position + len(blob)]}
+        blobs.append(blob)
+        position += len(blob)
+    header: dict[str, object] = {}
+    if metadata:
+        bad = {k: v for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))}
+        if bad:
+            raise _fail(p, None, f"metadata entries {bad!r}, but expected strings to strings", "serialise them with json.dumps")
+        header["__metadata__"] = dict(metadata)
+    header |= entries
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # pad so the buffer starts 8-byte aligned, as the reference writer does
+    temporary = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as f:
+            f.write(len(text).to_bytes(8, "little"))
+            f.write(text)
+            for blob in blobs:
+                f.write(blob)
+        os.replace(temporary, p)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
