@@ -17,7 +17,7 @@ def quick_start_commands() -> list[str]:
 def test_quick_start_has_exactly_two_commands() -> None:
     commands = quick_start_commands()
     assert len(commands) == 2, f"quick start commands={commands}, but expected exactly 2"
-    assert "gptspec" in commands[0] and "pytest" in commands[1]
+    assert "gptspec check" in commands[0] and "pytest" in commands[1]
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

@@ -41,9 +41,10 @@ def compare(got: npt.ArrayLike, want: npt.ArrayLike) -> Comparison:
         raise ShapeError(f"result shape={g.shape}, but expected shape={w.shape} [compare]")
     if g.size == 0:
         return Comparison(0.0, 0.0, (), 0.0, 0.0)
-    diff = np.abs(g - w)
-    diff = np.where(np.isfinite(g) | ~np.isfinite(w), diff, np.inf)
-    diff = np.where(np.isnan(diff) & ~(np.isnan(g) & np.isnan(w)), np.inf, np.nan_to_num(diff, nan=0.0))
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(g - w)
+    agree = (np.isnan(g) & np.isnan(w)) | (np.isinf(g) & (g == w))
+    diff = np.where(agree, 0.0, np.where(np.isnan(diff), np.inf, diff))
     flat = int(np.argmax(diff))
     where = tuple(int(i) for i in np.unravel_index(flat, g.shape))
     scale = float(np.max(np.abs(w[np.isfinite(w)]), initial=0.0))

@@ -1,0 +1,125 @@
+"""The verification engine must be able to fail: implementations with the bugs it exists to
+catch (a wrong ε, GELU variant, scale, or a mask that leaks the future) are caught, in float64
+and in float32, and a failure comes with a minimal counterexample and Python to reproduce it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fast
+import fast.attention
+import fast.kernels
+from gptspec.cli import main
+from gptspec.verify import FastImplementation, compare, preset_target
+from gptspec.verify.engine import Component, Target, check_model, components, run_component
+from gptspec.verify.strategies import batch_examples
+from gptspec.verify.tolerance import DEFAULT, Policy, unit_roundoff
+from spec import build_gpt, preset
+from spec.graph import Architecture
+from spec.masks import Causal, Relation
+
+TINY = preset_target("tiny", seed=0)
+
+
+class MutantModel(FastImplementation):
+    """fast/ running a *different* architecture than the one it is judged against."""
+
+    def __init__(self, dtype: str, mutant: Architecture) -> None:
+        super().__init__(dtype)
+        self.mutant = mutant
+
+    def model(self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: Any, valid: Any) -> np.ndarray:
+        result: np.ndarray = fast.compile(self.mutant, theta, self.dtype).forward(ids, valid)
+        return result
+
+
+def model_component(impl: FastImplementation, target: Target = TINY) -> Component:
+    return Component(
+        "model", batch_examples(max_batch=2, max_len=6),
+        lambda ex: check_model(impl, target.arch, target.theta, ex), lambda ex: repr(ex),
+    )
+
+
+MUTANTS = {
+    "eps 1e-3 instead of 1e-5": {"eps": 1e-3},
+    "exact GELU instead of tanh GELU": {"activation": "gelu_erf"},
+    "attention scale off by 0.1%": {"attn_scale": 1.001 / np.sqrt(8)},
+    "scale divided by layer index": {"scale_by_inverse_layer": True},
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", MUTANTS)
+def test_config_mutants_are_caught(name: str, dtype: str) -> None:
+    mutant = build_gpt(preset("tiny").config.replace(**MUTANTS[name]))
+    result = run_component(model_component(MutantModel(dtype, mutant)), examples=20, seed=0)
+    assert not result.passed, f"{name} went unnoticed in {dtype}: worst ratio {result.ratio:.3g}"
+    assert result.counterexample and "BatchExample" in result.counterexample
+
+
+def test_the_unmutated_implementation_passes() -> None:
+    for dtype in ("float64", "float32"):
+        result = run_component(model_component(FastImplementation(dtype)), examples=20, seed=0)
+        assert result.passed, result.detail
+
+
+@pytest.fixture
+def leaky_causal_mask(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A causal mask off by one: position t also sees t + 1."""
+    original = fast.kernels.allowed
+
+    def leaky(relation: Relation, q_pos: np.ndarray, k_pos: np.ndarray) -> np.ndarray:
+        if isinstance(relation, Causal):
+            return np.asarray(k_pos[:, None, :] <= q_pos[:, :, None] + 1)
+        return original(relation, q_pos, k_pos)
+
+    monkeypatch.setattr(fast.kernels, "allowed", leaky)
+    monkeypatch.setattr(fast.attention, "allowed", leaky)
+    yield
+
+
+@pytest.mark.usefixtures("leaky_causal_mask")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_mask_that_leaks_the_future_is_caught_op_by_op_and_whole(dtype: str) -> None:
+    impl = FastImplementation(dtype)
+    found = {c.name.split("(")[0]: c for c in components(TINY, impl, "") if c.name.startswith(("masked_softmax", "model: padded"))}
+    softmax = run_component(found["masked_softmax"], examples=20, seed=0)
+    model = run_component(found["model: padded batches "], examples=20, seed=0) if "model: padded batches " in found else None
+    assert not softmax.passed
+    assert "minimal counterexample" in softmax.detail and "rows=2" in softmax.detail, softmax.detail
+    compile(softmax.counterexample or "", "<snippet>", "exec")  # the reproduction is valid Python
+    if model is not None:
+        assert not model.passed
+
+
+def test_policy_budget_follows_its_formula() -> None:
+    policy = Policy(factor=4.0, floor_ulps=256.0)
+    assert policy.budget("float32", 1e-6, 2.0) == 4e-6 + 256 * 2.0**-24 * 2.0
+    assert DEFAULT.budget("float64", 0.0, 1.0) == 256 * unit_roundoff("float64")
+
+
+def test_compare_reports_where_and_treats_nan_as_infinite() -> None:
+    c = compare(np.array([[1.0, 2.0], [3.0, 4.5]]), np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert (c.max_abs, c.where, c.scale) == (0.5, (1, 1), 4.0)
+    assert compare(np.array([np.nan]), np.array([1.0])).max_abs == float("inf")
+    assert compare(np.array([np.nan]), np.array([np.nan])).max_abs == 0.0
+
+
+def test_check_cli_passes_on_tiny_and_reports_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--examples", "3", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and len(report["results"]) == 17
+    assert {r["component"].split("(")[0] for r in report["results"]} >= {"layer_norm", "masked_softmax", "gelu_tanh"}
+
+
+@pytest.mark.usefixtures("leaky_causal_mask")
+def test_check_cli_exits_1_with_a_reproduction(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--examples", "10"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "reproduce with:" in out and "check_op(impl, op, OpExample(" in out
+    assert out.splitlines()[-1].startswith("15 of 17 components pass") or "FAILED" in out.splitlines()[-1]
