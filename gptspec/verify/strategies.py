@@ -98,7 +98,9 @@ def op_arrays(op: Primitive, example: OpExample) -> tuple[dict[str, np.ndarray],
             inputs[name] = rng.integers(0, _vocab(op), size=shape).astype(np.int64)
         elif Axis.ONE_HOT in ttype.axes:
             ids = rng.integers(0, shape[-1], size=shape[:-1])
-            inputs[name] = np.eye(shape[-1])[ids].reshape(shape)
+            one_hot = np.zeros(shape)
+            np.put_along_axis(one_hot, ids[..., None], 1.0, axis=-1)
+            inputs[name] = one_hot
         elif Axis.KEY in ttype.axes:
             inputs[name] = _scores(rng, shape, example)
         else:
