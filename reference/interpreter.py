@@ -8,7 +8,7 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -47,19 +47,17 @@ def evaluate(
     arch: Architecture,
     theta: Mapping[str, npt.ArrayLike],
     inputs: Mapping[str, npt.ArrayLike],
-    store_as: npt.DTypeLike | None = None,
+    store: Callable[[Array], Array] | None = None,
 ) -> dict[str, Array]:
     """Every value the DAG computes, by path (``blocks.3.attn.head_0.softmax``), plus the
     outputs under their own names.
 
-    ``store_as`` (e.g. ``np.float32``) rounds θ, the real inputs and every op's result to that
-    dtype before it is used — the reference computed in float64 but *stored* in a lower
+    ``store``, if given, is applied to θ, the real inputs and every op's result before it is
+    used: e.g. rounding to float32 — the reference computed in float64 but *stored* in a lower
     precision, which is how docs/tolerances.md measures what a precision inevitably loses.
     """
-
-    def store(a: np.ndarray) -> np.ndarray:
-        return a if store_as is None else a.astype(store_as).astype(np.float64)
-
+    if store is None:
+        store = _identity
     theta64 = {name: store(np.asarray(value, dtype=np.float64)) for name, value in theta.items()}
     check_theta(arch, theta64)
     values: dict[str, np.ndarray] = {}
@@ -95,9 +93,13 @@ def forward(
     arch: Architecture,
     theta: Mapping[str, npt.ArrayLike],
     ids: Sequence[int] | npt.ArrayLike,
-    store_as: npt.DTypeLike | None = None,
+    store: Callable[[Array], Array] | None = None,
 ) -> Array:
     """The logits f_θ(ids) ∈ ℝ^{T × n_vocab}: one sequence, float64 (see :func:`evaluate` for
-    ``store_as``)."""
+    ``store``)."""
     tokens = token_array(ids, arch.dim("n_vocab"), arch.dim("n_ctx"), f"{arch.name} forward")
-    return evaluate(arch, theta, {"ids": tokens}, store_as)["logits"]
+    return evaluate(arch, theta, {"ids": tokens}, store)["logits"]
+
+
+def _identity(a: Array) -> Array:
+    return a

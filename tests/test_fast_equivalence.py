@@ -15,7 +15,7 @@ import fast
 import reference
 from gptspec.verify import FastImplementation, Outcome, check_decode, check_model, check_op
 from gptspec.verify.strategies import SMALL_OPS, BatchExample, OpExample, batch_examples, gpt_configs, small_op_examples
-from gptspec.verify.tolerance import DEFAULT, Policy, unit_roundoff
+from gptspec.verify.tolerance import DEFAULT, Policy, storer, unit_roundoff
 from spec import GPTConfig, build_gpt
 from spec.op import PRIMITIVES, Primitive
 from spec.theta import random_theta
@@ -137,7 +137,13 @@ def test_causality_in_fast(dtype: str, case: tuple[GPTConfig, int, BatchExample]
     assert close(a[0, :t], b[0, :t], dtype, ulps=4), f"logits before position {t} moved when token {t} changed"
 
 
-def test_reference_store_as_is_the_identity_in_float64() -> None:
+def test_storing_in_float64_moves_each_value_by_one_ulp_and_float32_rounds() -> None:
+    x = np.random.default_rng(0).normal(size=1000)
+    moved = storer("float64", seed=1)(x)
+    assert np.all(np.abs(moved - x) == np.spacing(np.abs(x))) or np.all(np.abs(moved - x) <= np.spacing(np.abs(x)))
+    assert np.all(moved != x) and 0.4 < np.mean(moved > x) < 0.6
+    np.testing.assert_array_equal(storer("float32")(x), x.astype(np.float32).astype(np.float64))
     arch, theta = theta_for(GPTConfig(n_vocab=9, n_ctx=8, d_model=4, n_layers=1, n_heads=2), 0)
     ids = np.array([1, 2, 3])
-    np.testing.assert_array_equal(reference.forward(arch, theta, ids, store_as=np.float64), reference.forward(arch, theta, ids))  # type: ignore[arg-type]
+    exact, noisy = reference.forward(arch, theta, ids), reference.forward(arch, theta, ids, store=storer("float64"))  # type: ignore[arg-type]
+    assert 0 < np.max(np.abs(noisy - exact)) < 1e-13

@@ -22,7 +22,7 @@ import reference
 from gptspec.verify.compare import Comparison, compare
 from gptspec.verify.implementation import Implementation, row_sizes
 from gptspec.verify.strategies import BatchExample, OpExample, batch_examples, describe, distinct_ops, op_arrays, op_examples
-from gptspec.verify.tolerance import DEFAULT, Policy
+from gptspec.verify.tolerance import DEFAULT, Policy, storer
 from spec.graph import Architecture
 from spec.op import Primitive
 from spec.theta import random_theta
@@ -52,10 +52,6 @@ class Outcome:
         return self.comparison.max_abs / self.budget if self.budget > 0 else float("inf")
 
 
-def _stored(a: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    return a if a.dtype.kind in "iub" else a.astype(dtype).astype(np.float64)
-
-
 def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Policy = DEFAULT) -> Outcome | None:
     """``impl.op`` against the reference on one example (None if ``impl`` has no such op)."""
     inputs, params = op_arrays(op, example)
@@ -63,11 +59,16 @@ def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Po
     bound = op.bind(sizes)
     want = reference.REFERENCE[op.kind](bound, **inputs, **params)
     D = impl.dtype
-    in_D = {k: _stored(v, D) for k, v in inputs.items()}
-    p_D = {k: _stored(v, D) for k, v in params.items()}
-    stored = _stored(reference.REFERENCE[op.kind](bound, **in_D, **p_D), D)
-    e_store = compare(stored, want).max_abs
-    got = impl.op(op, {k: (v if v.dtype.kind in "iub" else v.astype(D)) for k, v in in_D.items()}, {k: v.astype(D) for k, v in p_D.items()})
+    store = storer(D, example.seed)
+
+    def stored(a: np.ndarray) -> np.ndarray:
+        return a if a.dtype.kind in "iub" else store(a)
+
+    in_D = {k: stored(v) for k, v in inputs.items()}
+    p_D = {k: stored(v) for k, v in params.items()}
+    e_store = compare(stored(reference.REFERENCE[op.kind](bound, **in_D, **p_D)), want).max_abs
+    as_D = {k: (v if v.dtype.kind in "iub" else v.astype(D)) for k, v in inputs.items()}
+    got = impl.op(op, as_D, {k: v.astype(D) for k, v in params.items()})
     if got is None:
         return None
     comparison = compare(got, want)
@@ -80,10 +81,11 @@ class ReferenceCache:
 
     values: dict[tuple[int, tuple[int, ...], str], np.ndarray] = field(default_factory=dict)
 
-    def logits(self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: np.ndarray, store_as: np.dtype[Any] | None) -> np.ndarray:
-        key = (id(theta), tuple(int(i) for i in ids), "" if store_as is None else store_as.name)
+    def logits(self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: np.ndarray, stored_in: np.dtype[Any] | None) -> np.ndarray:
+        key = (id(theta), tuple(int(i) for i in ids), "" if stored_in is None else stored_in.name)
         if key not in self.values:
-            self.values[key] = reference.forward(arch, theta, ids, store_as=store_as)
+            store = None if stored_in is None else storer(stored_in, seed=len(ids))
+            self.values[key] = reference.forward(arch, theta, ids, store=store)
         return self.values[key]
 
 
@@ -95,7 +97,7 @@ def _judge_rows(
     for b in range(ids.shape[0]):
         real = ids[b, valid[b]]
         want = cache.logits(arch, theta, real, None)
-        stored = cache.logits(arch, theta, real, dtype) if dtype != np.float64 else want
+        stored = cache.logits(arch, theta, real, dtype)
         comparison = compare(got[b, valid[b]], want)
         e_store = compare(stored, want).max_abs
         where = np.flatnonzero(valid[b])
