@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the precision fast/ computes in (default float64)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
     p.set_defaults(run=cmd_check)
+
+    from gptspec.lm_cli import add_parsers
+    from gptspec.prove_cli import add_prove_parser
+
+    add_prove_parser(sub)
+    add_parsers(sub)
     return parser
 
 

@@ -62,7 +62,7 @@ def test_forward_of_the_empty_sequence(capsys: pytest.CaptureFixture[str], tmp_p
         (["forward", "tiny", "--tokens", "1 2 64"], "position 2 is 64"),
         (["forward", "tiny", "--tokens", "1 x"], "token 1='x', but expected a whole number"),
         (["forward", "tiny", "--tokens", " ".join(["1"] * 33)], "T=33, but expected T ≤ n_ctx=32"),
-        (["forward", "tiny", "--tokens", "1", "--impl", "fast"], "--impl 'fast'"),
+        (["forward", "tiny", "--tokens", "1", "--impl", "cuda"], "--impl 'cuda'"),
         (["params", "gpt2-smal"], "did you mean 'gpt2-small'"),
         (["params", "tiny", "--set", "d_modle=8"], "did you mean d_model"),
         (["params", "tiny", "--set", "d_model"], "expected KEY=VALUE"),

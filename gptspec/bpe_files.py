@@ -1,0 +1,258 @@
+"""Tokenizer files: GPT-2's byte-level ``vocab.json`` + ``merges.txt``, and tiktoken rank files.
+
+A directory written by :func:`save` holds
+
+* ``vocab.json`` — ``{token: id}``, each ordinary token written through GPT-2's byte ↔ unicode
+  map (:func:`spec.tokenizer.bytes_to_unicode`), each special token under its own name (as
+  GPT-2's file lists ``<|endoftext|>``);
+* ``merges.txt`` — ``#version: 0.2``, then one merge per line in rank order, its two tokens in
+  the byte-level alphabet separated by one space (the alphabet has no space: 0x20 is ``Ġ``);
+* ``gptspec_tokenizer.json`` — the pre-tokenization pattern and the special tokens;
+* ``tokenizer.tiktoken`` — tiktoken's format: ``base64(token) id`` per line (ordinary tokens).
+
+So Hugging Face ``tokenizers``/``transformers`` (``ByteLevelBPETokenizer(vocab, merges)``,
+``GPT2TokenizerFast(vocab_file, merges_file)``) and tiktoken load it directly. :func:`load`
+reads such a directory, a foreign GPT-2-format directory (no ``gptspec_tokenizer.json``: GPT-2's
+pattern, and every ``vocab.json`` entry that is neither a one-byte token nor a merge's result is
+a special token under its own name — ``<|endoftext|>`` for GPT-2), or a ``.tiktoken`` file.
+
+File problems (unreadable, malformed lines, repeated entries) are :class:`CheckpointError`; a
+vocabulary and merges that do not fit together are the spec's :class:`TokenError`
+(:meth:`spec.tokenizer.BPE.check`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from spec.errors import CheckpointError, TokenError
+from spec.tokenizer import BASE_SIZE, BPE, GPT2_PATTERN, Pair, text_to_token, token_to_text
+
+VOCAB = "vocab.json"
+MERGES = "merges.txt"
+META = "gptspec_tokenizer.json"
+TIKTOKEN = "tokenizer.tiktoken"
+MERGES_HEADER = "#version: 0.2"
+
+
+def save(bpe: BPE, directory: str | os.PathLike[str]) -> Path:
+    """Write the four files of a tokenizer directory (module docstring); returns the directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {token_to_text(t): i for i, t in sorted(bpe.tokens.items())}
+    for name, i in sorted(bpe.special.items(), key=lambda item: item[1]):
+        if name in vocab:
+            raise TokenError(
+                f"special token {name!r}, but expected a name that is not also an ordinary token's byte-level text "
+                f"[{out / VOCAB}]; vocab.json could not tell them apart"
+            )
+        vocab[name] = i
+    (out / VOCAB).write_text(json.dumps(vocab, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    lines = [MERGES_HEADER, *(f"{token_to_text(a)} {token_to_text(b)}" for a, b in bpe.merges)]
+    (out / MERGES).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    meta = {"format": "gptspec byte-level BPE", "pattern": bpe.pattern, "special": dict(bpe.special), "n_vocab": bpe.n_vocab}
+    (out / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    try:
+        save_tiktoken(bpe, out / TIKTOKEN)
+    except TokenError:
+        (out / TIKTOKEN).unlink(missing_ok=True)  # not expressible as tiktoken ranks: leave it out
+    return out
+
+
+def save_tiktoken(bpe: BPE, path: str | os.PathLike[str]) -> None:
+    """tiktoken's rank file: ``base64(token) rank`` per line, rank = id (ordinary tokens)."""
+    ranks = bpe.rank_of_token()
+    lines = [f"{base64.b64encode(t).decode('ascii')} {r}" for t, r in sorted(ranks.items(), key=lambda item: item[1])]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="ascii")
+
+
+def load(path: str | os.PathLike[str], pattern: str | None = None, special: Mapping[str, int] | None = None) -> BPE:
+    """A tokenizer directory (ours or GPT-2's format) or a ``.tiktoken`` rank file.
+    ``pattern`` overrides the stored one (default GPT-2's); ``special`` gives a rank file's
+    special tokens (a directory lists its own)."""
+    where = Path(path)
+    if where.is_dir():
+        if special is not None:
+            raise CheckpointError(f"special={dict(special)}, but expected none for a directory [{where}]; vocab.json lists them")
+        return load_gpt2(where / VOCAB, where / MERGES, pattern)
+    if where.is_file():
+        return load_tiktoken(where, pattern or GPT2_PATTERN, special or {})
+    raise CheckpointError(
+        f"tokenizer={str(where)!r}, but expected a directory with {VOCAB} and {MERGES}, or a .tiktoken file [load tokenizer]; "
+        "train one with `gptspec bpe train CORPUS --vocab-size N --out DIR`"
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.name} is missing, but expected it in {path.parent} [load tokenizer]") from None
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"byte {error.start} of {path}, but expected UTF-8 text [load tokenizer]") from None
+
+
+def _json_object(path: Path) -> dict[str, object]:
+    def no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        seen: dict[str, object] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise CheckpointError(f"key {key!r} appears twice, but expected each key once [{path}]")
+            seen[key] = value
+        return seen
+
+    try:
+        value = json.loads(_read(path), object_pairs_hook=no_repeats)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path.name} line {error.lineno}: {error.msg}, but expected a JSON object [{path}]") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path.name} holds a {type(value).__name__}, but expected a JSON object [{path}]")
+    return value
+
+
+def load_gpt2(vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike[str], pattern: str | None = None) -> BPE:
+    """GPT-2's byte-level ``vocab.json`` and ``merges.txt`` (and our ``gptspec_tokenizer.json``
+    beside them, when present)."""
+    vocab_file, merges_file = Path(vocab_path), Path(merges_path)
+    vocab = _json_object(vocab_file)
+    entries: dict[str, int] = {}
+    ids_seen: dict[int, str] = {}
+    for key, i in vocab.items():
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise CheckpointError(f"{key!r}={i!r}, but expected an id, a whole number ≥ 0 [{vocab_file}]")
+        if i in ids_seen:
+            raise CheckpointError(f"{key!r} and {ids_seen[i]!r} both have id={i}, but expected one token per id [{vocab_file}]")
+        ids_seen[i] = key
+        entries[key] = i
+    merges: list[Pair] = []
+    for number, line in enumerate(_read(merges_file).splitlines(), start=1):
+        if line.startswith("#version") or not line.strip():
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise CheckpointError(
+                f"{merges_file.name} line {number}={line!r}, but expected two byte-level tokens separated by one space "
+                f"[{merges_file}]"
+            )
+        merges.append((text_to_token(parts[0], f"{merges_file} line {number}"), text_to_token(parts[1], f"{merges_file} line {number}")))
+    meta_file = vocab_file.parent / META
+    named: dict[str, int] | None = None
+    if meta_file.exists():
+        meta = _json_object(meta_file)
+        stored_pattern, stored_special = meta.get("pattern"), meta.get("special")
+        if not isinstance(stored_pattern, str) or not isinstance(stored_special, dict):
+            raise CheckpointError(f"{META} pattern/special={stored_pattern!r}/{stored_special!r}, but expected a string and an object [{meta_file}]")
+        pattern = pattern or stored_pattern
+        named = {str(k): v for k, v in stored_special.items()}
+        for name, i in named.items():
+            if entries.get(name) != i:
+                raise CheckpointError(
+                    f"special token {name!r} has id {entries.get(name)!r} in {VOCAB}, but expected id={i!r} as in {META} "
+                    f"[{vocab_file.parent}]; the files do not belong together"
+                )
+    made = {bytes([b]) for b in range(BASE_SIZE)} | {a + b for a, b in merges}
+    tokens: dict[int, bytes] = {}
+    special: dict[str, int] = {}
+    for key, i in entries.items():
+        if named is not None:
+            if key in named:
+                special[key] = i
+            else:
+                tokens[i] = text_to_token(key, f"{vocab_file}")
+            continue
+        try:
+            token = text_to_token(key, f"{vocab_file}")
+        except TokenError:
+            token = b""
+        if token in made:
+            tokens[i] = token
+        else:
+            special[key] = i  # neither a byte nor a merge's result: GPT-2's <|endoftext|>
+    seen: dict[bytes, int] = {}
+    for i, token in tokens.items():
+        if token in seen:
+            raise CheckpointError(
+                f"{token_to_text(token)!r} (id {i}) spells the same bytes as id {seen[token]}, but expected each token once "
+                f"[{vocab_file}]"
+            )
+        seen[token] = i
+    return BPE(tokens, tuple(merges), special, pattern or GPT2_PATTERN)
+
+
+def tiktoken_merges(ranks: Mapping[bytes, int]) -> list[Pair]:
+    """The merge list a rank file implies: for each multi-byte token t in rank order, BPE on t's
+    bytes with the tokens of lower rank (tiktoken's rule: merge the adjacent pair whose
+    concatenation has the lowest rank) must end in exactly two parts (a, b), and (a, b) is t's
+    merge. (Hugging Face converts tiktoken files the same way.)"""
+    merges: list[Pair] = []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) == 1:
+            continue
+        parts = [bytes([b]) for b in token]
+        while len(parts) > 2:
+            best: tuple[int, int] | None = None
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < rank and (best is None or r < best[0]):
+                    best = (r, i)
+            if best is None:
+                break
+            i = best[1]
+            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) != 2:
+            raise TokenError(
+                f"token {token!r} (rank {rank}) splits into {len(parts)} parts under the lower ranks, but expected 2 "
+                "[tiktoken ranks]; the file is not a BPE merge list"
+            )
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+def load_tiktoken(path: str | os.PathLike[str], pattern: str = GPT2_PATTERN, special: Mapping[str, int] | None = None) -> BPE:
+    """A tiktoken rank file (``base64(token) rank`` per line): id = rank, merges by
+    :func:`tiktoken_merges`; ``special`` maps special names to ids (tiktoken keeps them in code)."""
+    file = Path(path)
+    ranks: dict[bytes, int] = {}
+    for number, line in enumerate(_read(file).splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            token, rank = base64.b64decode(parts[0], validate=True), int(parts[1])
+        except (ValueError, binascii.Error):
+            raise CheckpointError(f"{file.name} line {number}={line[:60]!r}, but expected 'BASE64 RANK' [{file}]") from None
+        if token in ranks:
+            raise CheckpointError(f"{file.name} line {number}: token {token!r} appears twice, but expected each token once [{file}]")
+        ranks[token] = rank
+    by_rank: dict[int, bytes] = {}
+    for token, rank in ranks.items():
+        if rank in by_rank:
+            raise CheckpointError(f"{token!r} and {by_rank[rank]!r} both have rank={rank}, but expected one token per rank [{file}]")
+        by_rank[rank] = token
+    missing = [b for b in range(BASE_SIZE) if bytes([b]) not in ranks]
+    if missing:
+        raise TokenError(f"one-byte tokens missing={len(missing)}, but expected all 256 bytes [{file}]")
+    return BPE(by_rank, tuple(tiktoken_merges(ranks)), dict(special or {}), pattern)
+
+
+def gpt2_layout(merges: Sequence[Pair], special: Sequence[str] = ("<|endoftext|>",), pattern: str = GPT2_PATTERN) -> BPE:
+    """The id layout of GPT-2's own files: the one-byte tokens numbered in the order of the
+    byte ↔ unicode map (``!`` is 0, …, ``Ġ`` is 220), then each merge's token, then the
+    special tokens. Useful to test that nothing assumes id = byte value."""
+    from spec.tokenizer import bytes_to_unicode
+
+    order = sorted(range(BASE_SIZE), key=lambda b: ord(bytes_to_unicode()[b]))
+    tokens = {i: bytes([b]) for i, b in enumerate(order)}
+    ids = {t: i for i, t in tokens.items()}
+    for a, b in merges:
+        if a + b not in ids:
+            ids[a + b] = len(tokens)
+            tokens[len(tokens)] = a + b
+    return BPE(tokens, tuple(merges), {name: len(tokens) + k for k, name in enumerate(special)}, pattern)

@@ -1,0 +1,359 @@
+"""Command-line tools for text: ``gptspec bpe train|encode|decode``, ``gptspec generate`` and
+``gptspec score``. :func:`add_parsers` adds them to the ``gptspec`` parser; every command
+function takes the parsed arguments and returns the exit status, raising spec.errors types
+for input it refuses (``gptspec.cli.main`` prints them and exits 1)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spec.errors import ConfigError, TokenError
+from spec.tokenizer import BPE, END_OF_TEXT, GPT2_PATTERN
+
+IMPLEMENTATIONS = ("reference", "fast")
+
+
+def parse_ids(text: str, where: str, fix: str = 'give ids separated by spaces or commas, e.g. "464 2068 7586"') -> list[int]:
+    """Token ids separated by spaces and/or commas; the empty string is the empty sequence."""
+    ids = []
+    for i, part in enumerate(p for p in re.split(r"[\s,]+", text.strip()) if p):
+        try:
+            ids.append(int(part))
+        except ValueError:
+            raise TokenError(
+                f"token {i}={part!r}, but expected a whole number [{where}]; {fix}"
+            ) from None
+    return ids
+
+
+def _impl(name: str, command: str) -> str:
+    if name not in IMPLEMENTATIONS:
+        raise ConfigError(f"--impl {name!r}, but expected one of {list(IMPLEMENTATIONS)} [gptspec {command}]")
+    return name
+
+
+def _text_argument(value: str, command: str) -> str:
+    """A TEXT argument: the text itself, ``-`` for standard input, or ``@FILE`` for a file's text."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        return _read_text(Path(value[1:]), command)
+    return value
+
+
+def _read_text(path: Path, command: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}, but expected a readable file [gptspec {command}]") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"byte {error.start} of {path}=0x{data[error.start]:02X}, but expected UTF-8 text [gptspec {command}]; "
+            "convert the file to UTF-8 (e.g. iconv -t UTF-8)"
+        ) from None
+
+
+def _load_tokenizer(directory: str) -> BPE:
+    from gptspec.bpe_files import load
+
+    return load(directory)
+
+
+class Progress:
+    """Merges done / target on standard error: a rewritten line on a terminal, every 10 % otherwise."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.start = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.shown = -1.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        fraction = done / total
+        now = time.perf_counter()
+        if self.tty:
+            if now - self.shown < 0.2 and done < total:
+                return
+            self.shown = now
+            end = "\n" if done >= total else "\r"
+        else:
+            step = int(fraction * 10)
+            if step <= self.shown and done < total:
+                return
+            self.shown = step
+            end = "\n"
+        print(f"{self.label}: {done}/{total} merges ({100 * fraction:.0f}%), {now - self.start:.1f} s", file=sys.stderr, end=end, flush=True)
+
+
+# -- gptspec bpe -------------------------------------------------------------------------------
+
+
+def cmd_bpe_train(args: argparse.Namespace) -> int:
+    from gptspec.bpe_files import save
+
+    impl = _impl(args.impl, "bpe train")
+    documents = [sys.stdin.read() if name == "-" else _read_text(Path(name), "bpe train") for name in args.corpus]
+    size = sum(len(d.encode("utf-8")) for d in documents)
+    if size == 0:
+        raise ConfigError(
+            f"corpus={' '.join(args.corpus)} of 0 bytes, but expected some text [gptspec bpe train]; "
+            "BPE learns merges from the corpus's adjacent bytes"
+        )
+    special = [] if args.no_special else (args.special or [END_OF_TEXT])
+    if impl == "fast":
+        from fast.bpe import train
+    else:
+        from reference.bpe import train
+    if not args.quiet:
+        print(f"bpe train ({impl}): pre-tokenizing {size:,} bytes in {len(documents)} document(s) …", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    result = train(documents, args.vocab_size, special, args.pattern, Progress(not args.quiet, f"bpe train ({impl})"))
+    seconds = time.perf_counter() - started
+    out = save(result.bpe, args.out)
+    bpe = result.bpe
+    print(f"trained {bpe.n_vocab} tokens = 256 bytes + {len(bpe.merges)} merges + {len(bpe.special)} special "
+          f"from {size:,} bytes in {seconds:.2f} s ({impl})")
+    if result.exhausted:
+        print(f"note: the corpus ran out of pairs: {bpe.n_vocab} tokens, fewer than --vocab-size {args.vocab_size}", file=sys.stderr)
+    print(f"wrote {out}/vocab.json, merges.txt, gptspec_tokenizer.json" + (", tokenizer.tiktoken" if (out / "tokenizer.tiktoken").exists() else ""))
+    return 0
+
+
+def cmd_bpe_encode(args: argparse.Namespace) -> int:
+    from fast.bpe import Encoder
+
+    bpe = _load_tokenizer(args.tokenizer)
+    text = _text_argument(args.text, "bpe encode")
+    ids = Encoder(bpe).encode(text, "all" if args.allow_special else "none")
+    print(" ".join(str(i) for i in ids))
+    return 0
+
+
+def cmd_bpe_decode(args: argparse.Namespace) -> int:
+    from fast.bpe import Encoder
+
+    bpe = _load_tokenizer(args.tokenizer)
+    ids = parse_ids(_text_argument(args.ids, "bpe decode"), "gptspec bpe decode")
+    encoder = Encoder(bpe)
+    raw = encoder.decode_bytes(ids)
+    text = raw.decode("utf-8", errors="replace")
+    if args.bytes:
+        print(raw.hex(" "))
+    else:
+        sys.stdout.write(text + ("" if args.no_newline else "\n"))
+    if text.encode("utf-8") != raw:
+        print("note: the bytes are not valid UTF-8; each invalid sequence is shown as U+FFFD (errors=\"replace\")", file=sys.stderr)
+    return 0
+
+
+# -- gptspec generate / score --------------------------------------------------------------
+
+
+def _model_and_tokens(args: argparse.Namespace, command: str, text: str | None, tokens: str | None) -> tuple[Any, BPE | None, list[int]]:
+    from gptspec.models import resolve
+
+    bpe = _load_tokenizer(args.tokenizer) if args.tokenizer else None
+    if text is not None and tokens is not None:
+        raise ConfigError(f"both a text and --tokens, but expected one of them [gptspec {command}]")
+    if text is None and tokens is None:
+        raise ConfigError(f"no input, but expected a text (with --tokenizer) or --tokens IDS [gptspec {command}]")
+    model = resolve(args.model, args.set, need_theta=True, seed=args.weights_seed)
+    if model.theta is None:
+        raise ConfigError(f"no weights for {args.model} [gptspec {command}]")
+    n_vocab = model.arch.dim("n_vocab")
+    if bpe is not None and bpe.n_vocab > n_vocab:
+        raise ConfigError(
+            f"tokenizer n_vocab={bpe.n_vocab}, but expected at most the model's n_vocab={n_vocab} [gptspec {command} {args.tokenizer}]; "
+            f"use a tokenizer trained to --vocab-size ≤ {n_vocab}, or (a preset) --set n_vocab={bpe.n_vocab}"
+        )
+    if text is not None and bpe is not None:
+        from fast.bpe import Encoder
+
+        ids = Encoder(bpe).encode(_text_argument(text, command), "all")
+    elif text is not None:  # no tokenizer: the text must be ids
+        ids = parse_ids(
+            _text_argument(text, command), f"gptspec {command}, no --tokenizer",
+            "without a tokenizer the input is token ids, e.g. \"1 2 3\"; give --tokenizer DIR to encode text",
+        )
+    else:
+        ids = parse_ids(tokens or "", f"gptspec {command} --tokens")
+    return model, bpe, ids
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from spec.lm import Sampler, check_generation
+
+    impl = _impl(args.impl, "generate")
+    sampler = Sampler(args.temperature, args.top_k, args.seed)
+    model, bpe, prompt = _model_and_tokens(args, "generate", args.prompt, args.tokens)
+    check_generation(len(prompt), args.max_new_tokens, model.arch.dim("n_ctx"), "gptspec generate")
+    stop: set[int] = set(args.stop)
+    if bpe is not None and END_OF_TEXT in bpe.special and not args.no_stop:
+        stop.add(bpe.special[END_OF_TEXT])
+    started = time.perf_counter()
+    if impl == "reference":
+        from reference.lm import generate as reference_generate
+
+        new = reference_generate(model.arch, model.theta, prompt, args.max_new_tokens, sampler, stop)
+    else:
+        import fast
+        from fast.lm import generate as fast_generate
+
+        program = fast.compile(model.arch, model.theta, args.dtype)
+        new = fast_generate(program, [prompt], args.max_new_tokens, sampler, stop)[0]
+    seconds = time.perf_counter() - started
+    rule = "greedy" if sampler.greedy else f"sampling, temperature {sampler.temperature}, top-k {sampler.top_k or 'all'}, seed {sampler.seed}"
+    print(f"{model.source}: {len(prompt)} prompt + {len(new)} new tokens, {rule}, impl {impl}, {seconds:.2f} s", file=sys.stderr)
+    if model.note:
+        print(f"note: {model.note}", file=sys.stderr)
+    if bpe is not None:
+        from fast.bpe import Encoder
+
+        encoder = Encoder(bpe)
+        sys.stdout.write((encoder.decode(prompt) if args.echo else "") + encoder.decode(new) + "\n")
+    else:
+        print(" ".join(str(v) for v in ([*prompt, *new] if args.echo else new)))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    impl = _impl(args.impl, "score")
+    model, bpe, ids = _model_and_tokens(args, "score", args.text, args.tokens)
+    started = time.perf_counter()
+    if impl == "reference":
+        from reference.lm import token_log_probs
+
+        lp = token_log_probs(model.arch, model.theta, ids)
+    else:
+        import fast
+        from fast.lm import token_log_probs as fast_log_probs
+        from spec.theta import token_array
+
+        token_array(ids, model.arch.dim("n_vocab"), model.arch.dim("n_ctx"), "gptspec score")
+        lp = fast_log_probs(fast.compile(model.arch, model.theta, args.dtype), [ids])[0]
+    seconds = time.perf_counter() - started
+    import math
+
+    total = float(math.fsum(lp))
+    print(f"{model.source}: {len(ids)} tokens, {len(lp)} predicted, impl {impl}, {seconds:.2f} s")
+    if model.note:
+        print(f"note: {model.note}")
+    def describe(v: int) -> str:
+        if bpe is None or not (v in bpe.tokens or v in bpe.special.values()):
+            return ""
+        return repr(bpe.decode([v]))
+
+    for t, value in enumerate(lp[: args.show]):
+        print(f"  t={t + 1:<5} id={ids[t + 1]:<7} {describe(ids[t + 1]):<16} log p={value: .6f}")
+    if len(lp) > args.show:
+        print(f"  … {len(lp) - args.show} more")
+    if len(lp):
+        h = -total / len(lp)
+        print(f"log-likelihood {total:.6f} nats; cross-entropy {h:.6f} nats/token; perplexity {float(np.exp(h)):.4f}")
+    else:
+        print("log-likelihood 0 (fewer than 2 tokens: nothing is predicted); cross-entropy undefined")
+    print(repr(total))
+    return 0
+
+
+# -- the parsers -------------------------------------------------------------------------------
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``bpe``, ``generate`` and ``score`` to the subparsers object of the ``gptspec`` parser."""
+    bpe = sub.add_parser(
+        "bpe",
+        help="train a byte-level BPE tokenizer, encode and decode text",
+        description="Byte-level BPE (docs/tokenizer.md): train a vocabulary on a corpus, encode text to ids, decode ids to text.",
+    )
+    bsub = bpe.add_subparsers(dest="bpe_command", required=True, metavar="COMMAND")
+    tokenizer_help = "a tokenizer directory (vocab.json + merges.txt, GPT-2's format) or a .tiktoken rank file"
+
+    p = bsub.add_parser(
+        "train",
+        help="learn the merges from a corpus",
+        description="Learn a byte-level BPE vocabulary: pre-tokenize the corpus with the pattern, then repeatedly merge the most "
+        "frequent adjacent pair (ties: the smaller pair in byte order) until the vocabulary has --vocab-size tokens "
+        "(256 bytes + merges + special tokens). Writes vocab.json, merges.txt (GPT-2's format), gptspec_tokenizer.json and "
+        "tokenizer.tiktoken into --out.",
+    )
+    p.add_argument("corpus", nargs="+", metavar="CORPUS", help="UTF-8 text files, each a document ('-' reads standard input)")
+    p.add_argument("--vocab-size", type=int, required=True, help="the target size, special tokens included (≥ 256 + their number)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write")
+    p.add_argument("--special", action="append", metavar="NAME", help=f"a special token (repeatable; default {END_OF_TEXT})")
+    p.add_argument("--no-special", action="store_true", help="no special tokens")
+    p.add_argument("--pattern", default=GPT2_PATTERN, help="the pre-tokenization regex (default GPT-2's)")
+    p.add_argument("--impl", default="fast", help="fast (incremental counts, default) or reference (recounts every step)")
+    p.add_argument("--quiet", action="store_true", help="no progress on standard error")
+    p.set_defaults(run=cmd_bpe_train)
+
+    p = bsub.add_parser("encode", help="text → token ids", description="Print the ids of a text, separated by spaces.")
+    p.add_argument("tokenizer", metavar="DIR", help=tokenizer_help)
+    p.add_argument("text", metavar="TEXT", help="the text; '-' reads standard input, @FILE a file")
+    p.add_argument("--allow-special", action="store_true", help=f"read special token names in the text (e.g. {END_OF_TEXT}) as special tokens; by default they are plain text")
+    p.set_defaults(run=cmd_bpe_encode)
+
+    p = bsub.add_parser(
+        "decode",
+        help="token ids → text",
+        description="Print the text of token ids. Bytes that are not valid UTF-8 are shown as U+FFFD (errors=\"replace\", as GPT-2).",
+    )
+    p.add_argument("tokenizer", metavar="DIR", help=tokenizer_help)
+    p.add_argument("ids", metavar="IDS", help="ids separated by spaces or commas; '-' reads standard input")
+    p.add_argument("--bytes", action="store_true", help="print the bytes in hex instead of the text")
+    p.add_argument("--no-newline", action="store_true", help="do not end the output with a newline")
+    p.set_defaults(run=cmd_bpe_decode)
+
+    model_help = "a preset (seeded random weights) or a checkpoint (a Hugging Face GPT-2 directory or a .safetensors file written by gptspec)"
+    set_help = "override a config field of a preset, e.g. --set n_vocab=4096 (repeatable)"
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("model", metavar="CHECKPOINT_OR_PRESET", help=model_help)
+        p.add_argument("--tokenizer", metavar="DIR", help=tokenizer_help + "; its ids must fit the model's n_vocab")
+        p.add_argument("--tokens", metavar="IDS", help="token ids instead of text, e.g. \"1 2 3\"")
+        p.add_argument("--impl", default="fast", help="fast (batched, KV cache; default) or reference (literal float64, no cache)")
+        p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the precision of --impl fast (default float64)")
+        p.add_argument("--weights-seed", type=int, default=0, help="seed of a preset's random weights (default 0)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+
+    p = sub.add_parser(
+        "generate",
+        help="continue a prompt",
+        description="Generate tokens after a prompt: greedy by default (the lowest id among the largest logits), or sampling "
+        "with --temperature and --top-k from a seeded generator (docs/tokenizer.md defines both). Prints the continuation: "
+        "text with --tokenizer, ids otherwise.",
+    )
+    common(p)
+    p.add_argument("--prompt", metavar="TEXT", help="the prompt: text with --tokenizer (special names like <|endoftext|> are read as special tokens), "
+                   "token ids without; '-' reads standard input, @FILE a file")
+    p.add_argument("--max-new-tokens", type=int, required=True, metavar="N", help="tokens to generate at most")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k largest logits (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling draws (default 0)")
+    p.add_argument("--stop", type=int, action="append", default=[], metavar="ID", help="stop after this id (repeatable)")
+    p.add_argument("--no-stop", action="store_true", help=f"do not stop at the tokenizer's {END_OF_TEXT}")
+    p.add_argument("--echo", action="store_true", help="print the prompt before the continuation")
+    p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser(
+        "score",
+        help="the log-likelihood of a text or a token sequence",
+        description="Score a sequence: log p of every token after the first, their sum (the log-likelihood, nats), the "
+        "cross-entropy and the perplexity. The last line is the log-likelihood alone.",
+    )
+    common(p)
+    p.add_argument("--text", metavar="TEXT", help="the text to score: text with --tokenizer, token ids without; '-' reads standard input, @FILE a file")
+    p.add_argument("--show", type=int, default=16, help="tokens to list (default 16)")
+    p.set_defaults(run=cmd_score)
