@@ -1,0 +1,17 @@
+"""Machine-checked identities about the spec, and dependency typing that proves causality.
+
+- :mod:`proofs.core`: theorems as data (:class:`~proofs.core.Theorem`), the registry, the
+  runner; proof steps raise :class:`~proofs.core.ProofFailed`.
+- :mod:`proofs.algebra`: the sound algebra the proofs use beyond ``sympy.simplify``.
+- :mod:`proofs.dependency`: which input positions each output position can see, for any
+  architecture; causality and the node that breaks it.
+- :mod:`proofs.theorems`: the theorems, one module per subject.
+- :mod:`proofs.docs`: docs/proofs.md, generated from the records.
+
+Imports spec/ (and reference/ for the numeric witnesses) only.
+"""
+
+from proofs.core import THEOREMS, ProofFailed, Result, Scope, Theorem, WitnessFailed, run, select
+from proofs.dependency import Windows, causality, relation
+
+__all__ = ["THEOREMS", "ProofFailed", "Result", "Scope", "Theorem", "Windows", "WitnessFailed", "causality", "relation", "run", "select"]

@@ -20,6 +20,7 @@ from spec.ops import (
     Affine,
     AttentionScores,
     ConcatHeads,
+    Conv1d,
     GeluErf,
     GeluTanh,
     LayerNorm,
@@ -116,14 +117,21 @@ def affine(op: Affine, x: Array, W: Array, b: Array | None = None) -> Array:  # 
 
 @implements(GeluErf)
 def gelu_erf(op: GeluErf, x: Array) -> Array:  # [T, d] -> [T, d]
-    erf = np.vectorize(math.erf, otypes=[np.float64])
-    y: Array = 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))  # y = ½ x (1 + erf(x/√2))
+    erfc = np.vectorize(math.erfc, otypes=[np.float64])
+    # y = ½ x (1 + erf(x/√2)) = ½ x erfc(−x/√2): 1 + erf cancels for x ≪ 0 (all digits lost
+    # by x ≈ −8); erfc keeps them.
+    y: Array = 0.5 * x * erfc(-x / math.sqrt(2.0))
     return y
 
 
 @implements(GeluTanh)
 def gelu_tanh(op: GeluTanh, x: Array) -> Array:  # [T, d] -> [T, d]
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))  # y = ½ x (1 + tanh(√(2/π)(x + 0.044715 x³)))
+    u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)  # u = √(2/π)(x + 0.044715 x³)
+    # y = ½ x (1 + tanh u) = x / (1 + e^{−2u}) = x e^{2u} / (1 + e^{2u}): 1 + tanh u cancels
+    # for x ≪ 0 (all digits lost by x ≈ −5); these forms keep them. e = e^{−2|u|} ≤ 1 never overflows.
+    e = np.exp(-2.0 * np.abs(u))
+    y: Array = np.where(u >= 0, x / (1.0 + e), x * e / (1.0 + e))
+    return y
 
 
 @implements(Relu)
@@ -178,6 +186,19 @@ def concat_heads(op: ConcatHeads, **z: Array) -> Array:  # n_heads × [T, d_head
     heads = [z[f"z_{h}"] for h in range(op.n_heads)]
     return np.concatenate(heads, axis=1)  # y_{t, h·d_head + k} = (z_h)_tk
 
+
+@implements(Conv1d)
+def conv1d(op: Conv1d, x: Array, W: Array, b: Array | None = None) -> Array:  # [T, d_in] -> [T, d_out]
+    T, k, p = x.shape[0], op.kernel, op.pad_left
+    y = np.zeros((T, W.shape[2]))
+    for t in range(T):
+        for i in range(k):
+            s = t + i - p  # the input position under tap i
+            if 0 <= s < T:  # outside the sequence: a zero padding row
+                y[t] += x[s] @ W[i]  # y_tj += Σ_c x_sc W_icj
+        if b is not None:
+            y[t] += b  # + b_j
+    return y
 
 def call(op: Primitive, inputs: dict[str, Any], params: dict[str, Array]) -> Array:
     """Apply the reference function of ``op``."""

@@ -17,7 +17,21 @@ KeyPadding    valid[s]               padded keys (batch padding, cross-attention
 Full          always                 unmasked attention
 NoDependence  never                  an output that reads no position's value
 Intersection  all parts allow        e.g. causal ∧ key padding
+Window(a, b)  t + a ≤ s ≤ t + b      a convolution over positions (kernel taps)
 ============  =====================  =========================================
+
+Three rules say more than a row relation can, for ops whose output or input has a key axis
+(T × S: entry (t, s) pairs query t with key s). As row relations they are what row t reads;
+proofs/dependency.py also reads their entry-level meaning:
+
+==============  ===================  =======================================================
+rule            as a row relation    entry-level meaning
+==============  ===================  =======================================================
+KeyRow          always               entry (t, s) of the output reads row s of this input
+WithinRow(A)    s = t                row t reads only the entries (t, s') with s' ∈ A_t
+SupportOf(p)    always               row t reads the rows s where input p's entry (t, s) may
+                                     be non-zero (its support, e.g. a masked softmax's mask)
+==============  ===================  =======================================================
 """
 
 from __future__ import annotations
@@ -168,6 +182,83 @@ class Intersection(Relation):
 
     def latex(self) -> str:
         return " \\wedge ".join(f"({p.latex()})" for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Window(Relation):
+    """An offset window: position t sees t + lo ≤ s ≤ t + hi (lo ≤ hi). A convolution over
+    positions with kernel k and left padding p reads Window(−p, k − 1 − p): causal exactly when
+    hi ≤ 0, i.e. when all the padding is on the left."""
+
+    lo: int
+    hi: int
+
+    def __post_init__(self) -> None:
+        for name in ("lo", "hi"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name}={value!r}, but expected a whole number [Window relation]")
+        if self.lo > self.hi:
+            raise ConfigError(
+                f"lo={self.lo} > hi={self.hi}, but expected lo ≤ hi [Window relation]; "
+                "an empty window reads nothing: use NoDependence"
+            )
+
+    def allowed(self, t: int, s: int) -> bool:
+        return t + self.lo <= s <= t + self.hi
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Piecewise((1, sympy.And(sympy.Ge(s, t + self.lo), sympy.Le(s, t + self.hi))), (0, True))
+
+    def latex(self) -> str:
+        def offset(k: int) -> str:
+            return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
+
+        return f"{offset(self.lo)} \\le s \\le {offset(self.hi)}"
+
+
+@dataclass(frozen=True)
+class KeyRow(Relation):
+    """For an output with a key axis: entry (t, s) reads row s of this input (the keys of
+    attention scores). As a row relation, row t reads every row."""
+
+    def allowed(self, t: int, s: int) -> bool:
+        return True
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Integer(1)
+
+    def latex(self) -> str:
+        return "\\text{entry } (t, s) \\text{ reads row } s"
+
+
+@dataclass(frozen=True)
+class WithinRow(RowWise):
+    """Row t reads row t of a T × S input, and of it only the entries (t, s') with s' ∈ A_t of
+    ``mask`` (a masked softmax never reads a masked score). As a row relation: row-wise."""
+
+    mask: Relation
+
+    def latex(self) -> str:
+        return f"s = t,\\ \\text{{entries }} (t, s') \\text{{ with }} {self.mask.latex()} \\text{{ at }} s'"
+
+
+@dataclass(frozen=True)
+class SupportOf(Relation):
+    """Row t reads the rows s of this input where input ``port``'s entry (t, s) may be non-zero
+    (the weighted sum reads the values its attention weights do not zero). As a row relation,
+    without knowing that support: every row."""
+
+    port: str
+
+    def allowed(self, t: int, s: int) -> bool:
+        return True
+
+    def indicator(self, t: sympy.Expr, s: sympy.Expr) -> sympy.Expr:
+        return sympy.Integer(1)
+
+    def latex(self) -> str:
+        return f"{self.port}_{{ts}} \\ne 0"
 
 
 Mask = Relation

@@ -69,6 +69,12 @@ class Primitive(Op):
     def dependency(self) -> dict[str, Relation]:
         """For each input port: which of its positions output row t can depend on."""
 
+    def support(self) -> Relation | None:
+        """For an output with a key axis (T × S): the relation outside which entry (t, s) is
+        identically 0 whatever the inputs (a masked softmax: its mask); None when it may be
+        non-zero anywhere. proofs/dependency.py uses it to bound what reads this output."""
+        return None
+
     @abc.abstractmethod
     def definition(
         self,

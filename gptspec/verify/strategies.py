@@ -28,6 +28,7 @@ from spec.ops import (
     Affine,
     AttentionScores,
     ConcatHeads,
+    Conv1d,
     GeluErf,
     GeluTanh,
     LayerNorm,
@@ -247,6 +248,16 @@ def _attention_scores(draw: st.DrawFn) -> AttentionScores:
     return AttentionScores(d_head, scale, T_SYMBOL, draw(st.sampled_from([T_SYMBOL, S_SYMBOL])))
 
 
+
+@st.composite
+def _conv1d(draw: st.DrawFn) -> Conv1d:
+    """Kernels 1–4 with the padding anywhere from all-left (causal) to all-right."""
+    kernel = draw(st.integers(1, 4), label="kernel")
+    pad_left = draw(st.integers(0, kernel - 1), label="pad_left")
+    widths = st.integers(1, 6)
+    return Conv1d(draw(widths), draw(widths), kernel, pad_left, kernel - 1 - pad_left, draw(st.booleans()))
+
+
 _width = st.integers(1, 6)
 SMALL_OPS: dict[str, st.SearchStrategy[Primitive]] = {
     "one_hot": st.builds(OneHot, st.integers(1, 8)),
@@ -263,6 +274,7 @@ SMALL_OPS: dict[str, st.SearchStrategy[Primitive]] = {
     "masked_softmax": _masked_softmax(),
     "weighted_sum": st.builds(WeightedSum, st.integers(1, 4), st.just(T_SYMBOL), st.sampled_from([T_SYMBOL, S_SYMBOL])),
     "concat_heads": st.builds(ConcatHeads, st.integers(1, 3), st.integers(1, 3)),
+    "conv1d": _conv1d(),
 }
 """Small instances of every primitive kind, covering its attributes' hard cases (every mask
 family, rows with no allowed key, d_head = 1, one head, ε from 1e-12 to 0.1)."""

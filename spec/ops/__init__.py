@@ -4,6 +4,7 @@ from spec.ops.activations import GeluErf, GeluTanh, Relu
 from spec.ops.add import Add
 from spec.ops.affine import Affine
 from spec.ops.attention import AttentionScores, ConcatHeads, MaskedSoftmax, WeightedSum
+from spec.ops.conv1d import Conv1d
 from spec.ops.layer_norm import LayerNorm
 from spec.ops.one_hot import OneHot
 from spec.ops.positional import LearnedPositional, SinusoidalPositional
@@ -14,6 +15,7 @@ __all__ = [
     "Affine",
     "AttentionScores",
     "ConcatHeads",
+    "Conv1d",
     "GeluErf",
     "GeluTanh",
     "LayerNorm",

@@ -61,7 +61,10 @@ class GeluErf(_Elementwise):
     citation: ClassVar[str] = "Hendrycks & Gimpel 2016; Hugging Face `gelu`, PyTorch `gelu(approximate='none')`."
 
     def scalar(self, x: sympy.Expr) -> sympy.Expr:
-        return x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2
+        # ½ x (1 + erf(x/√2)), written with 1 + erf(z) = erfc(−z): the same function, but its
+        # exact evaluation needs no cancellation for x ≪ 0 (1 + erf(−500√2) cannot be told
+        # from 0 at any practical precision; erfc(500√2) can).
+        return x * sympy.erfc(-x / sympy.sqrt(2)) / 2
 
 
 @register
@@ -81,7 +84,10 @@ class GeluTanh(_Elementwise):
 
     def scalar(self, x: sympy.Expr) -> sympy.Expr:
         c = sympy.Rational(44715, 1000000)
-        return x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x + c * x**3))) / 2
+        u = sympy.sqrt(2 / sympy.pi) * (x + c * x**3)
+        # ½ x (1 + tanh u), written with 1 + tanh u = 2 / (1 + e^{−2u}): the same function, but
+        # its exact evaluation needs no cancellation for x ≪ 0.
+        return x / (1 + sympy.exp(-2 * u))
 
 
 @register

@@ -2,10 +2,11 @@
 concatenation of heads.
 
 Dependency rules here relate an output *entry's* positions to input rows: for the scores
-(T × S, axes pos × key_pos) entry (t, s) reads Q row t and K row s; the masked softmax's entry
-(t, s) reads scores (t, s') for s' ∈ A_t and is exactly 0 outside A_t; the weighted sum's row t
-reads V rows s where A[t, s] may be non-zero. Composed (proofs/), a head's row t reads the
-rows s ∈ A_t of its key/value input.
+(T × S, axes pos × key_pos) entry (t, s) reads Q row t and K row s (``KeyRow``); the masked
+softmax's entry (t, s) reads scores (t, s') for s' ∈ A_t only (``WithinRow``) and is exactly 0
+outside A_t (its ``support``); the weighted sum's row t reads V rows s where A[t, s] may be
+non-zero (``SupportOf("A")``). Composed (proofs/dependency.py), a head's row t reads the rows
+s ∈ A_t of its key/value input.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import ClassVar
 import sympy
 
 from spec.dims import S, T
-from spec.masks import Full, Relation, RowWise
+from spec.masks import KeyRow, Relation, RowWise, SupportOf, WithinRow
 from spec.op import Primitive, register
 from spec.ops._base import check_sizes, dummy
 from spec.types import Axis, TensorType, rows
@@ -57,7 +58,7 @@ class AttentionScores(Primitive):
         return scores_type(self.q_rows, self.k_rows)
 
     def dependency(self) -> dict[str, Relation]:
-        return {"Q": RowWise(), "K": Full()}
+        return {"Q": RowWise(), "K": KeyRow()}
 
     def definition(
         self,
@@ -109,7 +110,10 @@ class MaskedSoftmax(Primitive):
         return scores_type(self.q_rows, self.k_rows)
 
     def dependency(self) -> dict[str, Relation]:
-        return {"x": RowWise()}
+        return {"x": WithinRow(self.mask)}
+
+    def support(self) -> Relation:
+        return self.mask
 
     def definition(
         self,
@@ -150,7 +154,7 @@ class WeightedSum(Primitive):
         return rows(self.q_rows, self.d_v)
 
     def dependency(self) -> dict[str, Relation]:
-        return {"A": RowWise(), "V": Full()}
+        return {"A": RowWise(), "V": SupportOf("A")}
 
     def definition(
         self,

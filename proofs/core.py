@@ -1,0 +1,239 @@
+"""Theorems as data, the registry, proof steps that fail loudly, and the runner.
+
+A :class:`Theorem` carries its statement (in words and in LaTeX), its hypotheses, its scope
+(what the sympy proof covers: every size symbolically, or every case up to a stated size), a
+``prove`` function and a ``witness`` function. ``prove`` derives the statement from the spec's
+own definitions with sympy and raises :class:`ProofFailed` at the first step that does not
+hold; ``witness`` checks it numerically through reference/ on hypothesis-drawn examples,
+usually at larger sizes than the proof expands, and raises :class:`WitnessFailed`.
+
+Theorems are registered explicitly with the :func:`theorem` decorator, in the order their
+modules are imported by ``proofs.theorems``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sympy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spec.errors import GptSpecError
+
+
+class ProofFailed(GptSpecError):
+    """A proof step that does not hold: the statement is false, or the proof is wrong."""
+
+
+class WitnessFailed(GptSpecError):
+    """A numeric witness that disagrees with the statement."""
+
+
+class Kind(enum.Enum):
+    """How much of the statement the sympy proof covers."""
+
+    SYMBOLIC = "symbolic"  # every size, every value: sizes are symbols
+    EXHAUSTIVE = "exhaustive"  # every case up to a stated size (entries may still be symbols)
+    MIXED = "symbolic + exhaustive"  # symbolic in some sizes, exhaustive in others
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the proof covers, said honestly."""
+
+    kind: Kind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Theorem:
+    """One machine-checked statement about the spec."""
+
+    name: str
+    title: str
+    statement: str
+    statement_latex: str
+    hypotheses: tuple[str, ...]
+    scope: Scope
+    prove: Callable[[], None]
+    witness: Callable[[int], None]
+    refutes: str = ""
+    """For a theorem that settles a claim from the sources: the claim, as the source makes it."""
+
+
+THEOREMS: dict[str, Theorem] = {}
+"""Every theorem by name, in registration order."""
+
+
+def theorem(
+    *,
+    name: str,
+    title: str,
+    statement: str,
+    latex: str,
+    hypotheses: Sequence[str],
+    scope: Scope,
+    witness: Callable[[int], None],
+    refutes: str = "",
+) -> Callable[[Callable[[], None]], Theorem]:
+    """Decorator: the decorated function is the proof; register the theorem under ``name``."""
+
+    def register(prove: Callable[[], None]) -> Theorem:
+        if name in THEOREMS:
+            raise ProofFailed(f"theorem name={name!r} is registered twice, but expected unique names [proofs]")
+        thm = Theorem(name, title, statement, latex, tuple(hypotheses), scope, prove, witness, refutes)
+        THEOREMS[name] = thm
+        return thm
+
+    return register
+
+
+# -- proof steps ---------------------------------------------------------------------------
+
+
+def require(condition: bool, step: str) -> None:
+    """A proof step: ``condition`` must hold."""
+    if not condition:
+        raise ProofFailed(f"step failed: {step}")
+
+
+def require_zero(expr: sympy.Expr, step: str) -> None:
+    """A proof step: ``expr`` simplifies to exactly 0 (sums equal up to the names of their
+    indices are identified first, and sums are carried out where sympy can)."""
+    from proofs.algebra import canonical_dummies
+
+    if isinstance(expr, sympy.MatrixBase):
+        for n, entry in enumerate(expr):
+            require_zero(entry, f"{step} [entry {divmod(n, expr.cols)}]")
+        return
+    prepared = canonical_dummies(sympy.piecewise_fold(sympy.sympify(expr).doit()))
+    if _cheaply_zero(prepared):
+        return
+    try:
+        reduced = sympy.simplify(prepared)
+    except Exception as error:  # sympy itself failing is not a proof
+        raise ProofFailed(f"step failed: {step}: sympy could not simplify the difference ({type(error).__name__}: {error})") from error
+    if reduced != 0:
+        raise ProofFailed(f"step failed: {step}: the difference simplifies to {reduced}, not 0")
+
+
+def _cheaply_zero(expr: sympy.Expr) -> bool:
+    """Zero by exponent rules and rational arithmetic alone (exp(a + b) = exp(a) exp(b), then a
+    common denominator and an expanded numerator): decides most proof steps without simplify."""
+    if expr.has(sympy.Piecewise):
+        return False
+    numerator, _ = sympy.fraction(sympy.together(sympy.expand(expr, power_exp=True)))
+    return bool(sympy.expand(numerator) == 0)
+
+
+def witness_check(condition: bool, what: str) -> None:
+    """A witness step: ``condition`` must hold on the drawn example."""
+    if not condition:
+        raise WitnessFailed(what)
+
+
+X = TypeVar("X")
+
+
+def for_all(strategy: st.SearchStrategy[X], examples: int, check: Callable[[X], None]) -> None:
+    """Run ``check`` on ``examples`` hypothesis-drawn values (shrinking a failure)."""
+
+    @settings(
+        max_examples=examples, deadline=None, database=None, derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+    @given(strategy)
+    def run(value: Any) -> None:
+        check(value)
+
+    run()
+
+
+# -- the runner ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    """One theorem's run: did the proof and the witness hold, and how long it took."""
+
+    theorem: Theorem
+    proof: str
+    witness: str
+    seconds: float
+
+    @property
+    def scope(self) -> Scope:
+        return self.theorem.scope
+
+    @property
+    def holds(self) -> bool:
+        return self.proof == "proved" and self.witness in ("witnessed", "skipped")
+
+    @property
+    def result(self) -> str:
+        if self.holds:
+            return "holds" if self.witness == "witnessed" else "proved (witness skipped)"
+        return "FAILED: " + (self.proof if self.proof != "proved" else self.witness)
+
+
+def _failure(error: BaseException) -> str:
+    notes = getattr(error, "__notes__", [])
+    text = f"{type(error).__name__}: {error}"
+    return text + ("" if not notes else " | " + " | ".join(str(n) for n in notes))
+
+
+def run_one(thm: Theorem, examples: int = 25) -> Result:
+    """Prove ``thm``, then witness it with ``examples`` drawn examples (0: skip the witness)."""
+    started = time.perf_counter()
+    try:
+        thm.prove()
+        proof = "proved"
+    except Exception as error:  # a failed proof is a result, not a crash: report it
+        proof = _failure(error)
+    if proof != "proved" or examples <= 0:
+        witness = "skipped"
+    else:
+        try:
+            thm.witness(examples)
+            witness = "witnessed"
+        except Exception as error:
+            witness = _failure(error)
+    return Result(thm, proof, witness, time.perf_counter() - started)
+
+
+def select(names: Iterable[str] = ()) -> list[Theorem]:
+    """The theorems called ``names`` (all when empty); an unknown name suggests the nearest."""
+    import difflib
+
+    import proofs.theorems  # noqa: F401  (registers every theorem)
+
+    wanted = list(names)
+    if not wanted:
+        return list(THEOREMS.values())
+    chosen = []
+    for name in wanted:
+        if name not in THEOREMS:
+            close = difflib.get_close_matches(name, list(THEOREMS), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "; `gptspec prove --list` lists them"
+            raise ProofFailed(f"theorem={name!r}, but expected one of the registered theorems [proofs]{hint}")
+        chosen.append(THEOREMS[name])
+    return chosen
+
+
+def run(names: Iterable[str] = (), examples: int = 25, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run the named theorems (all when none), in registration order."""
+    results = []
+    for thm in select(names):
+        result = run_one(thm, examples)
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return results
