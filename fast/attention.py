@@ -1,5 +1,6 @@
-"""Fused multi-head attention: one QKV GEMM per layer, and a kernel that walks the keys in
-blocks with the online-softmax recurrence, so memory grows as O(B·n_heads·T·block), not T².
+"""Fused multi-head attention: one QKV GEMM per layer, and a kernel that cuts the queries into
+tiles and walks the keys in blocks with the online-softmax recurrence, so the scores held at
+once are O(B·n_heads·block²), not T².
 
 For each query row the recurrence keeps a running max m, a running normaliser l and a running
 weighted sum acc; a new block of keys with scores x updates them as
@@ -147,34 +148,66 @@ def pack(plan: MHAPlan, theta: dict[str, np.ndarray], dtype: npt.DTypeLike) -> M
 
 
 def blocked_attention(
-    q: Array, k: Array, v: Array, scale: float, mask: Relation, batch: Batch, block: int
+    q: Array, k: Array, v: Array, scale: float, mask: Relation, batch: Batch, block: int, out: Array | None = None
 ) -> Array:
-    """softmax_A(scale · q kᵀ) v over key blocks. q: (B, H, T, d), k, v: (B, H, S, d)."""
-    B, H, T, d = q.shape
-    S = k.shape[2]
+    """softmax_A(scale · q kᵀ) v in tiles. q: (B, H, T, d), k, v: (B, H, S, d); the result
+    (B, H, T, d_v) is written into ``out`` when given (any strides).
+
+    The queries are cut into tiles of ``block`` rows; each tile walks the keys in blocks of
+    ``block`` columns (longer when the tile is shorter, e.g. one row when decoding, so that a
+    block's scores stay block × block per head) with the online-softmax recurrence above. A key
+    block no query of the tile may see is skipped (for a causal mask: every block in the tile's
+    future), and the mask is applied only to blocks some query of the tile may not fully see
+    (for a causal mask: the diagonal one). Memory beyond q, k, v and the result is
+    O(B·H·block²) scores plus the tile's (B, block, S) mask.
+    """
+    T, S = q.shape[2], k.shape[2]
     dtype = q.dtype
-    m = np.full((B, H, T, 1), -np.inf, dtype=dtype)
-    l = np.zeros((B, H, T, 1), dtype=dtype)
-    acc = np.zeros((B, H, T, v.shape[-1]), dtype=dtype)
-    q = q * dtype.type(scale)
-    for s0 in range(0, S, block):
-        s1 = min(S, s0 + block)
-        ok = allowed(mask, batch.positions, batch.key_positions[:, s0:s1])
-        ok &= batch.key_valid[:, None, s0:s1] & batch.valid[:, :, None]
-        if not ok.any():
-            continue
-        ok4 = ok[:, None, :, :]  # (B, 1, T, blk), the same for every head
-        x = q @ k[:, :, s0:s1].swapaxes(-1, -2)  # (B, H, T, blk)
-        x = np.where(ok4, x, -np.inf)
-        m_new = np.maximum(m, x.max(axis=-1, keepdims=True))
-        safe = np.where(np.isfinite(m_new), m_new, 0)
-        p = np.exp(x - safe)  # exp(−∞) = 0 outside the allowed set
-        rescale = np.exp(m - safe)  # 0 while m = −∞
-        l = l * rescale + p.sum(axis=-1, keepdims=True)
-        acc = acc * rescale + p @ v[:, :, s0:s1]
-        m = m_new
-    out: Array = np.divide(acc, l, out=np.zeros_like(acc), where=l > 0)
-    return out
+    z = np.empty((*q.shape[:3], v.shape[-1]), dtype=dtype) if out is None else out
+    kT = k.swapaxes(-1, -2)
+    for t0 in range(0, T, block):
+        t1 = min(T, t0 + block)
+        ok = allowed(mask, batch.positions[:, t0:t1], batch.key_positions)
+        ok &= batch.key_valid[:, None, :] & batch.valid[:, t0:t1, None]  # (B, tile, S), the same for every head
+        seen = np.asarray(ok.any(axis=(0, 1)))  # keys some query of the tile may see
+        full = np.asarray(ok.all(axis=(0, 1)))  # keys every query of the tile may see
+        width = max(block, block * block // (t1 - t0))
+        q_t = np.multiply(q[:, :, t0:t1], dtype.type(scale), order="C")
+        z_t = z[:, :, t0:t1]
+        m: Array | None = None  # running max, normaliser, weighted sum; None: no block yet
+        l: Array | None = None
+        acc: Array | None = None
+        for s0 in range(0, S, width):
+            s1 = min(S, s0 + width)
+            if not seen[s0:s1].any():
+                continue
+            x = q_t @ kT[..., s0:s1]  # (B, H, tile, width)
+            if not full[s0:s1].all():
+                np.copyto(x, dtype.type(-np.inf), where=~ok[:, None, :, s0:s1])
+            m_new = x.max(axis=-1, keepdims=True)
+            if m is not None:
+                np.maximum(m_new, m, out=m_new)
+            safe = np.where(np.isfinite(m_new), m_new, dtype.type(0))
+            x -= safe
+            p = np.exp(x, out=x)  # exp(−∞) = 0 outside the allowed set
+            pv = p @ v[:, :, s0:s1]
+            if m is None or l is None or acc is None:  # the first block: m = −∞, l = 0, acc = 0 before it
+                l = p.sum(axis=-1, keepdims=True)
+                acc = pv
+            else:
+                rescale = np.exp(m - safe)  # 0 while m = −∞
+                l *= rescale
+                l += p.sum(axis=-1, keepdims=True)
+                acc *= rescale
+                acc += pv
+            m = m_new
+        if l is None or acc is None:
+            z_t[...] = 0  # no query of the tile sees any key
+        else:
+            # l ≥ 1 on a row with an allowed key (its max contributes exp(0) = 1) and l = 0, acc = 0
+            # on a row without: dividing by max(l, 1) gives acc / l there and 0 here
+            np.divide(acc, np.maximum(l, 1, out=l), out=z_t)
+    return z
 
 
 def fused_mha(plan: MHAPlan, weights: MHAWeights, batch: Batch, key: str, x_q: Array, block: int) -> Array:
@@ -185,16 +218,16 @@ def fused_mha(plan: MHAPlan, weights: MHAWeights, batch: Batch, key: str, x_q: A
     qkv = x_q.reshape(B * T, -1) @ weights.W_qkv  # one GEMM: Q, K and V of every head
     if weights.b_qkv is not None:
         qkv += weights.b_qkv
-    qkv = qkv.reshape(B, T, 3, H, dh).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, dh)
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    q, k, v = qkv.reshape(B, T, 3, H, dh).transpose(2, 0, 3, 1, 4)  # each (B, H, T, dh), strided views
+    k, v = np.ascontiguousarray(k), np.ascontiguousarray(v)  # read once per key block
     if batch.cache is not None:
         for name, new in (("K", k), ("V", v)):
             prev = batch.cache.get((key, name))
             batch.cache[(key, name)] = new if prev is None else np.concatenate([prev, new], axis=2)
         k, v = batch.cache[(key, "K")], batch.cache[(key, "V")]
-    z = blocked_attention(q, k, v, plan.scale, plan.mask, batch, block)  # (B, H, T, dh)
-    concat = z.transpose(0, 2, 1, 3).reshape(B * T, H * dh)  # heads side by side
-    y = concat @ weights.W_O
+    concat = np.empty((B, T, H, dh), dtype=qkv.dtype)  # heads side by side, written in place
+    blocked_attention(q, k, v, plan.scale, plan.mask, batch, block, out=concat.transpose(0, 2, 1, 3))
+    y = concat.reshape(B * T, H * dh) @ weights.W_O
     if weights.b_O is not None:
         y += weights.b_O
     out: Array = y.reshape(B, T, -1)

@@ -53,11 +53,16 @@ class State:
 
 
 class Program:
-    """``compile(arch, theta, dtype)`` → run with :meth:`forward`, or :meth:`prefill` then
-    :meth:`decode` for incremental decoding."""
+    """``compile(arch, theta, dtype, block)`` → run with :meth:`forward`, or :meth:`prefill` then
+    :meth:`decode` for incremental decoding.
+
+    ``block`` is attention's tile: query rows per tile and keys per block. The default 64 keeps
+    each per-head GEMM of attention at 64·64·d_head multiply-adds (2¹⁸ for d_head = 64), which
+    OpenBLAS runs on the calling thread: many small GEMMs handed to its thread pool are several
+    times slower, more so when other processes share the cores (docs/performance.md)."""
 
     def __init__(
-        self, arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 128
+        self, arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 64
     ) -> None:
         self.arch = arch
         self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
@@ -96,12 +101,21 @@ class Program:
                 port for port, rel in op.dependency().items() if not isinstance(rel, (RowWise, NoDependence))
             )
             self.steps.append(Step(path, node, sources, op.bind(arch.dims), params, across))
+        # after step i, the values no later step reads are dropped, so their memory is reused
+        # (holding every intermediate would touch fresh pages, and page faults, for each one)
+        last_reader = {src: i for i, step in enumerate(self.steps) for src in step.sources.values()}
+        kept = set(self.outputs.values())
+        self.drop_after: list[list[str]] = [[] for _ in self.steps]
+        for src, i in last_reader.items():
+            if src not in kept:
+                self.drop_after[i].append(src)
 
     # -- running ---------------------------------------------------------------------------
 
     def _run(self, ids: npt.NDArray[np.int64], batch: Batch) -> dict[str, Any]:
+        """Run the steps; the result holds the outputs (intermediates are dropped once read)."""
         values: dict[str, Any] = {"input.ids": ids}
-        for step in self.steps:
+        for step, drop in zip(self.steps, self.drop_after):
             args = {port: values[src] for port, src in step.sources.items()}
             if step.plan is not None and step.weights is not None:
                 y = fused_mha(step.plan, step.weights, batch, step.path, args["x_q"], self.block)
@@ -118,11 +132,15 @@ class Program:
                 if isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.dtype != self.dtype:
                     y = y.astype(self.dtype)
             values[step.path] = y
+            for src in drop:
+                del values[src]
         return values
 
     def _finish(self, values: dict[str, Any], valid: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
-        logits = values[self.outputs["logits"]]
-        return np.where(valid[..., None], logits, 0).astype(self.dtype)  # padded rows are 0
+        logits = np.asarray(values[self.outputs["logits"]], dtype=self.dtype)
+        if valid.all():
+            return logits  # no copy: the (B, T, n_vocab) logits are the largest array of the forward
+        return np.where(valid[..., None], logits, logits.dtype.type(0))  # padded rows are 0
 
     def forward(self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> npt.NDArray[Any]:
         """Logits (B, T, n_vocab) for token ids (B, T) (or (T,), read as B = 1); ``valid``
@@ -172,7 +190,7 @@ class Program:
         return self._finish(values, mask), state
 
 
-def compile(arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 128) -> Program:
+def compile(arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 64) -> Program:
     """Compile an architecture and its θ for batched evaluation in ``dtype``."""
     return Program(arch, theta, dtype, block)
 
