@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from fast.batch import Batch
 from spec.errors import ShapeError, TokenError
-from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, NoDependence, Relation, RowWise
+from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, NoDependence, Relation, RowWise, Window
 from spec.op import Primitive
 from spec.ops import (
     Add,
@@ -75,6 +75,8 @@ def allowed(relation: Relation, q_pos: npt.NDArray[np.int64], k_pos: npt.NDArray
         return np.asarray(s <= t)
     if isinstance(relation, Banded):
         return np.asarray((s <= t) & (s > t - relation.w))
+    if isinstance(relation, Window):
+        return np.asarray((s >= t + relation.lo) & (s <= t + relation.hi))
     if isinstance(relation, Full):
         return np.ones((q_pos.shape[0], q_pos.shape[1], k_pos.shape[1]), dtype=bool)
     if isinstance(relation, RowWise):

@@ -21,7 +21,7 @@ from spec.architectures.gpt import AttentionKind
 from spec.dims import S as S_SYMBOL
 from spec.dims import T as T_SYMBOL
 from spec.graph import Architecture
-from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, Relation
+from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, Relation, Window
 from spec.op import Primitive
 from spec.ops import (
     Add,
@@ -224,6 +224,7 @@ def _masks(keys: int | None) -> st.SearchStrategy[Relation]:
         st.just(Causal()),
         st.integers(1, 4).map(Banded),
         st.just(Full()),
+        st.tuples(st.integers(-3, 3), st.integers(0, 3)).map(lambda lo_len: Window(lo_len[0], lo_len[0] + lo_len[1])),
     ]
     if keys is not None:
         valid = st.lists(st.booleans(), min_size=keys, max_size=keys).map(tuple)
