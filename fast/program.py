@@ -10,7 +10,6 @@ extended call by call; row-wise ops see only the new rows.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,6 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 @dataclass
 class Step:
     path: str
-    node: Node
     sources: dict[str, str]
     op: Primitive | None  # bound primitive (None for a fused composite)
     params: dict[str, np.ndarray]
@@ -88,7 +86,7 @@ class Program:
         for path, node, sources in arch.expand(stop=fuse, outputs=self.outputs):
             plan = plans.get(id(node))  # type: ignore[call-overload]
             if plan is not None:
-                self.steps.append(Step(path, node, sources, None, {}, (), plan, pack(plan, theta64, self.dtype)))
+                self.steps.append(Step(path, sources, None, {}, (), plan, pack(plan, theta64, self.dtype)))
                 continue
             op = node.op
             if not isinstance(op, Primitive) or op.kind not in KERNELS:
@@ -100,7 +98,7 @@ class Program:
             across = tuple(
                 port for port, rel in op.dependency().items() if not isinstance(rel, (RowWise, NoDependence))
             )
-            self.steps.append(Step(path, node, sources, op.bind(arch.dims), params, across))
+            self.steps.append(Step(path, sources, op.bind(arch.dims), params, across))
         # after step i, the values no later step reads are dropped, so their memory is reused
         # (holding every intermediate would touch fresh pages, and page faults, for each one)
         last_reader = {src: i for i, step in enumerate(self.steps) for src in step.sources.values()}
@@ -199,5 +197,3 @@ def forward(arch: Architecture, theta: Mapping[str, npt.ArrayLike], ids: npt.Arr
     """One-shot batched forward (compiles every call; keep a :class:`Program` to reuse)."""
     return Program(arch, theta, dtype).forward(ids, valid)
 
-
-_ = time

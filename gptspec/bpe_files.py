@@ -246,13 +246,7 @@ def gpt2_layout(merges: Sequence[Pair], special: Sequence[str] = ("<|endoftext|>
     """The id layout of GPT-2's own files: the one-byte tokens numbered in the order of the
     byte ↔ unicode map (``!`` is 0, …, ``Ġ`` is 220), then each merge's token, then the
     special tokens. Useful to test that nothing assumes id = byte value."""
-    from spec.tokenizer import bytes_to_unicode
+    from spec.tokenizer import bytes_to_unicode, trained
 
     order = sorted(range(BASE_SIZE), key=lambda b: ord(bytes_to_unicode()[b]))
-    tokens = {i: bytes([b]) for i, b in enumerate(order)}
-    ids = {t: i for i, t in tokens.items()}
-    for a, b in merges:
-        if a + b not in ids:
-            ids[a + b] = len(tokens)
-            tokens[len(tokens)] = a + b
-    return BPE(tokens, tuple(merges), {name: len(tokens) + k for k, name in enumerate(special)}, pattern)
+    return trained(merges, special, pattern, base=order)

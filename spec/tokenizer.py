@@ -433,10 +433,13 @@ class BPE:
         return dict(self.ids)
 
 
-def trained(merges: Sequence[Pair], special: Sequence[str], pattern: str = GPT2_PATTERN) -> BPE:
-    """The vocabulary of definition 3 from its merge list: byte b has id b, each merge's new
-    token the next id, then the special names in order."""
-    tokens: dict[int, bytes] = {b: bytes([b]) for b in range(BASE_SIZE)}
+def trained(
+    merges: Sequence[Pair], special: Sequence[str], pattern: str = GPT2_PATTERN, base: Sequence[int] = range(BASE_SIZE)
+) -> BPE:
+    """The vocabulary of definition 3 from its merge list: the one-byte tokens numbered in the
+    order ``base`` (byte b has id b by default), each merge's new token the next id, then the
+    special names in order."""
+    tokens: dict[int, bytes] = {i: bytes([b]) for i, b in enumerate(base)}
     ids = {t: i for i, t in tokens.items()}
     for a, b in merges:
         if a + b not in ids:

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 import reference
 from gptspec.verify.compare import Comparison, compare
-from gptspec.verify.implementation import Implementation, row_sizes
+from gptspec.verify.implementation import Implementation
 from gptspec.verify.strategies import BatchExample, OpExample, batch_examples, describe, distinct_ops, op_arrays, op_examples
 from gptspec.verify.tolerance import DEFAULT, Policy, storer
+from spec.exact import bind_to_arrays
 from spec.graph import Architecture
 from spec.op import Primitive
 from spec.theta import random_theta
@@ -55,8 +56,7 @@ class Outcome:
 def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Policy = DEFAULT) -> Outcome | None:
     """``impl.op`` against the reference on one example (None if ``impl`` has no such op)."""
     inputs, params = op_arrays(op, example)
-    sizes = row_sizes(op, inputs)
-    bound = op.bind(sizes)
+    bound = bind_to_arrays(op, inputs, params)
     want = reference.REFERENCE[op.kind](bound, **inputs, **params)
     D = impl.dtype
     store = storer(D, example.seed)

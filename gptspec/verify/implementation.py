@@ -22,18 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from spec.graph import Architecture
+from spec.exact import bind_to_arrays
 from spec.types import Axis
 from spec.op import Primitive
-
-
-def row_sizes(op: Primitive, inputs: Mapping[str, np.ndarray]) -> dict[Any, int]:
-    """The values of the op's free size symbols (T, S), read off the input arrays' shapes."""
-    sizes: dict[Any, int] = {}
-    for name, ttype in op.inputs().items():
-        for d, n in zip(ttype.shape, np.shape(inputs[name]), strict=False):
-            if getattr(d, "is_Symbol", False):
-                sizes[d] = int(n)
-    return sizes
 
 
 class Implementation(Protocol):
@@ -70,8 +61,7 @@ class FastImplementation:
         from fast.batch import Batch
         from fast.kernels import KERNELS
 
-        sizes = row_sizes(op, inputs)
-        bound = op.bind(sizes)
+        bound = bind_to_arrays(op, inputs, params)
         T = int(bound.output().shape[0])
         key_axes = [t.shape[t.axes.index(Axis.KEY)] for t in (*bound.inputs().values(), bound.output()) if Axis.KEY in t.axes]
         S = int(key_axes[0]) if key_axes else T
