@@ -20,8 +20,8 @@ import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
-
 from common import load_average, machine, timed
+
 from fast.attention import blocked_attention
 from fast.batch import Batch
 from fast.kernels import attention_mask, softmax_rows
@@ -70,9 +70,8 @@ def main() -> None:
     def scores_bytes(T: int) -> int:
         return int(2 * B * H * T * T * 4)  # (B, H, T, T) scores + probabilities, float32
 
-    rows = []
-    for T in sorted({args.materialized_tokens, args.tokens}):
-        q, k, v, batch = inputs(B, H, T, d)
+    def measure(T: int) -> dict[str, float]:
+        q, k, v, batch = inputs(B, H, T, d)  # freed when measure returns
         print(f"T={T}: blocked attention ...", flush=True)
         blocked, t_blocked = peak(lambda: blocked_attention(q, k, v, scale, Causal(), batch, args.block))
         row = {"T": T, "blocked": blocked, "t_blocked": t_blocked, "formula": scores_bytes(T)}
@@ -82,8 +81,9 @@ def main() -> None:
             want = materialized(q, k, v, scale, batch)
             got = blocked_attention(q, k, v, scale, Causal(), batch, args.block)
             row.update(materialized=mat, t_materialized=t_mat, diff=float(np.abs(got - want).max()))
-        rows.append(row)
-        del q, k, v
+        return row
+
+    rows = [measure(T) for T in sorted({args.materialized_tokens, args.tokens})]
     print(f"\nmeasured {time.strftime('%Y-%m-%d %H:%M')}; load average at the end {load_average()}")
     print(f"B={B}, n_heads={H}, d_head={d}, float32, causal; block={args.block}; result (B, H, T, d_head) = {B * H * args.tokens * d * 4 / MiB:.0f} MiB at T={args.tokens}")
     for r in rows:

@@ -26,7 +26,7 @@ import numpy as np
 
 import fast.bpe as F
 import reference.bpe as R
-from spec.tokenizer import END_OF_TEXT, BPE, pretoken_counts, token_to_text
+from spec.tokenizer import BPE, END_OF_TEXT, pretoken_counts, token_to_text
 
 T = TypeVar("T")
 

@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 import torch
+from common import blas_threads, interleaved, load_average, machine, median
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import fast
-from common import blas_threads, interleaved, load_average, machine, median
 from gptspec.checkpoint import load
 
 

@@ -14,10 +14,10 @@ import argparse
 import time
 
 import numpy as np
+from common import machine, median, timed
 
 import fast
 import reference
-from common import machine, median, timed
 from spec import build_gpt, preset
 from spec.theta import random_theta
 

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from common import gemm_fn, interleaved, load_average, machine, median, timed
 
 import fast
 import fast.attention
 import fast.kernels
 import fast.program
-from common import gemm_fn, interleaved, load_average, machine, median, timed
 from spec import build_gpt, preset
 from spec.theta import random_theta
 
@@ -54,17 +54,17 @@ def breakdown(prog: fast.Program, ids: np.ndarray) -> dict[str, float]:
         return timed_fn
 
     kernels = dict(fast.kernels.KERNELS)  # the table fast.program looks kernels up in
-    fused = getattr(fast.program, "fused_mha")
+    fused = fast.program.fused_mha
     attention = fast.attention.blocked_attention
     try:
         for kind, fn in kernels.items():
             fast.kernels.KERNELS[kind] = wrap(kind, fn)
-        setattr(fast.program, "fused_mha", wrap("multi-head attention (QKV, W_O GEMMs + attention)", fused))
+        fast.program.fused_mha = wrap("multi-head attention (QKV, W_O GEMMs + attention)", fused)
         fast.attention.blocked_attention = wrap("  of which blocked_attention", attention)
         total = timed(lambda: prog.forward(ids))
     finally:
         fast.kernels.KERNELS.update(kernels)
-        setattr(fast.program, "fused_mha", fused)
+        fast.program.fused_mha = fused
         fast.attention.blocked_attention = attention
     spent["total"] = total
     return dict(sorted(spent.items(), key=lambda kv: -kv[1]))

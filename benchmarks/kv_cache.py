@@ -15,9 +15,9 @@ import copy
 import time
 
 import numpy as np
+from common import load_average, machine, median, timed
 
 import fast
-from common import load_average, machine, median, timed
 from spec import build_gpt, preset
 from spec.theta import random_theta
 

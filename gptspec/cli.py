@@ -14,7 +14,6 @@ from spec import PRESETS, GptSpecError, TokenError
 from spec.counting import breakdown, count, symbolic_count
 from spec.errors import ConfigError
 
-
 IMPLEMENTATIONS = ["reference", "fast"]
 
 

@@ -18,8 +18,8 @@
 from __future__ import annotations
 
 import itertools
-from fractions import Fraction
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from fractions import Fraction
 
 import numpy as np
 import sympy

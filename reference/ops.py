@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from spec.op import Primitive
 from spec.ops import (
     Add,
     Affine,
@@ -32,7 +33,6 @@ from spec.ops import (
     TokenEmbedding,
     WeightedSum,
 )
-from spec.op import Primitive
 from spec.theta import token_array
 
 Array = npt.NDArray[np.float64]

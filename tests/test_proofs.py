@@ -20,7 +20,8 @@ from proofs.algebra import replace_entries, require_entails, require_sums_equal
 from proofs.core import Kind, Scope, Theorem, require, require_zero, run_one
 from proofs.dependency import SAME, type_graph
 from proofs.docs import PATH, render
-from proofs.theorems import attention, causality as causality_theorems, layer_norm, softmax
+from proofs.theorems import attention, layer_norm, softmax
+from proofs.theorems import causality as causality_theorems
 from proofs.theorems._common import IndicatorMask, attention_only, index, s, t
 
 index_ = index

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from spec.graph import Architecture
 from spec.exact import bind_to_arrays
-from spec.types import Axis
+from spec.graph import Architecture
 from spec.op import Primitive
+from spec.types import Axis
 
 
 class Implementation(Protocol):

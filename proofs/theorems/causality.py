@@ -237,7 +237,7 @@ def dependency_rules_sound() -> None:
     missing = sorted(set(PRIMITIVES) - set(table))
     if missing:
         raise ProofFailed(f"primitives {missing} have no instance in proofs.theorems.causality.instances; add one")
-    for kind, ops in table.items():
+    for ops in table.values():
         for op in ops:
             check_rules(op)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from proofs.algebra import canonical_dummies, op_matrix, replace_entries
 from proofs.core import Kind, Scope, for_all, require, require_zero, theorem
-from proofs.theorems._common import M, IndicatorMask, arrays, close, first_branch, index, masks, s, seeds, t
+from proofs.theorems._common import IndicatorMask, M, arrays, close, first_branch, index, masks, s, seeds, t
 from reference.ops import masked_softmax as ref_masked_softmax
 from reference.ops import weighted_sum as ref_weighted_sum
 from spec.dims import S, T
