@@ -6,12 +6,12 @@ This package imports nothing else of gptspec's; every other part interprets its 
 from spec import dims, masks, ops
 from spec.architectures import PRESETS, GPTConfig, build_gpt, preset
 from spec.counting import count, symbolic_count
-from spec.errors import CheckpointError, ConfigError, GptSpecError, GraphError, ShapeError, TokenError
+from spec.errors import CheckpointError, ConfigError, FileError, GptSpecError, GraphError, ShapeError, TokenError
 from spec.graph import Architecture, Composite, Graph, Node, ParamRef, Source, graph_input
 from spec.op import PRIMITIVES, Op, Primitive
 
 __all__ = [
-    "PRESETS", "PRIMITIVES", "Architecture", "CheckpointError", "Composite", "ConfigError",
+    "PRESETS", "PRIMITIVES", "Architecture", "CheckpointError", "Composite", "ConfigError", "FileError",
     "GPTConfig", "GptSpecError", "Graph", "GraphError", "Node", "Op", "ParamRef", "Primitive",
     "ShapeError", "Source", "TokenError", "build_gpt", "count", "dims", "graph_input", "masks",
     "ops", "preset", "symbolic_count",

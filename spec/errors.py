@@ -31,7 +31,8 @@ class TokenError(GptSpecError, ValueError):
     """A token sequence the spec does not define: an id outside the vocabulary, too long a sequence."""
 
 
-def mismatch(name: str, got: object, what: str, want: object, where: str, fix: str = "") -> str:
-    """Format the house error message: ``name=got, but expected what=want [where]; fix``."""
-    message = f"{name}={got}, but expected {what}={want} [{where}]"
-    return f"{message}; {fix}" if fix else message
+class FileError(GptSpecError, ValueError):
+    """A path that cannot be read or written as asked: missing, a directory where a file is
+    expected, unreadable, too large, or a write that failed (a full device); nothing is left
+    half-written."""
+
