@@ -1,5 +1,10 @@
-"""The batched implementation: the same function as reference/, fast. Imports spec/ only."""
+"""The batched implementation: the same function as reference/, fast. Imports spec/ only.
 
-from fast.program import Program, State, compile, forward
+The public way to run it: :func:`run_op` (one primitive on one sequence, through its batched
+kernel), :func:`compile` (an architecture and θ in a dtype) and the :class:`Program`'s
+``forward``, ``prefill`` and ``decode``.
+"""
 
-__all__ = ["Program", "State", "compile", "forward"]
+from fast.program import DTYPES, Program, State, compile, forward, resolve_dtype, run_op
+
+__all__ = ["DTYPES", "Program", "State", "compile", "forward", "resolve_dtype", "run_op"]

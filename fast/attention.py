@@ -2,15 +2,10 @@
 tiles and walks the keys in blocks with the online-softmax recurrence, so the scores held at
 once are O(B·n_heads·block²), not T².
 
-For each query row the recurrence keeps a running max m, a running normaliser l and a running
-weighted sum acc; a new block of keys with scores x updates them as
-
-    m' = max(m, max_{s ∈ block ∩ A_t} x_s)
-    l' = l·exp(m − m') + Σ_{s ∈ block ∩ A_t} exp(x_s − m')
-    acc' = acc·exp(m − m') + Σ_{s ∈ block ∩ A_t} exp(x_s − m') v_s
-
-and the result is acc / l, or 0 when A_t = ∅ (l = 0). That this equals the masked softmax's
-weighted sum for any split of the keys into blocks is a theorem in proofs/.
+The recurrence is spec/online_softmax.py's (``step`` and ``result``), run here with the numpy
+operations of :class:`NumpyOps`; that it equals the masked softmax's weighted sum for any split
+of the keys into blocks is the theorem ``online_softmax`` of proofs/, proved about that same
+function.
 
 :func:`match` recognises the ``multi_head_attention`` composite that spec/blocks.py builds
 (every head: affine Q, K, V → scores → masked softmax → weighted sum, slicing the same Θ
@@ -27,6 +22,7 @@ import numpy.typing as npt
 
 from fast.batch import Batch
 from fast.kernels import allowed
+from spec import online_softmax as online
 from spec.graph import Composite, Node, ParamRef
 from spec.masks import Relation
 from spec.ops import Affine, AttentionScores, ConcatHeads, MaskedSoftmax, WeightedSum
@@ -136,8 +132,10 @@ def pack(plan: MHAPlan, theta: dict[str, np.ndarray], dtype: npt.DTypeLike) -> M
 
     W_qkv = np.concatenate([flat(plan.W_Q), flat(plan.W_K), flat(plan.W_V)], axis=1)
     b_qkv = None
-    if plan.b_Q and plan.b_K and plan.b_V:
-        b_qkv = np.concatenate([theta[plan.b_Q].ravel(), theta[plan.b_K].ravel(), theta[plan.b_V].ravel()])
+    biases = (plan.b_Q, plan.b_K, plan.b_V)
+    if any(biases):  # a projection without a bias adds zeros: exact, and one GEMM + one add still serves all three
+        width = W_qkv.shape[1] // 3
+        b_qkv = np.concatenate([theta[b].ravel() if b else np.zeros(width) for b in biases])
     W_O = theta[plan.W_O]
     return MHAWeights(
         np.ascontiguousarray(W_qkv, dtype=dtype),
@@ -145,6 +143,47 @@ def pack(plan: MHAPlan, theta: dict[str, np.ndarray], dtype: npt.DTypeLike) -> M
         np.ascontiguousarray(W_O.reshape(-1, W_O.shape[-1]), dtype=dtype),
         None if plan.b_O is None else theta[plan.b_O].astype(dtype),
     )
+
+
+class NumpyOps:
+    """The online-softmax operations (spec/online_softmax.py) on numpy arrays of shape
+    (B, H, tile, ·), in the arrays' own dtype, in place where the recurrence allows it."""
+
+    def rowmax(self, x: Array) -> Array:
+        out: Array = x.max(axis=-1, keepdims=True)
+        return out
+
+    def maximum(self, a: Array, b: Array) -> Array:
+        return np.maximum(a, b, out=a)
+
+    def finite_or_zero(self, m: Array) -> Array:
+        return np.where(np.isfinite(m), m, m.dtype.type(0))
+
+    def exp_shifted(self, x: Array, shift: Array) -> Array:
+        x -= shift
+        return np.exp(x, out=x)
+
+    def rowsum(self, p: Array) -> Array:
+        out: Array = p.sum(axis=-1, keepdims=True)
+        return out
+
+    def weighted(self, p: Array, v: Array) -> Array:
+        out: Array = p @ v
+        return out
+
+    def scale_add(self, a: Array, r: Array, b: Array) -> Array:
+        a *= r
+        a += b
+        return a
+
+    def ratio(self, acc: Array, l: Array) -> Array:
+        # l ≥ 1 on a row with an allowed key (its max contributes e^0 = 1) and l = 0, acc = 0 on a
+        # row without: dividing by max(l, 1) gives acc / l there and 0 here
+        out: Array = np.divide(acc, np.maximum(l, 1, out=l))
+        return out
+
+
+NUMPY_OPS = NumpyOps()
 
 
 def blocked_attention(
@@ -168,15 +207,13 @@ def blocked_attention(
     for t0 in range(0, T, block):
         t1 = min(T, t0 + block)
         ok = allowed(mask, batch.positions[:, t0:t1], batch.key_positions)
-        ok &= batch.key_valid[:, None, :] & batch.valid[:, t0:t1, None]  # (B, tile, S), the same for every head
+        ok = ok & batch.key_valid[:, None, :] & batch.valid[:, t0:t1, None]  # (B, tile, S), the same for every head
         seen = np.asarray(ok.any(axis=(0, 1)))  # keys some query of the tile may see
         full = np.asarray(ok.all(axis=(0, 1)))  # keys every query of the tile may see
         width = max(block, block * block // (t1 - t0))
         q_t = np.multiply(q[:, :, t0:t1], dtype.type(scale), order="C")
         z_t = z[:, :, t0:t1]
-        m: Array | None = None  # running max, normaliser, weighted sum; None: no block yet
-        l: Array | None = None
-        acc: Array | None = None
+        state: online.State[Array] = online.State()
         for s0 in range(0, S, width):
             s1 = min(S, s0 + width)
             if not seen[s0:s1].any():
@@ -184,29 +221,9 @@ def blocked_attention(
             x = q_t @ kT[..., s0:s1]  # (B, H, tile, width)
             if not full[s0:s1].all():
                 np.copyto(x, dtype.type(-np.inf), where=~ok[:, None, :, s0:s1])
-            m_new = x.max(axis=-1, keepdims=True)
-            if m is not None:
-                np.maximum(m_new, m, out=m_new)
-            safe = np.where(np.isfinite(m_new), m_new, dtype.type(0))
-            x -= safe
-            p = np.exp(x, out=x)  # exp(−∞) = 0 outside the allowed set
-            pv = p @ v[:, :, s0:s1]
-            if m is None or l is None or acc is None:  # the first block: m = −∞, l = 0, acc = 0 before it
-                l = p.sum(axis=-1, keepdims=True)
-                acc = pv
-            else:
-                rescale = np.exp(m - safe)  # 0 while m = −∞
-                l *= rescale
-                l += p.sum(axis=-1, keepdims=True)
-                acc *= rescale
-                acc += pv
-            m = m_new
-        if l is None or acc is None:
-            z_t[...] = 0  # no query of the tile sees any key
-        else:
-            # l ≥ 1 on a row with an allowed key (its max contributes exp(0) = 1) and l = 0, acc = 0
-            # on a row without: dividing by max(l, 1) gives acc / l there and 0 here
-            np.divide(acc, np.maximum(l, 1, out=l), out=z_t)
+            state = online.step(state, x, v[:, :, s0:s1], NUMPY_OPS)
+        done = online.result(state, NUMPY_OPS)
+        z_t[...] = 0 if done is None else done  # no block: no query of the tile sees any key
     return z
 
 

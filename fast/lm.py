@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from fast.program import Program
 from spec.errors import ConfigError, TokenError
-from spec.lm import Sampler, check_generation
+from spec.lm import Sampler, check_generation, log_softmax
 
 
 def _batch(sequences: Sequence[Sequence[int]], left: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -36,10 +36,7 @@ def token_log_probs(program: Program, sequences: Sequence[Sequence[int]]) -> lis
     if ids.shape[1] == 0:
         return [np.zeros(0) for _ in sequences]
     z = program.forward(ids, valid).astype(np.float64)  # (B, T, n_vocab)
-    m = z.max(axis=-1, keepdims=True)
-    log_z = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))  # (B, T): log Σ_v exp z_tv
-    picked = np.take_along_axis(z[:, :-1, :], ids[:, 1:, None], axis=-1)[..., 0]  # z_t[x_{t+1}]
-    lp = picked - log_z[:, :-1]
+    lp = np.take_along_axis(log_softmax(z[:, :-1, :]), ids[:, 1:, None], axis=-1)[..., 0]  # log softmax(z_t)[x_{t+1}]
     return [lp[b, : max(len(s) - 1, 0)] for b, s in enumerate(sequences)]
 
 

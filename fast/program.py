@@ -19,14 +19,30 @@ import numpy.typing as npt
 
 from fast.attention import MHAPlan, MHAWeights, fused_mha, match, pack
 from fast.batch import Batch, check_ids, positions_from_valid
-from fast.kernels import KERNELS
+from fast.kernels import KERNELS, OneHotIds
 from spec.errors import ConfigError, ShapeError, TokenError
 from spec.graph import Architecture, Node
-from spec.masks import NoDependence, RowWise
-from spec.op import Primitive
-from spec.theta import check_theta
+from spec.op import Primitive, bind_to_arrays
+from spec.theta import as_float64, float64_theta, token_array
+from spec.types import Axis, Element
 
-DTYPES = {"float64": np.float64, "float32": np.float32}
+DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
+"""The dtypes fast/ computes in, by name."""
+
+
+def resolve_dtype(dtype: object, where: str = "fast") -> np.dtype[Any]:
+    """One of :data:`DTYPES`, given by name or as a numpy dtype; anything else is refused."""
+    for name, known in DTYPES.items():
+        if (isinstance(dtype, str) and dtype == name) or (not isinstance(dtype, str) and _same_dtype(dtype, known)):
+            return known
+    raise ConfigError(f"dtype={dtype!r}, but expected one of {list(DTYPES)} [{where}]")
+
+
+def _same_dtype(dtype: object, known: np.dtype[Any]) -> bool:
+    try:
+        return bool(np.dtype(dtype) == known)  # type: ignore[call-overload]
+    except TypeError:
+        return False
 
 
 @dataclass
@@ -63,14 +79,11 @@ class Program:
         self, arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 64
     ) -> None:
         self.arch = arch
-        self.dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
-        if self.dtype.kind != "f":
-            raise ConfigError(f"dtype={self.dtype}, but expected a float dtype (float64, float32) [fast]")
-        if block < 1:
-            raise ConfigError(f"block={block}, but expected a whole number ≥ 1 [fast]")
+        self.dtype = resolve_dtype(dtype, "fast compile")
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise ConfigError(f"block={block!r}, but expected a whole number ≥ 1 [fast compile]")
         self.block = block
-        theta64 = {k: np.asarray(v) for k, v in theta.items()}
-        check_theta(arch, theta64, where="fast compile")
+        theta64 = float64_theta(arch, theta, "fast compile")
         self.n_vocab = arch.dim("n_vocab")
         self.n_ctx = arch.dim("n_ctx")
         self.outputs: dict[str, str] = {}
@@ -89,14 +102,15 @@ class Program:
                 self.steps.append(Step(path, sources, None, {}, (), plan, pack(plan, theta64, self.dtype)))
                 continue
             op = node.op
-            if not isinstance(op, Primitive) or op.kind not in KERNELS:
-                raise ConfigError(f"op {node.op.kind} at {path}, but expected an op fast/ has a kernel for [fast compile]")
+            if not isinstance(op, Primitive):
+                raise ConfigError(f"op {node.op.kind} at {path}, but expected a primitive or a composite fast/ fuses [fast compile]")
+            KERNELS[op.kind]  # refuses an op without a kernel now, naming it, rather than at run time
             params = {
                 p: np.ascontiguousarray(ref.resolve(theta64[ref.name], arch.dims), dtype=self.dtype)
                 for p, ref in node.params.items()
             }
             across = tuple(
-                port for port, rel in op.dependency().items() if not isinstance(rel, (RowWise, NoDependence))
+                port for port, rel in op.dependency().items() if not rel.row_local()
             )
             self.steps.append(Step(path, sources, op.bind(arch.dims), params, across))
         # after step i, the values no later step reads are dropped, so their memory is reused
@@ -186,6 +200,43 @@ class Program:
             state.cache = cache
         state.next_position = np.maximum(state.next_position, np.where(mask, positions + 1, 0).max(axis=1, initial=0))
         return self._finish(values, mask), state
+
+
+def run_op(
+    op: Primitive, inputs: Mapping[str, npt.ArrayLike], params: Mapping[str, npt.ArrayLike] | None = None, dtype: object = "float64"
+) -> npt.NDArray[Any]:
+    """One primitive on one sequence through its batched kernel, in ``dtype``: a batch of one,
+    no padding, positions 0 … T − 1 (and keys 0 … S − 1). Symbolic dims are bound from the
+    arrays' shapes; the result has the op's declared output shape."""
+    if not isinstance(op, Primitive):
+        raise ShapeError(f"op of type {type(op).__name__}, but expected a spec primitive [fast.run_op]")
+    D = resolve_dtype(dtype, "fast.run_op")
+    declared = op.inputs()
+
+    def cast(name: str, value: npt.ArrayLike) -> np.ndarray:
+        ttype = declared.get(name)
+        if ttype is not None and ttype.element is Element.TOKEN:
+            return token_array(value, op.id_bound() or 2**62, None, f"fast {op.kind} input {name}")
+        return as_float64(name, value, f"fast {op.kind}").astype(D)
+
+    ins = {k: cast(k, v) for k, v in inputs.items()}
+    ps = {k: cast(k, v) for k, v in (params or {}).items()}
+    bound = bind_to_arrays(op, ins, ps)
+    T = int(bound.output().shape[0])
+    key_axes = [t.shape[t.axes.index(Axis.KEY)] for t in (*bound.inputs().values(), bound.output()) if Axis.KEY in t.axes]
+    S = int(key_axes[0]) if key_axes else T
+    batch = Batch(
+        positions=np.arange(T, dtype=np.int64)[None, :], valid=np.ones((1, T), dtype=bool),
+        key_positions=np.arange(S, dtype=np.int64)[None, :], key_valid=np.ones((1, S), dtype=bool),
+    )
+    y = KERNELS[op.kind](bound, batch, **{k: v[None] for k, v in ins.items()}, **ps)
+    if isinstance(y, OneHotIds):
+        y = y.materialize(D)
+    out: npt.NDArray[Any] = np.asarray(y)[0]
+    expected = tuple(int(d) for d in bound.output().shape)
+    if out.shape != expected:
+        raise ShapeError(f"{op.kind} produced shape {out.shape}, but the spec declares {expected} [fast.run_op]")
+    return out
 
 
 def compile(arch: Architecture, theta: Mapping[str, npt.ArrayLike], dtype: str | npt.DTypeLike = "float32", block: int = 64) -> Program:

@@ -3,42 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from spec import PRESETS, GptSpecError, TokenError
+from spec import PRESETS, GptSpecError
 from spec.counting import breakdown, count, symbolic_count
 from spec.errors import ConfigError
-
-IMPLEMENTATIONS = ["reference", "fast"]
-
-
-def parse_tokens(text: str) -> list[int]:
-    """Token ids separated by spaces and/or commas; the empty string is the empty sequence."""
-    parts = [p for p in re.split(r"[\s,]+", text.strip()) if p]
-    ids = []
-    for i, part in enumerate(parts):
-        try:
-            ids.append(int(part))
-        except ValueError:
-            raise TokenError(
-                f"token {i}={part!r}, but expected a whole number [--tokens]; give ids separated by spaces or commas, e.g. \"464 2068 7586\""
-            ) from None
-    return ids
+from spec.lm import log_softmax
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from spec import build_gpt
+    from spec import build
 
-    print(f"{'preset':<24}{'layers':>7}{'d_model':>9}{'heads':>7}{'d_head':>8}{'n_ctx':>7}{'parameters':>17}")
+    print(f"{'preset':<24}{'family':<9}{'layers':>7}{'d_model':>9}{'heads':>7}{'n_ctx':>7}{'parameters':>17}")
     for name, p in PRESETS.items():
         c = p.config
-        print(f"{name:<24}{c.n_layers:>7}{c.d_model:>9}{c.n_heads:>7}{c.head_width:>8}{c.n_ctx:>7}", end="")
-        print(f"{count(build_gpt(c)) if args.count else '':>17}")
+        sizes = "".join(f"{getattr(c, field, '-')!s:>{width}}" for field, width in (("n_layers", 7), ("d_model", 9), ("n_heads", 7), ("n_ctx", 7)))
+        print(f"{name:<24}{p.family:<9}{sizes}{count(build(c)) if args.count else '':>17}")
     return 0
 
 
@@ -56,71 +40,70 @@ def cmd_params(args: argparse.Namespace) -> int:
         print(f"with {values}")
     else:
         total = count(arch)
-        width = max(len(k) for k in breakdown(arch))
+        width = max((len(k) for k in breakdown(arch)), default=5)
         for group, n in breakdown(arch).items():
-            print(f"  {group:<{width}}  {n:>15,}  {100 * n / total:5.1f}%")
+            print(f"  {group:<{width}}  {n:>15,}  {100 * n / total if total else 0:5.1f}%")
         print(f"  {'total':<{width}}  {total:>15,}")
     print(count(arch))
     return 0
 
 
-def cmd_forward(args: argparse.Namespace) -> int:
-    from gptspec.models import resolve
+def _at_least(value: int, least: int, option: str, command: str) -> int:
+    if value < least:
+        raise ConfigError(f"{option} {value}, but expected a whole number ≥ {least} [gptspec {command}]")
+    return value
 
-    ids = parse_tokens(args.tokens)
-    if args.impl not in IMPLEMENTATIONS:
-        raise ConfigError(f"--impl {args.impl!r}, but expected one of {IMPLEMENTATIONS} [gptspec forward]")
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    from gptspec.files import write_npy
+    from gptspec.lm_cli import parse_ids
+    from gptspec.models import check_seed, resolve
+    from gptspec.run import runner
+
+    ids = parse_ids(args.tokens, "gptspec forward --tokens")
+    _at_least(args.show, 0, "--show", "forward")
+    check_seed(args.seed, "--seed")
     model = resolve(args.model, args.set, need_theta=True, seed=args.seed)
     if model.theta is None:  # resolve(need_theta=True) always returns one
         raise ConfigError(f"no weights for {args.model} [gptspec forward]")
+    impl = runner(args.impl, model.arch, model.theta, args.dtype)
     start = time.perf_counter()
-    if args.impl == "reference":
-        from reference import forward
-
-        logits = forward(model.arch, model.theta, ids)
-    else:
-        import fast
-        from spec.theta import token_array
-
-        token_array(ids, model.arch.dim("n_vocab"), model.arch.dim("n_ctx"), "gptspec forward")
-        logits = fast.compile(model.arch, model.theta, "float64").forward(np.asarray(ids, dtype=np.int64).reshape(1, -1))[0]
+    logits = impl.logits(ids)
     seconds = time.perf_counter() - start
-    print(f"{model.source}: logits {logits.shape[0]} × {logits.shape[1]} float64, impl {args.impl}, {seconds:.2f} s")
+    print(f"{model.source}: logits {logits.shape[0]} × {logits.shape[1]} float64, impl {impl.name}, {seconds:.2f} s")
     if model.note:
         print(f"note: {model.note}")
+    log_p = log_softmax(logits) if len(logits) else logits
     for t, row in enumerate(logits[: args.show]):
         top = int(np.argmax(row))
-        m = float(np.max(row))
-        lse = m + float(np.log(np.sum(np.exp(row - m))))
-        print(f"  t={t:<4} id={ids[t]:<7} next: argmax id={top:<7} logit={row[top]: .6f}  log p={row[top] - lse: .6f}")
+        print(f"  t={t:<4} id={ids[t]:<7} next: argmax id={top:<7} logit={row[top]: .6f}  log p={log_p[t, top]: .6f}")
     if len(logits) > args.show:
         print(f"  … {len(logits) - args.show} more positions")
     if args.out:
-        np.save(args.out, logits)
-        print(f"wrote {args.out}")
+        written = write_npy(args.out, logits)
+        print(f"wrote {written}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     import json
 
+    from gptspec.models import check_seed, resolve
     from gptspec.verify import FastImplementation, Target, preset_target, verify
     from gptspec.verify.engine import Result
 
-    if args.examples < 1:
-        raise ConfigError(f"--examples {args.examples}, but expected a whole number ≥ 1 [gptspec check]")
+    _at_least(args.examples, 1, "--examples", "check")
+    check_seed(args.seed, "--seed")
     started = time.perf_counter()
     if args.model in PRESETS:
         target = preset_target(args.model, args.seed)
     else:
-        from gptspec.models import resolve
-
         model = resolve(args.model, (), need_theta=True, seed=args.seed)
         if model.theta is None:
             raise ConfigError(f"no weights for {args.model} [gptspec check]")
         target = Target(model.source, model.arch, model.theta,
-                        f"from gptspec.checkpoint import load\narch, theta = load({args.model!r})\n"
-                        "from gptspec.verify import Target\ntarget = Target('checkpoint', arch, theta, '')")
+                        f"from gptspec.models import resolve\nmodel = resolve({args.model!r}, need_theta=True, seed={args.seed})\n"
+                        "from gptspec.verify import Target\ntarget = Target('model', model.arch, model.theta, '')")
     impl = FastImplementation(args.dtype)
     snippet = f"from gptspec.verify import FastImplementation\nimpl = FastImplementation({args.dtype!r})"
     text = args.format == "text"
@@ -166,8 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", action="store_true", help="also count each preset's parameters (slower)")
     p.set_defaults(run=cmd_presets)
 
-    model_help = f"a preset ({', '.join(PRESETS)}) or a checkpoint (a Hugging Face GPT-2 directory or a .safetensors file written by gptspec)"
-    set_help = "override a config field of a preset, e.g. --set band_width=128 (repeatable)"
+    model_help = (
+        "a preset (see `gptspec presets`), a checkpoint (a Hugging Face directory: config.json + safetensors; "
+        "or a .safetensors θ file written by gptspec), or a builder module.path:name / file.py:name returning a config or an architecture"
+    )
+    set_help = "change a config field of a preset, e.g. --set band_width=128 or --set bias=false (repeatable; type-checked)"
+    seed_help = (
+        "seed of a preset's random weights (default 0): the documented draw spec.theta.preset_theta, N(0, 0.2²) with "
+        "layer-norm gains 1 + N(0, 0.2²) — the same θ every command draws for a preset and a seed"
+    )
 
     p = sub.add_parser(
         "params",
@@ -175,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Count an architecture's parameters from its parameter space Θ. "
         "Prints a breakdown, then the exact count as a plain integer on the last line.",
     )
-    p.add_argument("model", metavar="PRESET_OR_CHECKPOINT", help=model_help)
+    p.add_argument("model", metavar="MODEL", help=model_help)
     p.add_argument("--symbolic", action="store_true", help="print the count as a formula in the dims")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.set_defaults(run=cmd_params)
@@ -185,12 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate the logits of a token sequence",
         description="Evaluate f_θ(ids): the T × n_vocab logits, in float64. A preset gets seeded random weights.",
     )
-    p.add_argument("model", metavar="CHECKPOINT_DIR_OR_PRESET", help=model_help)
-    p.add_argument("--tokens", required=True, help='token ids separated by spaces or commas, e.g. "464 2068 7586"')
-    p.add_argument("--impl", default="reference", help="the implementation to run: reference (literal) or fast (batched, float64); default reference")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights for a preset (default 0)")
-    p.add_argument("--out", help="write the logits to this .npy file (float64)")
-    p.add_argument("--show", type=int, default=8, help="positions to summarise (default 8)")
+    p.add_argument("model", metavar="MODEL", help=model_help)
+    p.add_argument("--tokens", required=True, help='token ids separated by spaces or commas, e.g. "464 2068 7586" ("" is the empty sequence)')
+    p.add_argument("--impl", default="reference", choices=["reference", "fast"], help="reference (literal, float64; default) or fast (batched)")
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the precision of --impl fast (default float64)")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--out", metavar="FILE", help="write the T × n_vocab logits (float64) to exactly this path, in .npy format (written atomically)")
+    p.add_argument("--show", type=int, default=8, help="positions to summarise (default 8; 0 shows none)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.set_defaults(run=cmd_forward)
 
@@ -201,9 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         "KV-cache decoding), with hypothesis-drawn examples; a failure is shrunk to a minimal counterexample "
         "with Python that reproduces it. Exit status 0 only if every component passes.",
     )
-    p.add_argument("model", nargs="?", default="tiny", metavar="PRESET_OR_CHECKPOINT", help=model_help + " (default: tiny)")
+    p.add_argument("model", nargs="?", default="tiny", metavar="MODEL", help=model_help + " (default: tiny)")
     p.add_argument("--examples", type=int, default=25, help="examples per component (default 25)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the examples and of a preset's random weights (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the examples, and of a preset's random weights (" + seed_help.split("(", 1)[1])
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the precision fast/ computes in (default float64)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
     p.set_defaults(run=cmd_check)
@@ -227,4 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        print(f"gptspec {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code

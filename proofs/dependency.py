@@ -36,20 +36,7 @@ import sympy
 
 from spec.errors import GptSpecError
 from spec.graph import Graph
-from spec.masks import (
-    Banded,
-    Causal,
-    Full,
-    Intersection,
-    KeyPadding,
-    KeyRow,
-    NoDependence,
-    Relation,
-    RowWise,
-    SupportOf,
-    Window,
-    WithinRow,
-)
+from spec.masks import KeyRow, Relation, SupportOf, WithinRow
 from spec.op import Primitive
 from spec.types import Axis
 
@@ -191,29 +178,10 @@ ALL = Windows.of((-oo, oo))
 
 
 def windows(rule: Relation) -> Windows:
-    """A positional rule as windows (exact for every family but key padding, which reads a
-    data-dependent set of keys and is over-approximated by all keys)."""
-    if isinstance(rule, RowWise):  # includes WithinRow: as a row relation, row t reads row t
-        return SAME
-    if isinstance(rule, Causal):
-        return Windows.of((-oo, 0))
-    if isinstance(rule, Banded):
-        return Windows.of((1 - rule.w, 0))
-    if isinstance(rule, Window):
-        return Windows.of((rule.lo, rule.hi))
-    if isinstance(rule, (Full, KeyPadding, KeyRow, SupportOf)):
-        return ALL
-    if isinstance(rule, NoDependence):
-        return NONE
-    if isinstance(rule, Intersection):
-        out = ALL
-        for part in rule.parts:
-            out = out & windows(part)
-        return out
-    raise DependencyError(
-        f"rule={rule!r}, but expected a relation family proofs/dependency.py reads [dependency typing]; "
-        "add it to proofs.dependency.windows"
-    )
+    """A positional rule as windows: the relation's own :meth:`~spec.masks.Relation.spans` (exact
+    for every family but key padding, which reads a data-dependent set of keys and says "every
+    s"; a relation that gives no spans is read as every s, which is sound)."""
+    return Windows.of(*rule.spans())
 
 
 # -- abstract values -----------------------------------------------------------------------

@@ -18,8 +18,8 @@ from reference.ops import REFERENCE, Array
 from spec.dims import concrete_shape, show
 from spec.errors import ShapeError
 from spec.graph import Architecture
-from spec.op import Primitive
-from spec.theta import check_theta, token_array
+from spec.op import Primitive, bind_to_arrays
+from spec.theta import as_float64, float64_theta, token_array
 from spec.types import Element
 
 
@@ -58,8 +58,9 @@ def evaluate(
     """
     if store is None:
         store = _identity
-    theta64 = {name: store(np.asarray(value, dtype=np.float64)) for name, value in theta.items()}
-    check_theta(arch, theta64)
+    theta64 = {name: store(value) for name, value in float64_theta(arch, theta, f"reference {arch.name}").items()}
+    if not isinstance(inputs, Mapping):
+        raise ShapeError(f"inputs of type {type(inputs).__name__}, but expected a mapping of input names to arrays [{arch.name}]")
     values: dict[str, np.ndarray] = {}
     for name, ttype in arch.inputs.items():
         if name not in inputs:
@@ -76,17 +77,43 @@ def evaluate(
             raise ShapeError(f"node {path} is {type(op).__name__}, but expected a primitive [{arch.name}]")
         args = {port: values[src] for port, src in sources.items()}
         params = {p: ref.resolve(theta64[ref.name], arch.dims) for p, ref in node.params.items()}
-        y = REFERENCE[op.kind](op.bind(sizes), **args, **params)
-        expected = concrete_shape(op.output().shape, sizes)
-        if y.shape != expected:
-            raise ShapeError(
-                f"{path} produced shape {y.shape}, but the spec declares {show(op.output().shape)} = "
-                f"{expected} [reference {op.kind}]"
-            )
-        values[path] = store(y)
+        values[path] = store(_apply(op.bind(sizes), args, params, path))
     for name, path in arch.output_paths().items():
         values[name] = values[path]
     return values
+
+
+def _apply(op: Primitive, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray], where: str) -> Array:
+    """The reference function of a bound op, its result checked against the declared type."""
+    y = np.asarray(REFERENCE[op.kind](op, **inputs, **params))
+    expected = concrete_shape(op.output().shape, {})
+    if y.shape != expected:
+        raise ShapeError(
+            f"{where} produced shape {y.shape}, but the spec declares {show(op.output().shape)} = "
+            f"{expected} [reference {op.kind}]"
+        )
+    return y
+
+
+def run_op(op: Primitive, inputs: Mapping[str, npt.ArrayLike], params: Mapping[str, npt.ArrayLike] | None = None) -> Array:
+    """One primitive on one sequence: the dims the op leaves symbolic (T, S, widths) are bound
+    from the arrays' shapes, real arrays are read as float64 (token ids as int64), and the
+    result is checked against the op's declared output type."""
+    if not isinstance(op, Primitive):
+        raise ShapeError(f"op of type {type(op).__name__}, but expected a spec primitive [reference.run_op]")
+    given = {**inputs, **(params or {})}
+    declared = op.inputs()
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in given.items():
+        ttype = declared.get(name)
+        if ttype is not None and ttype.element is Element.TOKEN:
+            arrays[name] = token_array(value, op.id_bound() or 2**62, None, f"reference {op.kind} input {name}")
+        else:
+            arrays[name] = as_float64(name, value, f"reference {op.kind}")
+    ins = {k: arrays[k] for k in inputs}
+    ps = {k: arrays[k] for k in (params or {})}
+    bound = bind_to_arrays(op, ins, ps)
+    return _apply(bound, ins, ps, op.kind)
 
 
 def forward(

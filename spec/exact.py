@@ -33,56 +33,15 @@ import numpy.typing as npt
 import sympy
 from sympy.core.evalf import PrecisionExhausted
 
-from spec.dims import Shape, show
+from spec.dims import show
 from spec.errors import ConfigError, GptSpecError, ShapeError
-from spec.op import Primitive
+from spec.op import Primitive, bind_to_arrays
 from spec.theta import token_array
 from spec.types import Axis, Element
 
 MAX_DIGITS = 1200
 """How many digits evalf may work at to resolve a cancellation (the widest float64 range,
 2^-1074 … 2^1024, spans about 630 digits)."""
-
-
-def bind_to_arrays(
-    op: Primitive, inputs: Mapping[str, npt.ArrayLike], params: Mapping[str, npt.ArrayLike]
-) -> Primitive:
-    """``op`` with every symbolic dim bound from the arrays' shapes; refuses a missing or
-    extra array and a shape that does not match the declared one."""
-    where = f"{type(op).__name__} ({op.kind})"
-    declared: dict[str, Shape] = {name: t.shape for name, t in op.inputs().items()}
-    declared.update(op.params())
-    arrays = {**inputs, **params}
-    for name in declared:
-        if name not in arrays:
-            raise ShapeError(
-                f"array {name!r} is missing, but expected arrays {sorted(declared)} [{where}]; "
-                "pass every input and parameter the op declares"
-            )
-    extra = sorted(set(arrays) - set(declared))
-    if extra:
-        raise ShapeError(f"arrays {extra} are not declared by the op, but expected only {sorted(declared)} [{where}]")
-    sizes: dict[sympy.Symbol, int] = {}
-    for name, shape in declared.items():
-        got = np.shape(arrays[name])
-        if len(got) != len(shape):
-            raise ShapeError(f"{name} has shape {got}, but the op declares {show(shape)} [{where}]")
-        for dim, n in zip(shape, got):
-            dim = sympy.sympify(dim)
-            if isinstance(dim, sympy.Symbol) and sizes.setdefault(dim, n) != n:
-                raise ShapeError(
-                    f"{name} has {dim}={n}, but expected {dim}={sizes[dim]} as another array gives [{where}]"
-                )
-    bound = op.bind(sizes)
-    concrete: dict[str, Shape] = {name: t.shape for name, t in bound.inputs().items()}
-    concrete.update(bound.params())
-    for name, shape in concrete.items():
-        if tuple(np.shape(arrays[name])) != tuple(shape):
-            raise ShapeError(
-                f"{name} has shape {np.shape(arrays[name])}, but the op declares {show(declared[name])} "
-                f"= {show(shape)} [{where}]"
-            )
-    return bound
 
 
 def exact_values(

@@ -363,12 +363,14 @@ class Architecture(Graph):
         name: str,
         inputs: Mapping[str, TensorType],
         dims: Mapping[sympy.Symbol, int],
-        config: object = None,
+        config: Any = None,
     ) -> None:
         super().__init__(name, inputs)
         self.dims: dict[sympy.Symbol, int] = dict(dims)
         self.theta: dict[str, Shape] = {}
-        self.config = config
+        self.config: Any = config
+        """The config the architecture was built from (a spec.config.Config for registered
+        families), so it can be rebuilt and exported."""
 
     def declare(self, name: str, shape: Shape) -> ParamRef:
         """Add a Θ entry; return a reference to all of it."""

@@ -7,21 +7,44 @@ definition in index notation, and its positional dependency rule. A **composite*
 sub-DAG with a declared interface (``spec.graph.Composite``).
 
 Primitives are registered explicitly with :func:`register`, never discovered by scanning.
+
+**One record per primitive.** Everything any interpreter or tool needs to know about a
+primitive lives on its class, and every table elsewhere is derived from :data:`PRIMITIVES`:
+
+* what its arrays hold (:attr:`Primitive.operands`: generic reals, operands of sums of
+  products, attention scores, attention weights, gains), so every example generator draws the
+  right values;
+* :meth:`Primitive.examples`: a hypothesis strategy of small instances covering its attributes'
+  hard cases (every mask family, every padding, one head, width 1) — the verification
+  engine, the spec-vs-reference and reference-vs-fast suites draw from it;
+* :meth:`Primitive.instances`: fixed small instances at T = S = n, for the exhaustive proofs.
+
+The reference function and the fast kernel of a primitive are registered in an
+:class:`Implementations` table by the same decorator shape (``@REFERENCE.implements(Affine)``,
+``@KERNELS.implements(Affine)``); looking up a kind that has none is a typed error naming it.
+Adding a primitive is therefore: the op (here, in spec/ops/), its reference function, its fast
+kernel — nothing else (docs/architecture.md, "Adding things").
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
-from typing import ClassVar, TypeVar
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import sympy
 
-from spec.dims import Shape
-from spec.errors import ConfigError
+from spec.dims import Shape, show
+from spec.errors import ConfigError, ShapeError
 from spec.masks import Relation
 from spec.types import TensorType
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 class Op(abc.ABC):
@@ -49,6 +72,49 @@ OUT = "y"
 """The name of a primitive's single output port."""
 
 
+class Operand(enum.Enum):
+    """What the entries of an op's input or parameter are, so examples are drawn right. Token
+    ids and one-hot rows are told by the types (spec/types.py); this says the rest."""
+
+    REAL = "real"
+    """Generic reals, each meeting one rounding (element-wise inputs, biases, tables)."""
+    PRODUCT = "product"
+    """An operand of a sum of products (x and W of an affine map): exact checks draw dyadic
+    values here, so that float64 sums of products are exact and 1e-12 stays meaningful."""
+    SCORES = "scores"
+    """Attention logits: the hard cases are ties, values near ±1e4 and rows mixing both."""
+    WEIGHTS = "weights"
+    """Attention weights (a softmax's output): non-negative, and operands of a sum of products."""
+    GAIN = "gain"
+    """A scale applied to normalised values (layer norm's γ): drawn around 1."""
+
+
+SIZE_FIELDS = ("d", "d_in", "d_out", "n_vocab", "n_ctx", "d_head", "d_v", "n_heads", "rows", "q_rows", "k_rows")
+"""Fields that count features or positions, by name, wherever an op has them."""
+ROW_FIELDS = ("rows", "q_rows", "k_rows")
+"""Size fields that count positions: 0 is allowed (the empty sequence); widths are ≥ 1."""
+
+
+def check_sizes(op: object) -> None:
+    """Refuse a size field (:data:`SIZE_FIELDS`) that is a bool, not a whole number, or too
+    small; symbolic sizes are positive by construction."""
+    if not dataclasses.is_dataclass(op):
+        return
+    for f in dataclasses.fields(op):
+        if f.name not in SIZE_FIELDS:
+            continue
+        value = getattr(op, f.name)
+        least = 0 if f.name in ROW_FIELDS else 1
+        if isinstance(value, bool) or not isinstance(value, (int, sympy.Expr)):
+            raise ConfigError(f"{f.name}={value!r}, but expected a whole number ≥ {least} or a dim symbol [{type(op).__name__}]")
+        expr = sympy.sympify(value)
+        if expr.is_number and not (expr.is_Integer and expr >= least):
+            raise ConfigError(
+                f"{f.name}={value!r}, but expected a whole number ≥ {least} [{type(op).__name__}]; "
+                "sizes count rows or features"
+            )
+
+
 class Primitive(Op):
     """An op with a direct definition. Subclasses are frozen dataclasses whose fields are the
     op's attributes (dims, ε, scale, mask, …)."""
@@ -57,6 +123,37 @@ class Primitive(Op):
     """The definition, with the same letters the reference code uses as variable names."""
     citation: ClassVar[str] = ""
     """Where the definition comes from, and how the source's notation maps to ours."""
+    operands: ClassVar[Mapping[str, Operand]] = {}
+    """What each input or parameter holds, by name (absent: :attr:`Operand.REAL`)."""
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+        self.check()
+
+    def check(self) -> None:
+        """Rules on the attributes beyond sizes (ε ≥ 0, a padding that keeps the length, …)."""
+
+    def operand(self, name: str) -> Operand:
+        """What input or parameter ``name`` holds."""
+        return self.operands.get(name, Operand.REAL)
+
+    def id_bound(self) -> int | None:
+        """For an op reading token ids: ids must be below this (None: the op reads no id's
+        value, any id will do)."""
+        return None
+
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        """Small instances covering the attributes' hard cases; row counts are T (and S) or
+        small concrete numbers, widths small concrete numbers. Each primitive defines it."""
+        raise NotImplementedError(f"{cls.__name__}.examples: every primitive gives a strategy of small instances")
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        """Fixed small instances with every row count n, covering each attribute that changes
+        which positions are read (every mask family, every padding). Each primitive defines it;
+        the list's order must not depend on n."""
+        raise NotImplementedError(f"{cls.__name__}.instances: every primitive gives fixed small instances")
 
     @abc.abstractmethod
     def output(self) -> TensorType:
@@ -103,11 +200,64 @@ class Primitive(Op):
                 changes[f.name] = int(value)
         return dataclasses.replace(self, **changes) if changes else self
 
+    def free_dims(self) -> set[sympy.Symbol]:
+        """The dims this op leaves symbolic: in its types, parameter shapes and attributes."""
+        found: set[sympy.Symbol] = set()
+        shapes = [t.shape for t in (*self.inputs().values(), self.output())] + list(self.params().values())
+        for shape in shapes:
+            for d in shape:
+                found |= sympy.sympify(d).free_symbols
+        for value in self.attributes().values():
+            if isinstance(value, sympy.Basic):
+                found |= value.free_symbols
+        return found
+
     def attributes(self) -> dict[str, object]:
         """The op's attributes by field name (what the reference functions take as keywords)."""
         if not dataclasses.is_dataclass(self):
             return {}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def bind_to_arrays(
+    op: Primitive, inputs: Mapping[str, npt.ArrayLike], params: Mapping[str, npt.ArrayLike]
+) -> Primitive:
+    """``op`` with every symbolic dim bound from the arrays' shapes; refuses a missing or
+    extra array and a shape that does not match the declared one."""
+    where = f"{type(op).__name__} ({op.kind})"
+    declared: dict[str, Shape] = {name: t.shape for name, t in op.inputs().items()}
+    declared.update(op.params())
+    arrays = {**inputs, **params}
+    for name in declared:
+        if name not in arrays:
+            raise ShapeError(
+                f"array {name!r} is missing, but expected arrays {sorted(declared)} [{where}]; "
+                "pass every input and parameter the op declares"
+            )
+    extra = sorted(set(arrays) - set(declared))
+    if extra:
+        raise ShapeError(f"arrays {extra} are not declared by the op, but expected only {sorted(declared)} [{where}]")
+    sizes: dict[sympy.Symbol, int] = {}
+    for name, shape in declared.items():
+        got = np.shape(arrays[name])
+        if len(got) != len(shape):
+            raise ShapeError(f"{name} has shape {got}, but the op declares {show(shape)} [{where}]")
+        for dim, n in zip(shape, got):
+            dim = sympy.sympify(dim)
+            if isinstance(dim, sympy.Symbol) and sizes.setdefault(dim, n) != n:
+                raise ShapeError(
+                    f"{name} has {dim}={n}, but expected {dim}={sizes[dim]} as another array gives [{where}]"
+                )
+    bound = op.bind(sizes)
+    concrete: dict[str, Shape] = {name: t.shape for name, t in bound.inputs().items()}
+    concrete.update(bound.params())
+    for name, shape in concrete.items():
+        if tuple(np.shape(arrays[name])) != tuple(shape):
+            raise ShapeError(
+                f"{name} has shape {np.shape(arrays[name])}, but the op declares {show(declared[name])} "
+                f"= {show(shape)} [{where}]"
+            )
+    return bound
 
 
 P = TypeVar("P", bound=type[Primitive])
@@ -125,3 +275,78 @@ def register(cls: P) -> P:
         )
     PRIMITIVES[cls.kind] = cls
     return cls
+
+
+def primitive(kind: str) -> type[Primitive]:
+    """The registered primitive ``kind``."""
+    if kind not in PRIMITIVES:
+        import difflib
+
+        close = difflib.get_close_matches(kind, list(PRIMITIVES), n=2)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"op kind={kind!r}, but expected one of {list(PRIMITIVES)} [spec.op.PRIMITIVES]{hint}")
+    return PRIMITIVES[kind]
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class Implementations(Generic[F]):
+    """An interpreter's table of functions by op kind, filled by one decorator shape:
+
+        REFERENCE = Implementations("reference", "reference/ops/")
+
+        @REFERENCE.implements(Affine)
+        def affine(op: Affine, x, W, b=None): ...
+
+    Looking up a kind with no function is a :class:`~spec.errors.ConfigError` naming the op and
+    where its function belongs."""
+
+    def __init__(self, interpreter: str, home: str) -> None:
+        self.interpreter = interpreter
+        self.home = home
+        self._table: dict[str, F] = {}
+
+    def implements(self, op: type[Primitive]) -> Callable[[F], F]:
+        """Decorator: register ``fn`` as this interpreter's function for ``op``."""
+        if not (isinstance(op, type) and issubclass(op, Primitive)):
+            raise ConfigError(f"op={op!r}, but expected a Primitive class [{self.interpreter} implements]")
+
+        def decorate(fn: F) -> F:
+            if op.kind in self._table:
+                raise ConfigError(
+                    f"{self.interpreter} function for op kind={op.kind!r} is registered twice, but expected one "
+                    f"[{self.interpreter} implements]"
+                )
+            self._table[op.kind] = fn
+            return fn
+
+        return decorate
+
+    def __getitem__(self, kind: str) -> F:
+        if kind not in self._table:
+            raise ConfigError(
+                f"op kind={kind!r} has no {self.interpreter} function, but expected one for every op it runs "
+                f"[{self.interpreter}]; register it with @{self.interpreter.upper()}.implements(...) in {self.home}"
+            )
+        return self._table[kind]
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def override(self, kind: str, fn: F) -> F:
+        """Replace the function of ``kind`` and return the old one (benchmarks instrument kernels
+        this way; restore it afterwards)."""
+        old = self[kind]
+        self._table[kind] = fn
+        return old
+
+    def missing(self) -> list[str]:
+        """Registered primitives this table has no function for."""
+        return [kind for kind in PRIMITIVES if kind not in self._table]

@@ -8,14 +8,22 @@ import numpy as np
 import numpy.typing as npt
 
 from spec.dims import concrete_shape, show
-from spec.errors import ShapeError, TokenError
+from spec.errors import ConfigError, ShapeError, TokenError
 from spec.graph import Architecture
 
 Theta = dict[str, np.ndarray]
 
 
 def check_theta(arch: Architecture, theta: Mapping[str, np.ndarray], where: str = "θ") -> None:
-    """Every Θ entry is present with its shape, and nothing else is there."""
+    """θ is a mapping of every Θ entry (and nothing else) to a real array of its shape; see
+    :func:`as_float64` for what an entry may be."""
+    if not isinstance(arch, Architecture):
+        raise ShapeError(f"architecture of type {type(arch).__name__}, but expected a spec.Architecture [{where}]; build one with spec.build(config)")
+    if not isinstance(theta, Mapping):
+        raise ShapeError(
+            f"θ of type {type(theta).__name__}, but expected a mapping of Θ names to arrays [{where}]; "
+            "e.g. spec.theta.random_theta(arch, seed=0)"
+        )
     missing = [name for name in arch.theta if name not in theta]
     if missing:
         raise ShapeError(
@@ -37,10 +45,49 @@ def check_theta(arch: Architecture, theta: Mapping[str, np.ndarray], where: str 
             )
 
 
+def as_float64(name: str, value: object, where: str) -> np.ndarray:
+    """A θ entry as a float64 array: real numbers only (bools, complex numbers, strings and
+    objects are refused, not converted), every entry finite (NaN or ±∞ parameters define no
+    function)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu" or array.dtype.kind == "b":
+        raise ShapeError(
+            f"{name} has dtype {array.dtype}, but expected real numbers (a float or integer array) [{where}]"
+            + ("; a complex θ would lose its imaginary part" if array.dtype.kind == "c" else "")
+        )
+    out = array.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise ShapeError(f"{name} has {bad} non-finite entries (NaN or ±∞), but expected finite parameters [{where}]")
+    return out
+
+
+def float64_theta(arch: Architecture, theta: Mapping[str, object], where: str = "θ") -> Theta:
+    """θ checked (:func:`check_theta`) and every entry as a float64 array (:func:`as_float64`), in
+    Θ's order."""
+    check_theta(arch, theta, where)  # type: ignore[arg-type]
+    return {name: as_float64(name, theta[name], where) for name in arch.theta}
+
+
+PRESET_STD = 0.2
+"""The standard deviation of the θ every tool draws for a preset and a seed (``gptspec forward``,
+``generate``, ``score``, ``check``): large enough that attention is far from uniform and every
+op's effect shows in the logits, small enough that a 12-layer model stays well conditioned."""
+
+
+def preset_theta(arch: Architecture, seed: int) -> Theta:
+    """The documented θ of a preset and a seed: :func:`random_theta` with std :data:`PRESET_STD`."""
+    return random_theta(arch, seed, PRESET_STD)
+
+
 def random_theta(arch: Architecture, seed: int = 0, std: float = 0.02) -> Theta:
     """A θ with every entry drawn at random (float64): weights N(0, std²), layer-norm gains
     N(1, std²), everything else N(0, std²). Gains and biases are random on purpose, so that a
     swapped γ/β or a dropped bias shows in a comparison."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed={seed!r}, but expected a whole number 0 ≤ seed < 2^63 [random_theta]; numpy's generators take no negative seeds")
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not (std > 0 and np.isfinite(std)):
+        raise ConfigError(f"std={std!r}, but expected a finite number > 0 [random_theta]")
     rng = np.random.default_rng(seed)
     theta: Theta = {}
     for name, shape in arch.theta_shapes().items():

@@ -1,11 +1,12 @@
-"""Hypothesis strategies for the primitive ops: an op with small concrete dims (or symbolic dims
-that its arrays determine), its inputs and its parameters — valid by construction, never
-filtered.
+"""Hypothesis strategies for the exact spec-vs-reference checks: an op (from its own record,
+``Primitive.examples``) with small concrete dims (or symbolic dims that its arrays determine),
+its inputs and its parameters — valid by construction, never filtered. Nothing here is per op:
+what each array holds comes from the op's ``operands``.
 
-Every strategy reaches the hard cases: no positions (T = 0 or S = 0), one position, width 1
-(d_head = 1, one head), masks of every family (a key-padding mask with no valid key gives
-rows with no allowed key), logits around ±1e4, exact ties, and tensors at tiny (≈1e-8),
-unit and huge (≈1e4) scale.
+Every case reaches the hard cases: no positions (T = 0 or S = 0), one position, width 1
+(d_head = 1, one head), masks of every family (the op's examples draw them; a key-padding mask
+with no valid key gives rows with no allowed key), logits around ±1e4, exact ties, and tensors
+at tiny (≈1e-8), unit and huge (≈1e4) scale.
 
 **Why some tensors are dyadic.** The comparison (tests/test_spec_vs_reference.py) is
 max|ref − exact| ≤ 1e-12 · max|exact|. A float64 sum of products Σ x_i W_i has an error of
@@ -29,25 +30,8 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
 from spec import dims
-from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, NoDependence, Relation, RowWise, Window
-from spec.op import Primitive
-from spec.ops import (
-    Add,
-    Affine,
-    AttentionScores,
-    ConcatHeads,
-    Conv1d,
-    GeluErf,
-    GeluTanh,
-    LayerNorm,
-    LearnedPositional,
-    MaskedSoftmax,
-    OneHot,
-    Relu,
-    SinusoidalPositional,
-    TokenEmbedding,
-    WeightedSum,
-)
+from spec.op import PRIMITIVES, Operand, Primitive
+from spec.types import Axis, Element
 
 SCALES = (1e-8, 1.0, 1e4)
 """Decimal magnitudes of generic tensors: tiny, unit, huge."""
@@ -138,175 +122,48 @@ def logits(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     return st.tuples(offsets, hnp.arrays(np.float64, shape, elements=elements)).map(lambda p: p[0] + p[1])
 
 
-# --- masks -------------------------------------------------------------------------------------
+# --- one generic case strategy, from each op's own record --------------------------------------
 
 
-def key_padding(n_keys: int) -> st.SearchStrategy[KeyPadding]:
-    """A key-padding mask over ``n_keys`` keys; the one with no valid key is drawn often."""
-    _check_range("n_keys", n_keys, n_keys, 0)
-    valid = st.one_of(
-        st.just((False,) * n_keys),
-        st.lists(st.booleans(), min_size=n_keys, max_size=n_keys).map(tuple),
-    )
-    return valid.map(KeyPadding)
-
-
-def masks(*, n_keys: int) -> st.SearchStrategy[Relation]:
-    """A mask of every family in spec.masks, for a softmax over ``n_keys`` keys."""
-    return st.one_of(
-        st.just(Causal()),
-        widths(max_width=3).map(Banded),  # w ≥ T would be Causal again
-        key_padding(n_keys),
-        st.just(Full()),
-        key_padding(n_keys).map(lambda kp: Intersection((Causal(), kp))),
-        st.just(RowWise()),
-        st.just(NoDependence()),
-        st.tuples(st.integers(-3, 3), st.integers(0, 3)).map(lambda p: Window(p[0], p[0] + p[1])),
-    )
-
-
-MASK_FAMILIES = (Causal, Banded, KeyPadding, Full, Intersection, RowWise, NoDependence, Window)
-"""The relation families :func:`masks` draws."""
-
-
-# --- one strategy per op -----------------------------------------------------------------------
+def arrays_for(op: Primitive, name: str, shape: tuple[int, ...], token: bool, one_hot: bool) -> st.SearchStrategy[np.ndarray]:
+    """Values for input or parameter ``name`` of a bound ``op``, by what it holds
+    (``Primitive.operands``): dyadic operands of sums of products (exact in float64), attention
+    logits with ties and ±1e4, non-negative dyadic weights, generic reals at every scale."""
+    if token:
+        return token_ids(shape[0], n_vocab=op.id_bound() or 50257)
+    if one_hot:
+        return token_ids(shape[0], n_vocab=shape[1]).map(lambda ids: np.eye(shape[1])[ids].reshape(shape))
+    operand = op.operand(name)
+    if operand is Operand.PRODUCT:
+        return st.sampled_from(DYADIC_SCALES).flatmap(lambda scale: dyadic_arrays(shape, scale=scale))
+    if operand is Operand.WEIGHTS:
+        return st.tuples(st.sampled_from(DYADIC_SCALES), st.booleans()).flatmap(
+            lambda p: dyadic_arrays(shape, scale=p[0], nonnegative=p[1])
+        )
+    if operand is Operand.SCORES:
+        return logits(shape)
+    return st.sampled_from(SCALES).flatmap(lambda scale: real_arrays(shape, scale=scale))
 
 
 @st.composite
-def one_hot_cases(draw: st.DrawFn) -> OpCase:
-    n_vocab, T = draw(widths(max_width=6)), draw(lengths())
-    op = OneHot(n_vocab=n_vocab, rows=draw(rows_dim(T, dims.T)))
-    return OpCase(op, {"ids": draw(token_ids(T, n_vocab=n_vocab))})
-
-
-@st.composite
-def token_embedding_cases(draw: st.DrawFn) -> OpCase:
-    n_vocab, d, T = draw(widths(max_width=5)), draw(widths()), draw(lengths())
-    X = np.eye(n_vocab)[draw(token_ids(T, n_vocab=n_vocab))].reshape(T, n_vocab)  # one-hot rows
-    W_E = draw(real_arrays((n_vocab, d), scale=draw(st.sampled_from(SCALES))))
-    symbolic = draw(st.booleans())
-    op = TokenEmbedding(n_vocab=dims.n_vocab, d=dims.d_model) if symbolic else TokenEmbedding(n_vocab=n_vocab, d=d, rows=T)
-    return OpCase(op, {"X": X}, {"W_E": W_E})
-
-
-@st.composite
-def learned_positional_cases(draw: st.DrawFn) -> OpCase:
-    n_ctx, d = draw(widths(max_width=5)), draw(widths())
-    T = draw(lengths(max_length=n_ctx))
-    W_P = draw(real_arrays((n_ctx, d), scale=draw(st.sampled_from(SCALES))))
-    symbolic = draw(st.booleans())
-    op = LearnedPositional(n_ctx=dims.n_ctx, d=dims.d_model) if symbolic else LearnedPositional(n_ctx=n_ctx, d=d, rows=T)
-    return OpCase(op, {"ids": draw(token_ids(T, n_vocab=50257))}, {"W_P": W_P})
-
-
-@st.composite
-def sinusoidal_positional_cases(draw: st.DrawFn) -> OpCase:
-    d, T = draw(widths(max_width=5)), draw(lengths(max_length=6))
-    base = draw(st.sampled_from([10000, 100, 2]))
-    op = SinusoidalPositional(d=d, rows=draw(rows_dim(T, dims.T)), base=base)
-    return OpCase(op, {"ids": draw(token_ids(T, n_vocab=50257))})
-
-
-@st.composite
-def layer_norm_cases(draw: st.DrawFn) -> OpCase:
-    d, T, bias = draw(widths()), draw(lengths()), draw(st.booleans())
-    x = draw(dyadic_arrays((T, d), scale=draw(st.sampled_from(DYADIC_SCALES))))
-    params = {"gamma": draw(real_arrays((d,), scale=draw(st.sampled_from(SCALES))))}
-    if bias:
-        params["beta"] = draw(real_arrays((d,), scale=draw(st.sampled_from(SCALES))))
-    eps = draw(st.sampled_from([1e-5, 1e-6, 1e-12]))
-    symbolic = draw(st.booleans())
-    op = LayerNorm(d=dims.d_model, eps=eps, bias=bias) if symbolic else LayerNorm(d=d, eps=eps, bias=bias, rows=T)
-    return OpCase(op, {"x": x}, params)
-
-
-@st.composite
-def affine_cases(draw: st.DrawFn) -> OpCase:
-    d_in, d_out, T, bias = draw(widths()), draw(widths()), draw(lengths()), draw(st.booleans())
-    x = draw(dyadic_arrays((T, d_in), scale=draw(st.sampled_from(DYADIC_SCALES))))
-    params = {"W": draw(dyadic_arrays((d_in, d_out), scale=draw(st.sampled_from(DYADIC_SCALES))))}
-    if bias:
-        params["b"] = draw(real_arrays((d_out,), scale=draw(st.sampled_from(SCALES))))
-    symbolic = draw(st.booleans())
-    op = (
-        Affine(d_in=dims.d_model, d_out=dims.d_mlp, bias=bias)
-        if symbolic
-        else Affine(d_in=d_in, d_out=d_out, bias=bias, rows=T)
-    )
-    return OpCase(op, {"x": x}, params)
-
-
-def elementwise_cases(cls: type[GeluErf] | type[GeluTanh] | type[Relu]) -> st.SearchStrategy[OpCase]:
-    """Cases for an element-wise activation: generic inputs at every scale, ±0 common."""
-
-    @st.composite
-    def cases(draw: st.DrawFn) -> OpCase:
-        d, T = draw(widths()), draw(lengths())
-        x = draw(real_arrays((T, d), scale=draw(st.sampled_from(SCALES))))
-        op = cls(d=dims.d_model) if draw(st.booleans()) else cls(d=d, rows=T)
-        return OpCase(op, {"x": x})
-
-    return cases()
-
-
-@st.composite
-def add_cases(draw: st.DrawFn) -> OpCase:
-    d, T = draw(widths()), draw(lengths())
-    a = draw(real_arrays((T, d), scale=draw(st.sampled_from(SCALES))))
-    b = -a if draw(st.booleans()) else draw(real_arrays((T, d), scale=draw(st.sampled_from(SCALES))))  # −a: y = 0 exactly
-    op = Add(d=dims.d_model) if draw(st.booleans()) else Add(d=d, rows=T)
-    return OpCase(op, {"a": a, "b": b})
-
-
-@st.composite
-def attention_scores_cases(draw: st.DrawFn) -> OpCase:
-    T, S, d_head = draw(lengths()), draw(lengths()), draw(widths())
-    Q = draw(dyadic_arrays((T, d_head), scale=draw(st.sampled_from(DYADIC_SCALES))))
-    K = draw(dyadic_arrays((S, d_head), scale=draw(st.sampled_from(DYADIC_SCALES))))
-    if draw(st.booleans()):  # symbolic: every dim bound from Q and K, the scale stays 1/√d_head
-        op = AttentionScores(d_head=dims.d_head, scale=1 / sympy.sqrt(dims.d_head))
-    else:
-        scale = draw(st.sampled_from([1 / sympy.sqrt(d_head), sympy.Integer(1), sympy.Rational(1, d_head), sympy.Rational(1, 8)]))
-        op = AttentionScores(d_head=d_head, scale=scale, q_rows=T, k_rows=S)
-    return OpCase(op, {"Q": Q, "K": K})
-
-
-@st.composite
-def masked_softmax_cases(draw: st.DrawFn) -> OpCase:
-    T = draw(lengths())
-    S = T if draw(st.booleans()) else draw(lengths())  # self-attention (S = T) half the time
-    mask = draw(masks(n_keys=S))
-    op = MaskedSoftmax(mask=mask, q_rows=draw(rows_dim(T, dims.T)), k_rows=draw(rows_dim(S, dims.S)))
-    return OpCase(op, {"x": draw(logits((T, S)))})
-
-
-@st.composite
-def weighted_sum_cases(draw: st.DrawFn) -> OpCase:
-    T, S, d_v = draw(lengths()), draw(lengths()), draw(widths())
-    A = draw(dyadic_arrays((T, S), scale=draw(st.sampled_from(DYADIC_SCALES)), nonnegative=draw(st.booleans())))
-    V = draw(dyadic_arrays((S, d_v), scale=draw(st.sampled_from(DYADIC_SCALES))))
-    op = WeightedSum(d_v=dims.d_head) if draw(st.booleans()) else WeightedSum(d_v=d_v, q_rows=T, k_rows=S)
-    return OpCase(op, {"A": A, "V": V})
-
-
-@st.composite
-def concat_heads_cases(draw: st.DrawFn) -> OpCase:
-    n_heads, d_head, T = draw(widths()), draw(widths()), draw(lengths())
-    scale = draw(st.sampled_from(SCALES))
-    z = {f"z_{h}": draw(real_arrays((T, d_head), scale=scale)) for h in range(n_heads)}
-    op = ConcatHeads(n_heads=n_heads, d_head=dims.d_head) if draw(st.booleans()) else ConcatHeads(n_heads=n_heads, d_head=d_head, rows=T)
-    return OpCase(op, z)
-
-
-@st.composite
-def conv1d_cases(draw: st.DrawFn) -> OpCase:
-    d_in, d_out, T, bias = draw(widths()), draw(widths()), draw(lengths()), draw(st.booleans())
-    kernel = draw(widths(max_width=3))
-    pad_left = draw(st.integers(0, kernel - 1))  # kernel − 1: causal; less: reads later rows
-    x = draw(dyadic_arrays((T, d_in), scale=draw(st.sampled_from(DYADIC_SCALES))))
-    params = {"W": draw(dyadic_arrays((kernel, d_in, d_out), scale=draw(st.sampled_from(DYADIC_SCALES))))}
-    if bias:
-        params["b"] = draw(real_arrays((d_out,), scale=draw(st.sampled_from(SCALES))))
-    sizes = dict(d_in=dims.d_model, d_out=dims.d_mlp) if draw(st.booleans()) else dict(d_in=d_in, d_out=d_out, rows=T)
-    op = Conv1d(kernel=kernel, pad_left=pad_left, pad_right=kernel - 1 - pad_left, bias=bias, **sizes)
-    return OpCase(op, {"x": x}, params)
+def op_cases(draw: st.DrawFn, kind: str) -> OpCase:
+    """A case for the registered primitive ``kind``: an instance from the op's own
+    :meth:`~spec.op.Primitive.examples`, sizes for the dims it leaves symbolic (T and S from 0,
+    widths from 1), and its arrays by :func:`arrays_for`. The case keeps the op symbolic (to be
+    bound from the arrays' shapes, as spec.exact and the interpreters do) when the arrays
+    determine every symbolic dim, else it gives the op bound."""
+    op = draw(PRIMITIVES[kind].examples(), label="op")
+    sizes = {
+        symbol: draw(lengths() if symbol in (dims.T, dims.S) else widths(), label=str(symbol))
+        for symbol in sorted(op.free_dims(), key=str)
+    }
+    bound = op.bind(sizes)
+    inputs = {
+        name: draw(arrays_for(bound, name, tuple(int(d) for d in ttype.shape), ttype.element is Element.TOKEN, Axis.ONE_HOT in ttype.axes), label=name)
+        for name, ttype in bound.inputs().items()
+    }
+    params = {name: draw(arrays_for(bound, name, tuple(int(d) for d in shape), False, False), label=name) for name, shape in bound.params().items()}
+    seen_in_arrays = {s for t in op.inputs().values() for d in t.shape for s in sympy.sympify(d).free_symbols}
+    seen_in_arrays |= {s for shape in op.params().values() for d in shape for s in sympy.sympify(d).free_symbols}
+    symbolic = op.free_dims() <= seen_in_arrays and draw(st.booleans(), label="symbolic op")
+    return OpCase(op if symbolic else bound, inputs, params)

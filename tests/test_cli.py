@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gptspec.cli import main, parse_tokens
+from gptspec.cli import main
+from gptspec.lm_cli import parse_ids
 from reference import forward
 from spec import TokenError, build_gpt, preset
-from spec.theta import random_theta
+from spec.theta import preset_theta
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -46,7 +47,7 @@ def test_forward_writes_the_reference_logits(capsys: pytest.CaptureFixture[str],
     code, out, _ = run(capsys, "forward", "tiny", "--tokens", "1, 2 3", "--seed", "7", "--out", str(out_file))
     assert code == 0 and "3 × 64" in out
     arch = build_gpt(preset("tiny").config)
-    expected = forward(arch, random_theta(arch, seed=7), [1, 2, 3])
+    expected = forward(arch, preset_theta(arch, seed=7), [1, 2, 3])  # the documented draw of a preset and a seed
     np.testing.assert_array_equal(np.load(out_file), expected)
 
 
@@ -62,9 +63,8 @@ def test_forward_of_the_empty_sequence(capsys: pytest.CaptureFixture[str], tmp_p
         (["forward", "tiny", "--tokens", "1 2 64"], "position 2 is 64"),
         (["forward", "tiny", "--tokens", "1 x"], "token 1='x', but expected a whole number"),
         (["forward", "tiny", "--tokens", " ".join(["1"] * 33)], "T=33, but expected T ≤ n_ctx=32"),
-        (["forward", "tiny", "--tokens", "1", "--impl", "cuda"], "--impl 'cuda'"),
         (["params", "gpt2-smal"], "did you mean 'gpt2-small'"),
-        (["params", "tiny", "--set", "d_modle=8"], "did you mean d_model"),
+        (["params", "tiny", "--set", "d_modle=8"], "did you mean 'd_model'"),
         (["params", "tiny", "--set", "d_model"], "expected KEY=VALUE"),
         (["forward", "gpt2-xl", "--tokens", "1"], "GiB"),
     ],
@@ -74,11 +74,17 @@ def test_errors_exit_1_with_a_message(capsys: pytest.CaptureFixture[str], argv: 
     assert code == 1 and message in err, err
 
 
-def test_parse_tokens_accepts_spaces_and_commas() -> None:
-    assert parse_tokens("464 2068,7586 , 1") == [464, 2068, 7586, 1]
-    assert parse_tokens("  ") == []
+def test_an_unknown_implementation_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["forward", "tiny", "--tokens", "1", "--impl", "cuda"])
+    assert stop.value.code == 2 and "invalid choice: 'cuda'" in capsys.readouterr().err
+
+
+def test_parse_ids_accepts_spaces_and_commas() -> None:
+    assert parse_ids("464 2068,7586 , 1", "test") == [464, 2068, 7586, 1]
+    assert parse_ids("  ", "test") == []
     with pytest.raises(TokenError):
-        parse_tokens("1.5")
+        parse_ids("1.5", "test")
 
 
 def test_console_entry_point_runs() -> None:

@@ -127,9 +127,15 @@ def test_masks_and_scales_follow_the_config_per_layer() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"d_model": 0}, r"d_model=0, but expected a positive whole number"),
-        ({"n_heads": -2}, r"n_heads=-2, but expected a positive whole number"),
-        ({"n_vocab": 2.5}, r"n_vocab=2.5, but expected a positive whole number"),
+        ({"d_model": 0}, r"d_model=0, but expected a whole number ≥ 1"),
+        ({"n_heads": -2}, r"n_heads=-2, but expected a whole number ≥ 1"),
+        ({"n_vocab": 2.5}, r"n_vocab=2.5, but expected a whole number"),
+        ({"bias": "no"}, r"bias='no', but expected true or false"),
+        ({"tied": 0}, r"tied=0, but expected true or false"),
+        ({"attn_scale": float("inf")}, r"attn_scale=inf, but expected a finite number"),
+        ({"attn_scale": True}, r"attn_scale=True, but expected a finite number"),
+        ({"eps": float("nan")}, r"eps=nan, but expected a finite number"),
+        ({"attention": ["dense"]}, r"attention=\['dense'\], but expected a tuple"),
         ({"n_heads": 3}, r"d_model=16 is not divisible by n_heads=3"),
         ({"activation": "gelu_tahn"}, r"activation='gelu_tahn'.*did you mean 'gelu_tanh'"),
         ({"activation": "swish"}, r"activation='swish', but expected one of"),

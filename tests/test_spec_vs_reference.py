@@ -1,8 +1,9 @@
 """Spec ↔ reference: for every primitive, the float64 reference agrees with the op's own sympy
 definition evaluated at high precision (spec.exact) to 1e-12 relative.
 
-One table of records (op kind → strategy of cases) drives one test over ``PRIMITIVES``; a
-primitive without a record fails, so a new op cannot be skipped silently. The criterion is
+One test runs over ``PRIMITIVES``, drawing each op's cases from its own record
+(``Primitive.examples`` and ``operands``; tests/strategies_ops.py), so a new op is covered
+without an entry here. The criterion is
 max|ref − exact| ≤ 1e-12 · max|exact| (exact = the high-precision value rounded to float64),
 and ref == exact when exact is all zeros. Why some strategies draw dyadic numbers: see
 tests/strategies_ops.py.
@@ -26,29 +27,9 @@ from reference.ops import REFERENCE
 from spec.exact import bind_to_arrays, evaluate_exact
 from spec.masks import Intersection, KeyPadding, Relation
 from spec.op import PRIMITIVES, Primitive
-from spec.ops import GeluErf, GeluTanh, Relu
+from spec.ops import MaskedSoftmax, Relu
 
 RELATIVE_TOLERANCE = 1e-12
-
-RECORDS: dict[str, st.SearchStrategy[so.OpCase]] = {
-    "one_hot": so.one_hot_cases(),
-    "token_embedding": so.token_embedding_cases(),
-    "learned_positional": so.learned_positional_cases(),
-    "sinusoidal_positional": so.sinusoidal_positional_cases(),
-    "layer_norm": so.layer_norm_cases(),
-    "affine": so.affine_cases(),
-    "gelu_erf": so.elementwise_cases(GeluErf),
-    "gelu_tanh": so.elementwise_cases(GeluTanh),
-    "relu": so.elementwise_cases(Relu),
-    "add": so.add_cases(),
-    "attention_scores": so.attention_scores_cases(),
-    "masked_softmax": so.masked_softmax_cases(),
-    "weighted_sum": so.weighted_sum_cases(),
-    "concat_heads": so.concat_heads_cases(),
-    "conv1d": so.conv1d_cases(),
-}
-"""Every primitive's cases, by kind."""
-
 
 # --- reproduction and the assertion ------------------------------------------------------------
 
@@ -119,20 +100,11 @@ def disagreement(case: so.OpCase, ref: np.ndarray, exact: np.ndarray) -> str | N
 # --- the tests ---------------------------------------------------------------------------------
 
 
-def test_every_primitive_has_a_record() -> None:
-    missing = [kind for kind in PRIMITIVES if kind not in RECORDS]
-    assert not missing, f"primitives {missing} have no record, but every primitive needs one [RECORDS]; add a strategy"
-    unknown = [kind for kind in RECORDS if kind not in PRIMITIVES]
-    assert not unknown, f"records {unknown} name no registered primitive [RECORDS]; remove or rename them"
-
-
 @pytest.mark.parametrize("kind", list(PRIMITIVES))
 @given(data=st.data())
 def test_reference_agrees_with_exact_definition(kind: str, data: st.DataObject) -> None:
-    if kind not in RECORDS:
-        pytest.fail(f"primitive {kind!r} has no record in RECORDS; add one")
-    case = data.draw(RECORDS[kind], label=kind)
-    assert type(case.op) is PRIMITIVES[kind], f"record {kind!r} drew a {type(case.op).__name__}"
+    case = data.draw(so.op_cases(kind), label=kind)
+    assert type(case.op) is PRIMITIVES[kind], f"examples of {kind!r} drew a {type(case.op).__name__}"
     bound: Primitive = bind_to_arrays(case.op, case.inputs, case.params)
     ref = np.asarray(REFERENCE[kind](bound, **case.inputs, **case.params))
     exact = evaluate_exact(case.op, case.inputs, case.params)
@@ -143,10 +115,10 @@ def test_reference_agrees_with_exact_definition(kind: str, data: st.DataObject) 
 # --- the strategies and the report are tested too ----------------------------------------------
 
 
-@pytest.mark.parametrize("kind", list(RECORDS))
+@pytest.mark.parametrize("kind", list(PRIMITIVES))
 @given(data=st.data())
 def test_reproduction_rebuilds_the_case(kind: str, data: st.DataObject) -> None:
-    case = data.draw(RECORDS[kind], label=kind)
+    case = data.draw(so.op_cases(kind), label=kind)
     namespace: dict[str, Any] = {}
     script = reproduction(case).rsplit("\nref = ", 1)[0]  # everything up to the computation
     exec(script, namespace)  # noqa: S102
@@ -171,23 +143,24 @@ def test_disagreement_names_op_error_index_and_reproduction() -> None:
 DEPENDENCY_ONLY = ("KeyRow", "WithinRow", "SupportOf")
 """Relations in spec.masks that are dependency rules of ops, not attention masks."""
 
-
-def test_masks_cover_every_family() -> None:
-    families = {
-        name
-        for name, value in vars(spec.masks).items()
-        if isinstance(value, type) and issubclass(value, Relation) and not inspect.isabstract(value)
-    }
-    drawn = {cls.__name__ for cls in so.MASK_FAMILIES}
-    missing = sorted(families - drawn - set(DEPENDENCY_ONLY))
-    assert not missing, f"mask families {missing} are not drawn, but expected every family [strategies_ops.masks]"
+MASK_FAMILIES = tuple(
+    value for name, value in vars(spec.masks).items()
+    if isinstance(value, type) and issubclass(value, Relation) and not inspect.isabstract(value) and name not in DEPENDENCY_ONLY
+)
+"""Every attention-mask family spec.masks defines."""
 
 
-@pytest.mark.parametrize("family", so.MASK_FAMILIES, ids=lambda cls: cls.__name__)
-def test_masks_reach_every_family(family: type[Relation]) -> None:
-    find(so.masks(n_keys=3), lambda m: type(m) is family)
+@pytest.mark.parametrize("family", MASK_FAMILIES, ids=lambda cls: cls.__name__)
+def test_masked_softmax_examples_reach_every_mask_family(family: type[Relation]) -> None:
+    find(MaskedSoftmax.examples(), lambda op: type(op.mask) is family)  # type: ignore[attr-defined]
 
 
-def test_masks_reach_a_row_with_no_allowed_key() -> None:
-    find(so.masks(n_keys=3), lambda m: isinstance(m, KeyPadding) and not any(m.valid))
-    find(so.masks(n_keys=3), lambda m: isinstance(m, Intersection) and not any(m.matrix(3, 3)[0]))
+def test_masked_softmax_examples_reach_a_row_with_no_allowed_key() -> None:
+    find(MaskedSoftmax.examples(), lambda op: isinstance(op.mask, KeyPadding) and not any(op.mask.valid))  # type: ignore[attr-defined]
+    find(MaskedSoftmax.examples(), lambda op: isinstance(op.mask, Intersection) and not any(op.mask.matrix(1, int(op.k_rows))[0]))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", list(PRIMITIVES))
+def test_op_cases_reach_empty_and_single_positions(kind: str) -> None:
+    """Every op's cases include T = 0 (unless its examples fix the rows) and T = 1."""
+    find(so.op_cases(kind), lambda case: any(np.shape(a)[0] == 1 for a in (*case.inputs.values(),) if np.ndim(a)))

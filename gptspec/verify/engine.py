@@ -21,16 +21,20 @@ from hypothesis import strategies as st
 import reference
 from gptspec.verify.compare import Comparison, compare
 from gptspec.verify.implementation import Implementation
-from gptspec.verify.strategies import BatchExample, OpExample, batch_examples, describe, distinct_ops, op_arrays, op_examples
+from gptspec.verify.strategies import (
+    BatchExample,
+    OpExample,
+    batch_examples,
+    describe,
+    distinct_ops,
+    op_arrays,
+    op_examples,
+    sizes_of,
+)
 from gptspec.verify.tolerance import DEFAULT, Policy, storer
-from spec.exact import bind_to_arrays
 from spec.graph import Architecture
 from spec.op import Primitive
-from spec.theta import random_theta
-
-THETA_STD = 0.2
-"""Random θ for presets is drawn N(0, 0.2²) (gains 1 + N(0, 0.2²)): large enough that attention
-is far from uniform and every op's error shows in the logits."""
+from spec.theta import preset_theta
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,9 @@ class Outcome:
 
 def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Policy = DEFAULT) -> Outcome | None:
     """``impl.op`` against the reference on one example (None if ``impl`` has no such op)."""
+    op = op.bind(sizes_of(op, example))  # dims no array determines (a one-hot's n_vocab) are the example's
     inputs, params = op_arrays(op, example)
-    bound = bind_to_arrays(op, inputs, params)
-    want = reference.REFERENCE[op.kind](bound, **inputs, **params)
+    want = reference.run_op(op, inputs, params)
     D = impl.dtype
     store = storer(D, example.seed)
 
@@ -66,7 +70,7 @@ def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Po
 
     in_D = {k: stored(v) for k, v in inputs.items()}
     p_D = {k: stored(v) for k, v in params.items()}
-    e_store = compare(stored(reference.REFERENCE[op.kind](bound, **in_D, **p_D)), want).max_abs
+    e_store = compare(stored(reference.run_op(op, in_D, p_D)), want).max_abs
     as_D = {k: (v if v.dtype.kind in "iub" else v.astype(D)) for k, v in inputs.items()}
     got = impl.op(op, as_D, {k: v.astype(D) for k, v in params.items()})
     if got is None:
@@ -233,11 +237,12 @@ class Target:
 
 
 def preset_target(name: str, seed: int = 0) -> Target:
-    """A preset with random θ (THETA_STD), as ``gptspec check PRESET`` uses."""
-    from spec import build_gpt, preset
+    """A preset with the documented random θ of a preset and a seed (``spec.theta.preset_theta``),
+    as ``gptspec check PRESET`` and ``gptspec forward PRESET`` use."""
+    from spec import build, preset
 
-    arch = build_gpt(preset(name).config)
-    theta = random_theta(arch, seed, THETA_STD)
+    arch = build(preset(name).config)
+    theta = preset_theta(arch, seed)
     return Target(
         f"preset {name} (random θ, seed {seed})", arch, theta,
         f"from gptspec.verify.engine import preset_target\ntarget = preset_target({name!r}, seed={seed})",

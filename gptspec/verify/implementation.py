@@ -21,10 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from spec.exact import bind_to_arrays
 from spec.graph import Architecture
 from spec.op import Primitive
-from spec.types import Axis
 
 
 class Implementation(Protocol):
@@ -58,26 +56,9 @@ class FastImplementation:
         return self._programs[key]
 
     def op(self, op: Primitive, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray]) -> np.ndarray | None:
-        from fast.batch import Batch
-        from fast.kernels import KERNELS
+        import fast
 
-        bound = bind_to_arrays(op, inputs, params)
-        T = int(bound.output().shape[0])
-        key_axes = [t.shape[t.axes.index(Axis.KEY)] for t in (*bound.inputs().values(), bound.output()) if Axis.KEY in t.axes]
-        S = int(key_axes[0]) if key_axes else T
-        batch = Batch(
-            positions=np.arange(T, dtype=np.int64)[None, :],
-            valid=np.ones((1, T), dtype=bool),
-            key_positions=np.arange(S, dtype=np.int64)[None, :],
-            key_valid=np.ones((1, S), dtype=bool),
-        )
-        cast = {k: (v if v.dtype.kind in "iub" else v.astype(self.dtype))[None] for k, v in inputs.items()}
-        weights = {k: v.astype(self.dtype) for k, v in params.items()}
-        y = KERNELS[op.kind](bound, batch, **cast, **weights)
-        if hasattr(y, "materialize"):
-            y = y.materialize(self.dtype)
-        out: np.ndarray = np.asarray(y)[0]
-        return out
+        return fast.run_op(op, inputs, params, self.dtype)
 
     def model(
         self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_]

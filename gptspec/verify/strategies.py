@@ -21,25 +21,7 @@ from spec.architectures.gpt import AttentionKind
 from spec.dims import S as S_SYMBOL
 from spec.dims import T as T_SYMBOL
 from spec.graph import Architecture
-from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, Relation, Window
-from spec.op import Primitive
-from spec.ops import (
-    Add,
-    Affine,
-    AttentionScores,
-    ConcatHeads,
-    Conv1d,
-    GeluErf,
-    GeluTanh,
-    LayerNorm,
-    LearnedPositional,
-    MaskedSoftmax,
-    OneHot,
-    Relu,
-    SinusoidalPositional,
-    TokenEmbedding,
-    WeightedSum,
-)
+from spec.op import Operand, Primitive, primitive
 from spec.types import Axis, Element
 
 INPUT_SCALES = (1.0, 1e-3, 30.0, 1e-8, 1e4)
@@ -85,38 +67,47 @@ def _same_rows(op: Primitive) -> bool:
 
 
 def sizes_of(op: Primitive, example: OpExample) -> dict[sympy.Symbol, int]:
-    return {T_SYMBOL: example.rows, S_SYMBOL: example.keys}
+    """Values for every dim ``op`` leaves symbolic: T and S from the example, any width (d_model,
+    d_head, …) from the example's seed, 1 … 4."""
+    sizes = {T_SYMBOL: example.rows, S_SYMBOL: example.keys}
+    rng = np.random.default_rng([example.seed, 7])
+    for symbol in sorted(op.free_dims() - set(sizes), key=str):
+        sizes[symbol] = int(rng.integers(1, 5))
+    return sizes
 
 
 def op_arrays(op: Primitive, example: OpExample) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The inputs and parameters of ``example`` for ``op`` (float64; ids int64)."""
+    """The inputs and parameters of ``example`` for ``op`` (float64; ids int64), drawn by what
+    each holds (``Primitive.operands``): attention scores in the example's score variant,
+    attention weights non-negative, gains around 1, everything else at the example's scale."""
     bound = op.bind(sizes_of(op, example))
     rng = np.random.default_rng(example.seed)
     inputs: dict[str, np.ndarray] = {}
     for name, ttype in bound.inputs().items():
         shape = tuple(int(d) for d in ttype.shape)
         if ttype.element is Element.TOKEN:
-            inputs[name] = rng.integers(0, _vocab(op), size=shape).astype(np.int64)
+            inputs[name] = rng.integers(0, bound.id_bound() or 50257, size=shape).astype(np.int64)
         elif Axis.ONE_HOT in ttype.axes:
             ids = rng.integers(0, shape[-1], size=shape[:-1])
             one_hot = np.zeros(shape)
             np.put_along_axis(one_hot, ids[..., None], 1.0, axis=-1)
             inputs[name] = one_hot
-        elif Axis.KEY in ttype.axes:
-            inputs[name] = _scores(rng, shape, example)
         else:
-            inputs[name] = rng.normal(0.0, example.input_scale, size=shape)
+            inputs[name] = _values(rng, bound.operand(name), shape, example.input_scale, example)
     params: dict[str, np.ndarray] = {}
     for name, symbolic in bound.params().items():
         shape = tuple(int(d) for d in symbolic)
-        sample = rng.normal(0.0, example.param_scale, size=shape)
-        params[name] = 1.0 + sample if name == "gamma" else sample
+        params[name] = _values(rng, bound.operand(name), shape, example.param_scale, example)
     return inputs, params
 
 
-def _vocab(op: Primitive) -> int:
-    n = getattr(op, "n_vocab", None)
-    return int(n) if n is not None else 2**31 - 1
+def _values(rng: np.random.Generator, operand: Operand, shape: tuple[int, ...], scale: float, example: OpExample) -> np.ndarray:
+    if operand is Operand.SCORES:
+        return _scores(rng, shape, example)
+    if operand is Operand.WEIGHTS:
+        return np.abs(rng.normal(0.0, 1.0, size=shape))
+    sample = rng.normal(0.0, scale, size=shape)
+    return 1.0 + sample if operand is Operand.GAIN else sample
 
 
 def _scores(rng: np.random.Generator, shape: tuple[int, ...], example: OpExample) -> np.ndarray:
@@ -219,68 +210,14 @@ def describe(op: Primitive) -> str:
 
 # -- small op instances, for property tests over every registered primitive --------------
 
-def _masks(keys: int | None) -> st.SearchStrategy[Relation]:
-    families: list[st.SearchStrategy[Relation]] = [
-        st.just(Causal()),
-        st.integers(1, 4).map(Banded),
-        st.just(Full()),
-        st.tuples(st.integers(-3, 3), st.integers(0, 3)).map(lambda lo_len: Window(lo_len[0], lo_len[0] + lo_len[1])),
-    ]
-    if keys is not None:
-        valid = st.lists(st.booleans(), min_size=keys, max_size=keys).map(tuple)
-        families.append(valid.map(KeyPadding))  # all False: every row has no allowed key
-        families.append(valid.map(lambda v: Intersection((Causal(), KeyPadding(v)))))
-    return st.one_of(*families)
 
-
-@st.composite
-def _masked_softmax(draw: st.DrawFn) -> MaskedSoftmax:
-    padded = draw(st.booleans(), label="key padding")
-    if padded:
-        keys = draw(st.integers(1, 6), label="S")
-        return MaskedSoftmax(draw(_masks(keys)), T_SYMBOL, keys)
-    return MaskedSoftmax(draw(_masks(None)), T_SYMBOL, draw(st.sampled_from([T_SYMBOL, S_SYMBOL])))
-
-
-@st.composite
-def _attention_scores(draw: st.DrawFn) -> AttentionScores:
-    d_head = draw(st.integers(1, 4), label="d_head")
-    scale = draw(st.sampled_from([1 / sympy.sqrt(d_head), sympy.Integer(1), sympy.Rational(1, 8), sympy.Integer(2)]))
-    return AttentionScores(d_head, scale, T_SYMBOL, draw(st.sampled_from([T_SYMBOL, S_SYMBOL])))
-
-
-
-@st.composite
-def _conv1d(draw: st.DrawFn) -> Conv1d:
-    """Kernels 1–4 with the padding anywhere from all-left (causal) to all-right."""
-    kernel = draw(st.integers(1, 4), label="kernel")
-    pad_left = draw(st.integers(0, kernel - 1), label="pad_left")
-    widths = st.integers(1, 6)
-    return Conv1d(draw(widths), draw(widths), kernel, pad_left, kernel - 1 - pad_left, draw(st.booleans()))
-
-
-_width = st.integers(1, 6)
-SMALL_OPS: dict[str, st.SearchStrategy[Primitive]] = {
-    "one_hot": st.builds(OneHot, st.integers(1, 8)),
-    "token_embedding": st.builds(TokenEmbedding, st.integers(1, 8), _width),
-    "learned_positional": st.builds(LearnedPositional, st.integers(6, 8), _width),
-    "sinusoidal_positional": st.builds(SinusoidalPositional, _width),
-    "layer_norm": st.builds(LayerNorm, _width, st.sampled_from([1e-5, 1e-12, 0.1]), st.booleans()),
-    "affine": st.builds(Affine, _width, _width, st.booleans()),
-    "gelu_erf": st.builds(GeluErf, _width),
-    "gelu_tanh": st.builds(GeluTanh, _width),
-    "relu": st.builds(Relu, _width),
-    "add": st.builds(Add, _width),
-    "attention_scores": _attention_scores(),
-    "masked_softmax": _masked_softmax(),
-    "weighted_sum": st.builds(WeightedSum, st.integers(1, 4), st.just(T_SYMBOL), st.sampled_from([T_SYMBOL, S_SYMBOL])),
-    "concat_heads": st.builds(ConcatHeads, st.integers(1, 3), st.integers(1, 3)),
-    "conv1d": _conv1d(),
-}
-"""Small instances of every primitive kind, covering its attributes' hard cases (every mask
-family, rows with no allowed key, d_head = 1, one head, ε from 1e-12 to 0.1)."""
+def small_ops(kind: str) -> st.SearchStrategy[Primitive]:
+    """Small instances of the registered primitive ``kind``: the op's own
+    :meth:`~spec.op.Primitive.examples` (every mask family, rows with no allowed key, d_head = 1,
+    one head, ε from 1e-12 to 0.1, every convolution padding)."""
+    return primitive(kind).examples()
 
 
 def small_op_examples(kind: str, *, max_rows: int = 6) -> st.SearchStrategy[tuple[Primitive, OpExample]]:
     """An instance of ``kind`` and an example for it (T = 1 included; T = S for self-attention)."""
-    return SMALL_OPS[kind].flatmap(lambda op: st.tuples(st.just(op), op_examples(op, max_rows=max_rows)))
+    return small_ops(kind).flatmap(lambda op: st.tuples(st.just(op), op_examples(op, max_rows=max_rows)))

@@ -19,10 +19,7 @@ from hypothesis import strategies as st
 from proofs.algebra import op_matrix
 from proofs.core import Kind, Scope, for_all, require, require_zero, theorem
 from proofs.theorems._common import close, seeds
-from reference.ops import affine as ref_affine
-from reference.ops import attention_scores as ref_scores
-from reference.ops import masked_softmax as ref_softmax
-from reference.ops import weighted_sum as ref_weighted_sum
+from reference import run_op
 from spec.masks import Full, Relation
 from spec.ops import Affine, AttentionScores, MaskedSoftmax, WeightedSum
 
@@ -89,9 +86,9 @@ def _witness_dynamics(examples: int) -> None:
         G = Q.T @ K
         if abs(np.linalg.det(G)) < 1e-3:
             return  # too close to singular for a float64 inverse to be a fair witness
-        q, k, v = (ref_affine(Affine(d, d, False, n), x, W.T) for W in (Q, K, V))
-        A = ref_softmax(MaskedSoftmax(OffDiagonal(), n, n), ref_scores(AttentionScores(d, 1.0, n, n), q, k))
-        h = x + ref_weighted_sum(WeightedSum(d, n, n), A, v)
+        q, k, v = (run_op(Affine(d, d, False, n), {"x": x}, {"W": W.T}) for W in (Q, K, V))
+        A = run_op(MaskedSoftmax(OffDiagonal(), n, n), {"x": run_op(AttentionScores(d, 1.0, n, n), {"Q": q, "K": k})})
+        h = x + run_op(WeightedSum(d, n, n), {"A": A, "V": v})
         M = V @ np.linalg.inv(G)
         for i in range(n):
             grad = _complex_step_gradient(x, G, i, [m for m in range(n) if m != i])
@@ -164,9 +161,9 @@ def _witness_failures(examples: int) -> None:
         G = Q.T @ K
         if abs(np.linalg.det(G)) < 1e-3:
             return
-        qq, kk, vv = (ref_affine(Affine(d, d, False, n), x, W.T) for W in (Q, K, V))
-        A = ref_softmax(MaskedSoftmax(Full(), n, n), ref_scores(AttentionScores(d, 1.0, n, n), qq, kk))
-        h = x + ref_weighted_sum(WeightedSum(d, n, n), A, vv)
+        qq, kk, vv = (run_op(Affine(d, d, False, n), {"x": x}, {"W": W.T}) for W in (Q, K, V))
+        A = run_op(MaskedSoftmax(Full(), n, n), {"x": run_op(AttentionScores(d, 1.0, n, n), {"Q": qq, "K": kk})})
+        h = x + run_op(WeightedSum(d, n, n), {"A": A, "V": vv})
         M = V @ np.linalg.inv(G)
         for i in range(n):
             grad = _complex_step_gradient(x, G, i, list(range(n)))

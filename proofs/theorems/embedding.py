@@ -10,8 +10,6 @@ import reference
 from proofs.algebra import replace_entries, require_sums_equal
 from proofs.core import Kind, Scope, for_all, require, theorem, witness_check
 from proofs.theorems._common import close, gpt_configs, index, j, seeds, t
-from reference.ops import one_hot as ref_one_hot
-from reference.ops import token_embedding as ref_token_embedding
 from spec import dims as D
 from spec.architectures.gpt import GPTConfig, build_gpt
 from spec.graph import ParamRef
@@ -27,8 +25,8 @@ def _witness_gather(examples: int) -> None:
         rng = np.random.default_rng(seed)
         ids = rng.integers(0, V, size=T_)
         W_E = rng.normal(size=(V, width))
-        X = ref_one_hot(OneHot(V, T_), ids)
-        E = ref_token_embedding(TokenEmbedding(V, width, T_), X, W_E)
+        X = reference.run_op(OneHot(V, T_), {"ids": ids})
+        E = reference.run_op(TokenEmbedding(V, width, T_), {"X": X}, {"W_E": W_E})
         witness_check(np.array_equal(E, W_E[ids]), "one-hot(ids) W_E differs from W_E[ids] (they must agree exactly)")
 
     for_all(st.tuples(st.integers(1, 300), st.integers(1, 16), st.integers(0, 20), seeds), examples, check)

@@ -4,6 +4,7 @@ online (blocked) recurrence fast/ uses."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import sympy
@@ -12,14 +13,19 @@ from hypothesis import strategies as st
 from proofs.algebra import canonical_dummies, op_matrix, replace_entries
 from proofs.core import Kind, Scope, for_all, require, require_zero, theorem
 from proofs.theorems._common import IndicatorMask, M, arrays, close, first_branch, index, masks, s, seeds, t
-from reference.ops import masked_softmax as ref_masked_softmax
-from reference.ops import weighted_sum as ref_weighted_sum
+from reference import run_op
+from spec import online_softmax as recurrence
 from spec.dims import S, T
 from spec.masks import Full, KeyPadding, Relation
 from spec.ops import MaskedSoftmax, WeightedSum
 
 x = sympy.IndexedBase("x", shape=(T, S))
 c = sympy.IndexedBase("c")
+
+
+def _softmax(op: MaskedSoftmax, scores: np.ndarray) -> np.ndarray:
+    """The reference's masked softmax of ``scores``."""
+    return run_op(op, {"x": scores})
 
 
 def softmax_entry(mask: Relation, row: sympy.Expr, col: sympy.Expr, scores: sympy.IndexedBase = x) -> sympy.Expr:
@@ -36,7 +42,7 @@ def _witness_shift(examples: int) -> None:
         rng = np.random.default_rng(seed)
         scores, shift = arrays(rng, T_, S_, scale=scale), arrays(rng, T_, 1, scale=100.0)
         op = MaskedSoftmax(mask, T_, S_)
-        close(ref_masked_softmax(op, scores + shift), ref_masked_softmax(op, scores), "softmax(x + c 1ᵀ) vs softmax(x)", 1e-11)
+        close(_softmax(op, scores + shift), _softmax(op, scores), "softmax(x + c 1ᵀ) vs softmax(x)", 1e-11)
 
     sizes = st.tuples(st.integers(1, 12), st.integers(1, 12))
     cases = sizes.flatmap(lambda ts: st.tuples(st.just(ts[0]), st.just(ts[1]), seeds, masks(ts[1]), st.sampled_from([1.0, 10.0, 1e-3])))
@@ -69,8 +75,8 @@ def _witness_renormalised(examples: int) -> None:
     def check(case: tuple[int, int, int, Relation]) -> None:
         T_, S_, seed, mask = case
         scores = arrays(np.random.default_rng(seed), T_, S_, scale=3.0)
-        masked = ref_masked_softmax(MaskedSoftmax(mask, T_, S_), scores)
-        plain = ref_masked_softmax(MaskedSoftmax(Full(), T_, S_), scores)
+        masked = _softmax(MaskedSoftmax(mask, T_, S_), scores)
+        plain = _softmax(MaskedSoftmax(Full(), T_, S_), scores)
         allowed = mask.matrix(T_, S_)
         kept = np.where(allowed, plain, 0.0)
         total = kept.sum(axis=1, keepdims=True)
@@ -124,14 +130,14 @@ def _witness_finite_constant(examples: int) -> None:
         scores = arrays(rng, 1, S_, scale=2.0)
         allowed = mask.matrix(1, S_)
         plain = MaskedSoftmax(Full(), 1, S_)
-        masked = ref_masked_softmax(MaskedSoftmax(mask, 1, S_), scores)
-        additive = ref_masked_softmax(plain, scores + np.where(allowed, 0.0, -1e4))
-        replaced = ref_masked_softmax(plain, np.where(allowed, scores, -1e4))
+        masked = _softmax(MaskedSoftmax(mask, 1, S_), scores)
+        additive = _softmax(plain, scores + np.where(allowed, 0.0, -1e4))
+        replaced = _softmax(plain, np.where(allowed, scores, -1e4))
         if allowed.any():  # c = −1e4: within e^{c + 4·2·spread} of the limit
             close(additive, masked, "additive c = −1e4 vs masked softmax", 1e-12)
             close(replaced, masked, "replacement c = −1e4 vs masked softmax", 1e-12)
         else:
-            close(additive, ref_masked_softmax(plain, scores), "empty row, additive: the unmasked softmax", 1e-12)
+            close(additive, _softmax(plain, scores), "empty row, additive: the unmasked softmax", 1e-12)
             close(replaced, np.full((1, S_), 1.0 / S_), "empty row, replacement: uniform 1/S", 1e-15)
 
     for_all(st.integers(1, 16).flatmap(lambda S_: st.tuples(st.just(S_), seeds, masks(S_))), examples, check)
@@ -201,21 +207,71 @@ def finite_mask_constant() -> None:
 # -- b. the online softmax -----------------------------------------------------------------
 
 
+class SympyOps:
+    """spec/online_softmax.py's operations on one query row, exactly: a block is a list of sympy
+    expressions (−∞ where a key is not allowed), the state's entries are single expressions."""
+
+    def rowmax(self, x: Any) -> Any:
+        return sympy.Max(*x)
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        return sympy.Max(a, b)
+
+    def finite_or_zero(self, m: Any) -> Any:
+        return sympy.Integer(0) if m == -sympy.oo else m
+
+    def exp_shifted(self, x: Any, shift: Any) -> Any:
+        return [sympy.exp(e - shift) for e in x] if isinstance(x, list) else sympy.exp(x - shift)
+
+    def rowsum(self, p: Any) -> Any:
+        return sympy.Add(*p)
+
+    def weighted(self, p: Any, v: Any) -> Any:
+        return sympy.Add(*[a * b for a, b in zip(p, v, strict=True)])
+
+    def scale_add(self, a: Any, r: Any, b: Any) -> Any:
+        return a * r + b
+
+    def ratio(self, acc: Any, l: Any) -> Any:
+        return sympy.Integer(0) if l == 0 else acc / l
+
+
+class Float64Ops:
+    """The same operations on float64 arrays of rows (T, ·), without working in place."""
+
+    def rowmax(self, x: Any) -> Any:
+        return x.max(axis=-1, keepdims=True)
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        return np.maximum(a, b)
+
+    def finite_or_zero(self, m: Any) -> Any:
+        return np.where(np.isfinite(m), m, 0.0)
+
+    def exp_shifted(self, x: Any, shift: Any) -> Any:
+        return np.exp(x - shift)
+
+    def rowsum(self, p: Any) -> Any:
+        return p.sum(axis=-1, keepdims=True)
+
+    def weighted(self, p: Any, v: Any) -> Any:
+        return p @ v
+
+    def scale_add(self, a: Any, r: Any, b: Any) -> Any:
+        return a * r + b
+
+    def ratio(self, acc: Any, l: Any) -> Any:
+        return np.divide(acc, l, out=np.zeros_like(acc), where=l > 0)
+
+
 def online(scores: list[sympy.Expr], values: list[sympy.Expr], allowed: list[bool], blocks: list[list[int]]) -> tuple[sympy.Expr, sympy.Expr]:
-    """The recurrence of fast/attention.py on one query row, exactly: (l, acc) after every block."""
-    m: sympy.Expr = -sympy.oo
-    l: sympy.Expr = sympy.Integer(0)
-    acc: sympy.Expr = sympy.Integer(0)
+    """spec/online_softmax.py's recurrence — the function fast/ runs — on one query row, exactly:
+    (l, acc) after every block (−∞ scores where a key is not allowed)."""
+    state: recurrence.State[Any] = recurrence.State()
     for block in blocks:
-        keys = [k for k in block if allowed[k]]  # block ∩ A_t
-        if not keys:
-            continue  # nothing allowed in this block: the state is unchanged
-        m_new = sympy.Max(m, *[scores[k] for k in keys])
-        rescale = sympy.Integer(0) if m == -sympy.oo else sympy.exp(m - m_new)  # exp(−∞) = 0
-        l = l * rescale + sum(sympy.exp(scores[k] - m_new) for k in keys)
-        acc = acc * rescale + sum(sympy.exp(scores[k] - m_new) * values[k] for k in keys)
-        m = m_new
-    return l, acc
+        x = [scores[k] if allowed[k] else -sympy.oo for k in block]
+        state = recurrence.step(state, x, [values[k] for k in block], SympyOps())
+    return sympy.sympify(state.l), sympy.sympify(state.acc)
 
 
 def compositions(n: int) -> list[list[list[int]]]:
@@ -239,17 +295,14 @@ def _witness_online(examples: int) -> None:
         scores, v = arrays(rng, T_, S_, scale=5.0), arrays(rng, S_, 3)
         allowed = mask.matrix(T_, S_)
         edges = [0, *sorted({k for k in cuts if 0 < k < S_}), S_]
-        m = np.full((T_, 1), -np.inf)
-        l, acc = np.zeros((T_, 1)), np.zeros((T_, 3))
-        for a, b in zip(edges, edges[1:]):  # the recurrence of fast/attention.py, in float64
+        state: recurrence.State[Any] = recurrence.State()
+        for a, b in zip(edges, edges[1:]):  # spec/online_softmax.py's recurrence, in float64
             xb = np.where(allowed[:, a:b], scores[:, a:b], -np.inf)
-            m_new = np.maximum(m, xb.max(axis=1, keepdims=True))
-            safe = np.where(np.isfinite(m_new), m_new, 0.0)
-            p, rescale = np.exp(xb - safe), np.exp(m - safe)
-            l, acc, m = l * rescale + p.sum(axis=1, keepdims=True), acc * rescale + p @ v[a:b], m_new
-        got = np.divide(acc, l, out=np.zeros_like(acc), where=l > 0)
-        A = ref_masked_softmax(MaskedSoftmax(mask, T_, S_), scores)
-        close(got, ref_weighted_sum(WeightedSum(3, T_, S_), A, v), "online recurrence vs softmax_A(x) V", 1e-12)
+            state = recurrence.step(state, xb, v[a:b], Float64Ops())
+        got = recurrence.result(state, Float64Ops())
+        got = np.zeros((T_, 3)) if got is None else got
+        A = _softmax(MaskedSoftmax(mask, T_, S_), scores)
+        close(got, run_op(WeightedSum(3, T_, S_), {"A": A, "V": v}), "online recurrence vs softmax_A(x) V", 1e-12)
 
     sizes = st.tuples(st.integers(1, 6), st.integers(1, 40))
     cases = sizes.flatmap(

@@ -10,14 +10,16 @@ Everything real GPTs vary is an option of :class:`GPTConfig`.
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import sympy
 
 from spec import dims as D
+from spec.architectures.registry import register_family
 from spec.blocks import ACTIVATIONS, layer_norm, pre_ln_block
+from spec.config import Config, positive
 from spec.errors import ConfigError
 from spec.graph import Architecture, ParamRef, graph_input
 from spec.masks import Banded, Causal, Relation
@@ -28,7 +30,7 @@ AttentionKind = Literal["dense", "banded"]
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(Config):
     """Everything that fixes a GPT's function family.
 
     ``d_head`` defaults to d_model / n_heads (which must then divide); ``d_mlp`` to 4·d_model.
@@ -37,7 +39,10 @@ class GPTConfig:
     (``band_width`` is ours to choose; see the presets' notes).
     ``attn_scale`` is the score scale (None: 1/√d_head); ``scale_by_inverse_layer`` divides
     layer l's scale by l + 1 (Hugging Face ``scale_attn_by_inverse_layer_idx``).
+    Every field is type-checked when the config is made (spec/config.py).
     """
+
+    family: ClassVar[str] = "gpt"
 
     n_vocab: int
     n_ctx: int
@@ -57,47 +62,32 @@ class GPTConfig:
     scale_by_inverse_layer: bool = False
     name: str = field(default="gpt", compare=False)
 
-    def __post_init__(self) -> None:
-        for name in ("n_vocab", "n_ctx", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "band_width"):
-            value = getattr(self, name)
-            if value is None and name in ("d_head", "d_mlp", "band_width"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(
-                    f"{name}={value!r}, but expected a positive whole number [config {self.name}]"
-                )
+    def validate(self) -> None:
+        positive(self, "n_vocab", "n_ctx", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "band_width")
+        where = f"config {self.name}"
         if self.d_head is None and self.d_model % self.n_heads:
             raise ConfigError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}, but expected "
-                f"d_head = d_model / n_heads to be whole [config {self.name}]; "
+                f"d_head = d_model / n_heads to be whole [{where}]; "
                 "set d_head explicitly (n_heads·d_head may differ from d_model)"
             )
         if self.activation not in ACTIVATIONS:
-            import difflib
-
             close = difflib.get_close_matches(self.activation, list(ACTIVATIONS), n=2)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ConfigError(
-                f"activation={self.activation!r}, but expected one of {list(ACTIVATIONS)} [config {self.name}]{hint}"
-            )
-        if not isinstance(self.eps, (int, float)) or isinstance(self.eps, bool) or self.eps < 0:
-            raise ConfigError(f"eps={self.eps!r}, but expected a number ≥ 0 [config {self.name}]")
-        if self.positional not in ("learned", "sinusoidal"):
-            raise ConfigError(
-                f"positional={self.positional!r}, but expected 'learned' or 'sinusoidal' [config {self.name}]"
-            )
-        if not self.attention or any(k not in ("dense", "banded") for k in self.attention):
-            raise ConfigError(
-                f"attention={self.attention!r}, but expected a non-empty pattern of 'dense'/'banded' "
-                f"[config {self.name}]"
-            )
+            raise ConfigError(f"activation={self.activation!r}, but expected one of {list(ACTIVATIONS)} [{where}]{hint}")
+        if self.eps < 0:
+            raise ConfigError(f"eps={self.eps!r}, but expected a number ≥ 0 [{where}]")
+        if not self.attention:
+            raise ConfigError(f"attention=(), but expected a non-empty pattern of 'dense'/'banded' [{where}]")
         if "banded" in self.attention and self.band_width is None:
-            raise ConfigError(
-                f"band_width=None, but expected a whole number ≥ 1 for banded layers [config {self.name}]; "
-                "set band_width"
-            )
-        if self.attn_scale is not None and not (isinstance(self.attn_scale, (int, float)) and self.attn_scale > 0):
-            raise ConfigError(f"attn_scale={self.attn_scale!r}, but expected a number > 0 or None [config {self.name}]")
+            raise ConfigError(f"band_width=None, but expected a whole number ≥ 1 for banded layers [{where}]; set band_width")
+        if self.attn_scale is not None and not self.attn_scale > 0:
+            raise ConfigError(f"attn_scale={self.attn_scale!r}, but expected a number > 0 or None [{where}]")
+
+    def graph_size(self) -> int:
+        """Per block: the block, 6 sublayer nodes, 3 MLP nodes, attention's concat and W_O, and 7
+        nodes per head (the head and its six primitives); plus 8 outside the blocks."""
+        return self.n_layers * (12 + 7 * self.n_heads) + 8
 
     @property
     def head_width(self) -> int:
@@ -116,7 +106,7 @@ class GPTConfig:
     def mask(self, layer: int) -> Relation:
         """Block ``layer``'s attention mask."""
         if self.layer_kind(layer) == "banded":
-            if self.band_width is None:  # excluded by __post_init__
+            if self.band_width is None:  # excluded by validate
                 raise ConfigError(f"band_width=None, but expected a whole number [config {self.name}]")
             return Banded(self.band_width)
         return Causal()
@@ -138,20 +128,15 @@ class GPTConfig:
             D.d_mlp: self.mlp_width,
         }
 
-    def replace(self, **changes: object) -> GPTConfig:
-        """A copy with some fields changed (validated again)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = [k for k in changes if k not in names]
-        if unknown:
-            import difflib
 
-            hints = [f"{k} (did you mean {difflib.get_close_matches(k, names, n=1)})" for k in unknown]
-            raise ConfigError(f"config fields {hints}, but expected fields of GPTConfig: {sorted(names)} [config {self.name}]")
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-
+@register_family("gpt", GPTConfig, "decoder-only GPT: GPT-2 and GPT-3 conventions (learned or sinusoidal positions, pre-LN, dense or banded attention)")
 def build_gpt(config: GPTConfig) -> Architecture:
     """The GPT architecture of ``config``, validated."""
+    if not isinstance(config, GPTConfig):
+        raise ConfigError(
+            f"config of type {type(config).__name__}, but expected a GPTConfig [build_gpt]; "
+            "e.g. build_gpt(GPTConfig(n_vocab=64, n_ctx=32, d_model=16, n_layers=2, n_heads=2))"
+        )
     c = config
     arch = Architecture(c.name, {"ids": token_ids(D.T)}, c.dims(), config=c)
     declare = arch.declare

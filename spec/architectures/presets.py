@@ -1,27 +1,17 @@
-"""Named presets, in one table. Sizes: GPT-2 (Radford et al. 2019, Hugging Face configs) and
-GPT-3 (Brown et al. 2020, Table 2.1). Each entry may carry a note the CLI prints."""
+"""The GPT presets, registered in the one preset table (spec.architectures.registry.PRESETS).
+Sizes: GPT-2 (Radford et al. 2019, Hugging Face configs) and GPT-3 (Brown et al. 2020,
+Table 2.1). Each entry may carry a note the CLI prints."""
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
-
 from spec.architectures.gpt import GPTConfig
-from spec.errors import ConfigError
+from spec.architectures.registry import Preset, register_preset
 
 GPT2_VOCAB = 50257
 GPT3_BAND_WIDTH = 256
 """GPT-3's sparse layers are "locally banded"; the paper does not publish the band width.
 256 is gptspec's assumption, not a published figure. Parameter counts do not depend on it;
 change it with ``--set band_width=N``."""
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named config and what a user should know about it."""
-
-    config: GPTConfig
-    note: str = ""
 
 
 def _gpt2(name: str, n_layers: int, d_model: int, n_heads: int) -> Preset:
@@ -57,7 +47,7 @@ _XL_NOTE = (
     "24 heads of 128 (attention width 3072), which counts 1.52B, not 1.3B."
 )
 
-PRESETS: dict[str, Preset] = {
+_GPT_PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         GPTConfig(n_vocab=64, n_ctx=32, d_model=16, n_layers=2, n_heads=2, name="tiny"),
         "A toy size for demos and tests (2 layers, d_model 16, vocabulary 64).",
@@ -79,12 +69,5 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset(name: str) -> Preset:
-    """The preset called ``name``; an unknown name suggests the nearest ones."""
-    if name not in PRESETS:
-        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(
-            f"preset={name!r}, but expected one of {list(PRESETS)} [presets]{hint}"
-        )
-    return PRESETS[name]
+for _name, _preset in _GPT_PRESETS.items():
+    register_preset(_name, _preset.config, _preset.note)

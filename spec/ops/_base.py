@@ -1,36 +1,19 @@
-"""Helpers shared by the primitive op definitions."""
+"""Helpers shared by the primitive op definitions: summation indices, the default row count, and
+the small strategies the ops' :meth:`~spec.op.Primitive.examples` are built from (hypothesis is
+imported only when a strategy is asked for)."""
 
 from __future__ import annotations
 
-import dataclasses
+from typing import TYPE_CHECKING
 
 import sympy
 
 from spec.dims import T
-from spec.errors import ConfigError
 
-ROW_FIELDS = ("rows", "q_rows", "k_rows")
-SIZE_FIELDS = ("d", "d_in", "d_out", "n_vocab", "n_ctx", "d_head", "d_v", "n_heads", "rows", "q_rows", "k_rows")
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
-
-def check_sizes(op: object) -> None:
-    """Refuse a non-positive concrete size in an op's fields (symbolic sizes are positive by
-    construction)."""
-    if not dataclasses.is_dataclass(op):
-        return
-    for f in dataclasses.fields(op):
-        if f.name not in SIZE_FIELDS:
-            continue
-        value = getattr(op, f.name)
-        if isinstance(value, bool):
-            raise ConfigError(f"{f.name}={value!r}, but expected a positive whole number [{type(op).__name__}]")
-        expr = sympy.sympify(value)
-        least = 0 if f.name in ROW_FIELDS else 1  # an empty sequence has 0 rows; widths are ≥ 1
-        if expr.is_number and not (expr.is_Integer and expr >= least):
-            raise ConfigError(
-                f"{f.name}={value!r}, but expected a whole number ≥ {least} [{type(op).__name__}]; "
-                "sizes count rows or features"
-            )
+DEFAULT_ROWS: sympy.Expr = T
 
 
 def dummy(name: str) -> sympy.Symbol:
@@ -38,4 +21,17 @@ def dummy(name: str) -> sympy.Symbol:
     return sympy.Dummy(name, integer=True, nonnegative=True)
 
 
-DEFAULT_ROWS: sympy.Expr = T
+def widths(high: int = 6, symbol: sympy.Symbol | None = None) -> SearchStrategy[int | sympy.Expr]:
+    """Feature widths 1 … ``high`` (1 drawn often: d_head = 1, one feature), or the glossary
+    ``symbol`` itself, to be bound from the arrays' shapes (which exercises binding)."""
+    from hypothesis import strategies as st
+
+    numbers: SearchStrategy[int | sympy.Expr] = st.one_of(st.just(1), st.integers(1, high))
+    return numbers if symbol is None else st.one_of(numbers, st.just(symbol))
+
+
+def counts(low: int, high: int) -> SearchStrategy[int]:
+    """Whole numbers ``low`` … ``high`` (a head count, a kernel width)."""
+    from hypothesis import strategies as st
+
+    return st.integers(low, high)

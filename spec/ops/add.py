@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
+from spec import dims as D
 from spec.masks import Relation, RowWise
 from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, check_sizes
+from spec.ops._base import DEFAULT_ROWS, widths
 from spec.types import TensorType, rows
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 @register
@@ -27,8 +31,15 @@ class Add(Primitive):
     d: sympy.Expr
     rows: sympy.Expr = DEFAULT_ROWS
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, widths(6, D.d_model))
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(2, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"a": rows(self.rows, self.d), "b": rows(self.rows, self.d)}

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
+from spec import dims as D
 from spec.dims import Shape
 from spec.masks import Relation, RowWise
-from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, check_sizes, dummy
+from spec.op import Operand, Primitive, register
+from spec.ops._base import DEFAULT_ROWS, dummy, widths
 from spec.types import TensorType, rows
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 @register
@@ -29,13 +33,22 @@ class Affine(Primitive):
         "GPT-2's Conv1D stores W as (d_in, d_out) and computes x W + b, the same convention."
     )
 
+    operands: ClassVar = {"x": Operand.PRODUCT, "W": Operand.PRODUCT}
+
     d_in: sympy.Expr
     d_out: sympy.Expr
     bias: bool = True
     rows: sympy.Expr = DEFAULT_ROWS
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, widths(6, D.d_model), widths(6, D.d_mlp), st.booleans())
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(2, 2, True, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"x": rows(self.rows, self.d_in)}

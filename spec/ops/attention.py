@@ -13,15 +13,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
+from spec import dims as D
 from spec.dims import S, T
-from spec.masks import KeyRow, Relation, RowWise, SupportOf, WithinRow
-from spec.op import Primitive, register
-from spec.ops._base import check_sizes, dummy
+from spec.masks import (
+    Banded,
+    Causal,
+    Full,
+    Intersection,
+    KeyPadding,
+    KeyRow,
+    NoDependence,
+    Relation,
+    RowWise,
+    SupportOf,
+    Window,
+    WithinRow,
+)
+from spec.op import Operand, Primitive, register
+from spec.ops._base import counts, dummy, widths
 from spec.types import Axis, TensorType, rows
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 def scores_type(q_rows: sympy.Expr, k_rows: sympy.Expr) -> TensorType:
@@ -43,13 +60,28 @@ class AttentionScores(Primitive):
         "d_k unit-variance terms is d_k. d_k ↦ d_head."
     )
 
+    operands: ClassVar = {"Q": Operand.PRODUCT, "K": Operand.PRODUCT}
+
     d_head: sympy.Expr
     scale: sympy.Expr
     q_rows: sympy.Expr = T
     k_rows: sympy.Expr = S
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        symbolic = st.just(cls(D.d_head, 1 / sympy.sqrt(D.d_head)))  # every dim bound from Q and K
+        scales = [lambda d: 1 / sympy.sqrt(d), lambda d: sympy.Integer(1), lambda d: sympy.Rational(1, 8), lambda d: sympy.Integer(2)]
+        concrete = st.builds(
+            lambda d, scale, k_rows: cls(d, scale(d), T, k_rows),
+            counts(1, 4), st.sampled_from(scales), st.sampled_from([T, S]),
+        )
+        return st.one_of(concrete, symbolic)
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(1, 1, n, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"Q": rows(self.q_rows, self.d_head), "K": rows(self.k_rows, self.d_head)}
@@ -96,12 +128,44 @@ class MaskedSoftmax(Primitive):
         "PyTorch's safe softmax in scaled_dot_product_attention and ONNX's opset-23 errata."
     )
 
+    operands: ClassVar = {"x": Operand.SCORES}
+
     mask: Relation
     q_rows: sympy.Expr = T
     k_rows: sympy.Expr = S
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    def check(self) -> None:
+        if not isinstance(self.mask, Relation):
+            from spec.errors import ConfigError
+
+            raise ConfigError(f"mask={self.mask!r}, but expected a spec.masks.Relation [MaskedSoftmax]; e.g. Causal()")
+
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        """Every mask family; a key-padding mask fixes S (its length), and often has no valid key,
+        so rows with no allowed key are drawn."""
+        from hypothesis import strategies as st
+
+        families: list[SearchStrategy[Relation]] = [
+            st.just(Causal()), counts(1, 4).map(Banded), st.just(Full()), st.just(RowWise()), st.just(NoDependence()),
+            st.tuples(st.integers(-3, 3), st.integers(0, 3)).map(lambda p: Window(p[0], p[0] + p[1])),
+        ]
+        free = st.builds(lambda mask, keys: cls(mask, T, keys), st.one_of(*families), st.sampled_from([T, S]))
+
+        def padded(keys: int) -> SearchStrategy[Primitive]:
+            valid = st.one_of(st.just((False,) * keys), st.lists(st.booleans(), min_size=keys, max_size=keys).map(tuple))
+            mask = st.one_of(valid.map(KeyPadding), valid.map(lambda v: Intersection((Causal(), KeyPadding(v)))))
+            return mask.map(lambda m: cls(m, T, keys))
+
+        return st.one_of(free, counts(1, 6).flatmap(padded))
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        masks: list[Relation] = [
+            Causal(), Banded(2), Full(), KeyPadding(tuple(k % 2 == 0 for k in range(n))),
+            Intersection((Causal(), KeyPadding(tuple(k != 1 for k in range(n))))), Window(-1, 1),
+        ]
+        return [cls(m, n, n) for m in masks]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"x": scores_type(self.q_rows, self.k_rows)}
@@ -140,12 +204,21 @@ class WeightedSum(Primitive):
     latex: ClassVar[str] = r"z_{tk} = \sum_{s} A_{ts} V_{sk}"
     citation: ClassVar[str] = "Vaswani et al. 2017 eq. (1): softmax(·) V."
 
+    operands: ClassVar = {"A": Operand.WEIGHTS, "V": Operand.PRODUCT}
+
     d_v: sympy.Expr
     q_rows: sympy.Expr = T
     k_rows: sympy.Expr = S
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, widths(4, D.d_head), st.just(T), st.sampled_from([T, S]))
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(1, n, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"A": scores_type(self.q_rows, self.k_rows), "V": rows(self.k_rows, self.d_v)}
@@ -182,8 +255,21 @@ class ConcatHeads(Primitive):
     d_head: sympy.Expr
     rows: sympy.Expr = T
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    def check(self) -> None:
+        if isinstance(self.n_heads, bool) or not isinstance(self.n_heads, int):
+            from spec.errors import ConfigError
+
+            raise ConfigError(f"n_heads={self.n_heads!r}, but expected a whole number (one input port per head) [ConcatHeads]")
+
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, counts(1, 3), widths(3, D.d_head))
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(2, 1, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {f"z_{h}": rows(self.rows, self.d_head) for h in range(self.n_heads)}

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
+from spec import dims as D
 from spec.dims import Shape
 from spec.errors import ConfigError
 from spec.masks import Relation, RowWise, Window
-from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, check_sizes, dummy
+from spec.op import Operand, Primitive, register
+from spec.ops._base import DEFAULT_ROWS, counts, dummy, widths
 from spec.types import TensorType, rows
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 @register
@@ -54,8 +58,9 @@ class Conv1d(Primitive):
     bias: bool = True
     rows: sympy.Expr = DEFAULT_ROWS
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    operands: ClassVar = {"x": Operand.PRODUCT, "W": Operand.PRODUCT}
+
+    def check(self) -> None:
         for name, least in (("kernel", 1), ("pad_left", 0), ("pad_right", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -66,6 +71,23 @@ class Conv1d(Primitive):
                 f"{self.kernel - 1} [Conv1d]; rows are positions, so the output must keep one row per "
                 f"input position (causal: pad_left={self.kernel - 1}, pad_right=0)"
             )
+
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        """Kernels 1–4 with the padding anywhere from all-left (causal) to all-right."""
+        from hypothesis import strategies as st
+
+        def with_kernel(k: int) -> SearchStrategy[Primitive]:
+            return st.builds(
+                lambda d_in, d_out, p, bias: cls(d_in, d_out, k, p, k - 1 - p, bias),
+                widths(6, D.d_model), widths(6, D.d_mlp), st.integers(0, k - 1), st.booleans(),
+            )
+
+        return counts(1, 4).flatmap(with_kernel)
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(1, 1, k, p, k - 1 - p, True, n) for k in (1, 2, 3) for p in range(k)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"x": rows(self.rows, self.d_in)}

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
+from spec import dims as D
 from spec.dims import Shape
 from spec.errors import ConfigError
 from spec.masks import Relation, RowWise
-from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, check_sizes, dummy
+from spec.op import Operand, Primitive, register
+from spec.ops._base import DEFAULT_ROWS, dummy, widths
 from spec.types import TensorType, rows
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 @register
@@ -33,17 +38,28 @@ class LayerNorm(Primitive):
     )
     citation: ClassVar[str] = "Ba, Kiros & Hinton 2016; GPT-2 places it before each sublayer (pre-LN) and once at the end."
 
+    operands: ClassVar = {"x": Operand.PRODUCT, "gamma": Operand.GAIN}
+
     d: sympy.Expr
     eps: float = 1e-5
     bias: bool = True
     rows: sympy.Expr = DEFAULT_ROWS
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
-        if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
+    def check(self) -> None:
+        if isinstance(self.eps, bool) or not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
             raise ConfigError(
-                f"eps={self.eps!r}, but expected a number ε ≥ 0 [LayerNorm]; GPT-2 uses 1e-5"
+                f"eps={self.eps!r}, but expected a finite number ε ≥ 0 [LayerNorm]; GPT-2 uses 1e-5"
             )
+
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, widths(6, D.d_model), st.sampled_from([1e-5, 1e-12, 0.1]), st.booleans())
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(2, 1e-5, True, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"x": rows(self.rows, self.d)}

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
+from spec import dims as D
 from spec.masks import Relation, RowWise
 from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, check_sizes
+from spec.ops._base import DEFAULT_ROWS, widths
 from spec.types import Axis, TensorType, token_ids
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 @register
@@ -31,8 +35,19 @@ class OneHot(Primitive):
     n_vocab: sympy.Expr
     rows: sympy.Expr = DEFAULT_ROWS
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    def id_bound(self) -> int | None:
+        n = sympy.sympify(self.n_vocab)
+        return int(n) if n.is_Integer else None
+
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, widths(8, D.n_vocab))
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(3, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"ids": token_ids(self.rows)}

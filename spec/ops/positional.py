@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
+from spec import dims as D
 from spec.dims import Shape
+from spec.errors import ConfigError
 from spec.masks import NoDependence, Relation
 from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, check_sizes
+from spec.ops._base import DEFAULT_ROWS, widths
 from spec.types import TensorType, rows, token_ids
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 
 @register
@@ -30,8 +35,15 @@ class LearnedPositional(Primitive):
     d: sympy.Expr
     rows: sympy.Expr = DEFAULT_ROWS
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, st.integers(6, 8), widths(6, D.d_model))  # n_ctx ≥ every drawn T
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(n + 1, 2, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"ids": token_ids(self.rows)}
@@ -73,8 +85,19 @@ class SinusoidalPositional(Primitive):
     rows: sympy.Expr = DEFAULT_ROWS
     base: int = 10000
 
-    def __post_init__(self) -> None:
-        check_sizes(self)
+    def check(self) -> None:
+        if isinstance(self.base, bool) or not isinstance(self.base, int) or self.base < 2:
+            raise ConfigError(f"base={self.base!r}, but expected a whole number ≥ 2 [SinusoidalPositional]; Vaswani et al. use 10000")
+
+    @classmethod
+    def examples(cls) -> SearchStrategy[Primitive]:
+        from hypothesis import strategies as st
+
+        return st.builds(cls, widths(6, D.d_model), st.just(D.T), st.sampled_from([10000, 100, 2]))
+
+    @classmethod
+    def instances(cls, n: int) -> list[Primitive]:
+        return [cls(2, n)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"ids": token_ids(self.rows)}

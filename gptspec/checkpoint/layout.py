@@ -1,0 +1,545 @@
+"""Layouts: how an external naming scheme (Hugging Face GPT-2, Llama, a user's own module) maps
+to the spec's parameter space Θ — as data.
+
+A :class:`Layout` is one declarative table, read by import, export and intermediate capture
+alike, so nothing restates it:
+
+* **tensors** — each :class:`Tensor` rule names an external tensor (``h.{i}.attn.c_attn.weight``),
+  the Θ entries it holds (``blocks.{i}.attn.W_Q``, ``…W_K``, ``…W_V``) and how its axes lay them
+  out, in a small einops-like pattern language::
+
+      external "d (k h e)"   ↔   Θ "h d e"      c_attn: Q | K | V side by side, heads inside each
+      external "(h e) d"     ↔   Θ "h e d"      c_proj: the heads' rows stacked
+      external "v d"         ↔   Θ "d v"        a transpose
+      external "v d"         ↔   Θ "v d"        the same array
+
+  An axis name stands for one axis; ``(a b)`` is axes a and b flattened row-major into one; the
+  axis ``k`` of the external pattern indexes the rule's list of Θ entries (a fused tensor).
+  Every axis but ``k`` appears on both sides. Import reshapes and transposes (bit-exact), export
+  does the inverse; sizes come from Θ's shapes. An :class:`Alias` is a second external name for
+  the same values (a tied head), checked equal on import and written on export.
+* **config** — every key of the native config (``config.json``) in one table, each
+  :class:`ConfigKey` modelled (mapped to a spec config field), ignored (it does not change the
+  logits) or refused unless at given values, each with its reason; a key not in the table is
+  refused. ``read_config`` / ``write_config`` convert between the native config and the spec's.
+* **modules** — external module names ↔ the spec's DAG paths (``transformer.h.{i}.attn`` ↔
+  ``blocks.{i}.attn``), for comparing intermediates (gptspec verify).
+
+Layouts are registered by name (:func:`register_layout`); docs/verify.md shows how to write one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import sympy
+
+from spec.config import Config
+from spec.dims import Shape, show
+from spec.errors import CheckpointError, ConfigError
+from spec.graph import Architecture
+from spec.theta import Theta
+
+# -- the pattern language ------------------------------------------------------------------
+
+STACK = "k"
+"""The external pattern's axis that indexes a fused tensor's list of Θ entries."""
+
+_TOKEN = re.compile(r"\(|\)|[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A parsed axis pattern: groups of axis names, each group one axis of the array."""
+
+    text: str
+    groups: tuple[tuple[str, ...], ...]
+
+    @staticmethod
+    def parse(text: str) -> Pattern:
+        groups: list[tuple[str, ...]] = []
+        current: list[str] | None = None
+        consumed = "".join(_TOKEN.findall(text))
+        if consumed != text.replace(" ", ""):
+            raise ConfigError(f"pattern={text!r}, but expected axis names and parentheses only [layout pattern]")
+        for token in _TOKEN.findall(text):
+            if token == "(":
+                if current is not None:
+                    raise ConfigError(f"pattern={text!r} nests parentheses, but expected flat groups [layout pattern]")
+                current = []
+            elif token == ")":
+                if not current:
+                    raise ConfigError(f"pattern={text!r} has an empty or unopened group [layout pattern]")
+                groups.append(tuple(current))
+                current = None
+            elif current is not None:
+                current.append(token)
+            else:
+                groups.append((token,))
+        if current is not None:
+            raise ConfigError(f"pattern={text!r} leaves a parenthesis open [layout pattern]")
+        names = [a for g in groups for a in g]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"pattern={text!r} names an axis twice, but expected each axis once [layout pattern]")
+        return Pattern(text, tuple(groups))
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return tuple(a for g in self.groups for a in g)
+
+    def shape(self, sizes: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The array shape for axis sizes (ints, or sympy dims for the symbolic shape)."""
+        return tuple(sympy.Mul(*[sizes[a] for a in g]) if any(isinstance(sizes[a], sympy.Basic) for a in g) else int(np.prod([sizes[a] for a in g])) for g in self.groups)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One external tensor and the Θ entries it holds (see the module docstring).
+
+    ``external`` and ``theta`` are name templates; ``{i}`` is the layer index when the rule is
+    per layer (``layers``). ``when`` keeps the rule only for configs it accepts (a bias rule when
+    the model has biases)."""
+
+    external: str
+    theta: tuple[str, ...]
+    external_pattern: str
+    theta_pattern: str
+    when: Callable[[Any], bool] | None = None
+
+    def __post_init__(self) -> None:
+        ext, th = Pattern.parse(self.external_pattern), Pattern.parse(self.theta_pattern)
+        stacked = STACK in ext.axes
+        if STACK in th.axes:
+            raise ConfigError(f"Θ pattern {self.theta_pattern!r} uses {STACK!r}, but expected it in the external pattern only [layout {self.external}]")
+        if set(ext.axes) - {STACK} != set(th.axes):
+            raise ConfigError(
+                f"patterns {self.external_pattern!r} ↔ {self.theta_pattern!r} name different axes, but expected the same "
+                f"(plus {STACK!r} for a fused tensor) [layout {self.external}]"
+            )
+        if any(len(g) > 1 for g in th.groups):
+            raise ConfigError(f"Θ pattern {self.theta_pattern!r} groups axes, but expected one axis per Θ dimension [layout {self.external}]")
+        if stacked != (len(self.theta) > 1):
+            raise ConfigError(
+                f"{len(self.theta)} Θ entries with external pattern {self.external_pattern!r}, but expected the axis {STACK!r} "
+                f"exactly when a tensor holds several [layout {self.external}]"
+            )
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A second external name for the values of another (a tied head: ``lm_head.weight`` is
+    ``wte.weight``), when ``when`` accepts the config. Written on export; on import, checked equal
+    to the tensor it aliases when present."""
+
+    external: str
+    of: str
+    when: Callable[[Any], bool] | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """An external tensor that is not a parameter (a stored causal mask): accepted on import only
+    if ``check(name, array, where)`` passes; never exported."""
+
+    external: str
+    check: Callable[[str, np.ndarray, str], None]
+
+
+# -- the config table ----------------------------------------------------------------------
+
+Role = Literal["model", "ignore", "require", "alias"]
+REQUIRED = object()
+"""Default of a modelled key that must be present."""
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """How one native config key is read.
+
+    ``model``: it changes the function and the spec models it (``default`` is the native default
+    when the key is absent); ``ignore``: it does not change the logits; ``require``: any value
+    other than those in ``accepts`` changes the function in a way the spec does not model, and is
+    refused; ``alias``: another name (``target``) for a key."""
+
+    role: Role
+    reason: str
+    default: object = REQUIRED
+    accepts: tuple[object, ...] = ()
+    target: str = ""
+
+
+def model(reason: str, default: object = REQUIRED) -> ConfigKey:
+    return ConfigKey("model", reason, default=default)
+
+
+def ignore(reason: str, *keys: str) -> dict[str, ConfigKey]:
+    return {key: ConfigKey("ignore", reason) for key in keys}
+
+
+def require(reason: str, *accepts: object) -> ConfigKey:
+    return ConfigKey("require", reason, accepts=accepts)
+
+
+def alias(target: str, reason: str = "") -> ConfigKey:
+    return ConfigKey("alias", reason or f"another name for {target}", target=target)
+
+
+def same(a: object, b: object) -> bool:
+    """Equal and of the same type (so 0 is not False)."""
+    return type(a) is type(b) and a == b
+
+
+# -- the layout ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One external naming scheme, as data (module docstring)."""
+
+    name: str
+    """Registry name (``hf-gpt2``)."""
+    family: str
+    """The spec architecture family it maps to (``gpt``)."""
+    description: str
+    config_keys: Mapping[str, ConfigKey]
+    read_config: Callable[[Mapping[str, object], str], Config]
+    """Modelled native keys (after aliases and defaults) → the spec config."""
+    write_config: Callable[[Any], dict[str, object]]
+    """A spec config → the native config (every modelled key, plus ``model_type``)."""
+    tensors: tuple[Tensor | Alias, ...]
+    layers: Callable[[Any], int]
+    """How many layers ``{i}`` runs over, for a config."""
+    model_type: str = ""
+    """The native ``model_type`` that selects this layout when reading a directory."""
+    prefix: str = ""
+    """A prefix some files put on every tensor but those in ``unprefixed`` (``transformer.``)."""
+    unprefixed: tuple[str, ...] = ()
+    buffers: tuple[Buffer, ...] = ()
+    ignored_prefixes: tuple[str, ...] = ()
+    """External tensors under these prefixes are not the language model's (a classifier head)."""
+    modules: tuple[tuple[str, str], ...] = ()
+    """External module name ↔ DAG path templates (``{i}``: the layer)."""
+    notes: tuple[str, ...] = field(default=())
+
+    # -- expansion -------------------------------------------------------------------------
+
+    def rules(self, config: Any) -> list[tuple[str, Tensor | Alias, int | None]]:
+        """Every rule for ``config``, expanded over layers: (external name, rule, layer)."""
+        out: list[tuple[str, Tensor | Alias, int | None]] = []
+        for rule in self.tensors:
+            if rule.when is not None and not rule.when(config):
+                continue
+            if "{i}" in rule.external:
+                out += [(rule.external.format(i=i), rule, i) for i in range(self.layers(config))]
+            else:
+                out.append((rule.external, rule, None))
+        return out
+
+    def external_name(self, name: str, prefixed: bool = True) -> str:
+        """A tensor's name as the full model's state dict spells it."""
+        return name if not prefixed or not self.prefix or name in self.unprefixed else self.prefix + name
+
+    def module_paths(self, config: Any) -> dict[str, str]:
+        """External module name → DAG path, expanded over layers."""
+        out: dict[str, str] = {}
+        for external, path in self.modules:
+            if "{i}" in external:
+                for i in range(self.layers(config)):
+                    out[external.format(i=i)] = path.format(i=i)
+            else:
+                out[external] = path
+        return out
+
+
+LAYOUTS: dict[str, Layout] = {}
+"""Every registered layout by name."""
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Add ``layout`` to :data:`LAYOUTS`."""
+    if layout.name in LAYOUTS:
+        raise ConfigError(f"layout={layout.name!r} is registered twice, but expected unique names [layouts]")
+    LAYOUTS[layout.name] = layout
+    return layout
+
+
+def layout(name: str) -> Layout:
+    """The layout called ``name``."""
+    if name not in LAYOUTS:
+        close = difflib.get_close_matches(name, list(LAYOUTS), n=2)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"layout={name!r}, but expected one of {list(LAYOUTS)} [layouts]{hint}")
+    return LAYOUTS[name]
+
+
+def layout_for_model_type(model_type: object, where: str) -> Layout:
+    """The layout whose native ``model_type`` this is."""
+    for candidate in LAYOUTS.values():
+        if candidate.model_type and same(candidate.model_type, model_type):
+            return candidate
+    known = sorted(c.model_type for c in LAYOUTS.values() if c.model_type)
+    raise CheckpointError(
+        f"config.json model_type={model_type!r}, but expected one of {known} [checkpoint {where}]; "
+        "gptspec reads the architectures it has layouts for (gptspec.checkpoint.LAYOUTS)"
+    )
+
+
+# -- the native config ---------------------------------------------------------------------
+
+
+def read_native_config(lay: Layout, raw: Mapping[str, object], where: str) -> Config:
+    """The spec config a native config describes, by the layout's table: unknown keys refused,
+    aliases merged, required values checked, defaults filled, then ``lay.read_config``."""
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"config.json holds {type(raw).__name__}, but expected a JSON object [checkpoint {where}]")
+    table = lay.config_keys
+    values: dict[str, object] = {}
+    for key, value in raw.items():
+        rule = table.get(key)
+        if rule is None:
+            close = difflib.get_close_matches(str(key), list(table), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CheckpointError(
+                f"config key {key}={_short(value)}{hint}, but expected one of the keys the {lay.name} layout knows "
+                f"[checkpoint {where}]; an unknown key may change the function, so it is refused: if it does not "
+                f"change the logits, delete it from config.json (or add it to the layout's table with the reason)"
+            )
+        if rule.role == "alias":
+            if rule.target in raw and not same(raw[rule.target], value):
+                raise CheckpointError(
+                    f"config key {key}={_short(value)}, but expected {rule.target}={_short(raw[rule.target])}, "
+                    f"which it is another name for [checkpoint {where}]; keep one of the two"
+                )
+            values[rule.target] = value
+        elif rule.role == "model":
+            values[key] = value
+        elif rule.role == "require" and not any(same(value, a) for a in rule.accepts):
+            accepted = " or ".join(json.dumps(a) for a in rule.accepts)
+            raise CheckpointError(f"config key {key}={_short(value)}, but expected {key}={accepted} [checkpoint {where}]; {rule.reason}")
+    for key, rule in table.items():
+        if rule.role == "model" and key not in values:
+            if rule.default is REQUIRED:
+                raise CheckpointError(f"config key {key} is missing, but expected it ({rule.reason}) [checkpoint {where}]; add it to config.json")
+            values[key] = rule.default
+    try:
+        return lay.read_config(values, where)
+    except ConfigError as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"{error} [checkpoint {where}]") from None
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, default=repr) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+def whole(values: Mapping[str, object], key: str, where: str, least: int = 1) -> int:
+    """A modelled key that must be a whole number ≥ ``least``."""
+    value = values[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise CheckpointError(f"config key {key}={_short(value)}, but expected a whole number ≥ {least} [checkpoint {where}]")
+    return value
+
+
+def flag(values: Mapping[str, object], key: str, where: str) -> bool:
+    """A modelled key that must be true or false."""
+    value = values[key]
+    if not isinstance(value, bool):
+        raise CheckpointError(f"config key {key}={_short(value)}, but expected true or false [checkpoint {where}]")
+    return value
+
+
+def number(values: Mapping[str, object], key: str, where: str, least: float = 0.0) -> float:
+    """A modelled key that must be a finite number ≥ ``least``."""
+    value = values[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value >= least):
+        raise CheckpointError(f"config key {key}={_short(value)}, but expected a finite number ≥ {least} [checkpoint {where}]")
+    return float(value)
+
+
+# -- import and export ---------------------------------------------------------------------
+
+FLOAT_KINDS = "f"
+
+
+def _sizes(rule: Tensor, names: list[str], shapes: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
+    th = Pattern.parse(rule.theta_pattern)
+    sizes: dict[str, Any] = dict(zip(th.axes, shapes[names[0]], strict=True))
+    sizes[STACK] = len(names)
+    return sizes
+
+
+def expected_shapes(lay: Layout, arch: Architecture) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every external tensor the layout expects for ``arch`` (its config): name → (shape,
+    symbolic shape as text)."""
+    concrete, symbolic = arch.theta_shapes(), arch.theta
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+    for name, rule, i in lay.rules(arch.config):
+        if isinstance(rule, Alias):
+            continue
+        names = [t.format(i=i) for t in rule.theta]
+        ext = Pattern.parse(rule.external_pattern)
+        shape = ext.shape(_sizes(rule, names, concrete))
+        sym: Shape = ext.shape(_sizes(rule, names, {n: tuple(sympy.sympify(d) for d in symbolic[n]) for n in names}) | {STACK: sympy.Integer(len(names))})
+        out[name] = (tuple(int(d) for d in shape), show(sym))
+    for name, rule, _ in lay.rules(arch.config):
+        if isinstance(rule, Alias):
+            out[name] = out[rule.of]
+    return out
+
+
+def to_theta(
+    lay: Layout, arch: Architecture, state: Mapping[str, np.ndarray], where: str, spell: Callable[[str], str] | None = None
+) -> Theta:
+    """θ (float64, Θ's names and order) from an external state dict under the layout's names
+    (without the prefix). The state must hold exactly the layout's tensors for ``arch``
+    (aliases optional and checked equal, buffers checked); every shape is checked. ``spell``
+    gives a name as the user's file spells it, for messages (:func:`spelling`)."""
+    shown = spell or (lambda key: key)
+    expected = expected_shapes(lay, arch)
+    rules = {name: (rule, i) for name, rule, i in lay.rules(arch.config)}
+    missing = [n for n, (rule, _) in rules.items() if isinstance(rule, Tensor) and n not in state]
+    if missing:
+        shape, sym = expected[missing[0]]
+        raise CheckpointError(
+            f"{shown(missing[0])} is missing{others([shown(m) for m in missing])}, but expected a tensor of shape {sym} = {shape} [checkpoint {where}]; "
+            "the file does not hold the model its config describes"
+        )
+    buffers = {b.external: b for b in lay.buffers}
+    unexpected = []
+    for name, value in state.items():
+        if name in rules or name.startswith(lay.ignored_prefixes):
+            continue
+        buffer = next((b for pattern, b in buffers.items() if _matches(pattern, name)), None)
+        if buffer is not None:
+            buffer.check(shown(name), value, where)
+            continue
+        unexpected.append(shown(name))
+    if unexpected:
+        raise CheckpointError(
+            f"{unexpected[0]} is unexpected{others(unexpected)}, but expected only the tensors of a model with this config "
+            f"[checkpoint {where}]; the file holds something the config does not describe (another model, another depth?)"
+        )
+    theta: Theta = {}
+    for name, (rule, i) in rules.items():
+        if isinstance(rule, Alias):
+            continue
+        value = float_tensor(shown(name), state[name], where)
+        shape, sym = expected[name]
+        if value.shape != shape:
+            raise CheckpointError(f"{shown(name)} has shape {value.shape}, but expected {sym} = {shape} [checkpoint {where}]")
+        names = [t.format(i=i) for t in rule.theta]
+        for theta_name, part in zip(names, _split(rule, value, names, arch.theta_shapes()), strict=True):
+            theta[theta_name] = part
+    for name, (rule, _) in rules.items():
+        if isinstance(rule, Alias) and name in state:
+            value = float_tensor(shown(name), state[name], where)
+            base = float_tensor(shown(rule.of), state[rule.of], where)
+            if value.shape != base.shape or not np.array_equal(value, base):
+                detail = f"shape {value.shape}" if value.shape != base.shape else f"max |Δ| = {np.max(np.abs(value - base)):.3g}"
+                raise CheckpointError(
+                    f"{shown(name)} differs from {shown(rule.of)} ({detail}), but expected them equal [checkpoint {where}]; {rule.reason}"
+                )
+    missing_theta = [n for n in arch.theta if n not in theta]
+    if missing_theta:
+        raise CheckpointError(f"Θ entries {missing_theta[:4]} are not filled by layout {lay.name} [checkpoint {where}]; the layout's table is incomplete")
+    return {n: theta[n] for n in arch.theta}
+
+
+def from_theta(lay: Layout, arch: Architecture, theta: Mapping[str, np.ndarray], prefixed: bool = True) -> dict[str, np.ndarray]:
+    """The external state dict (float64 arrays, the layout's names, with the prefix where the
+    full model has it) holding θ: the exact inverse of :func:`to_theta`."""
+    shapes = arch.theta_shapes()
+    out: dict[str, np.ndarray] = {}
+    plain: dict[str, np.ndarray] = {}
+    for name, rule, i in lay.rules(arch.config):
+        if isinstance(rule, Alias):
+            continue
+        names = [t.format(i=i) for t in rule.theta]
+        plain[name] = _join(rule, [np.asarray(theta[n], dtype=np.float64) for n in names], names, shapes)
+    for name, rule, _ in lay.rules(arch.config):
+        value = plain[rule.of].copy() if isinstance(rule, Alias) else plain[name]
+        out[lay.external_name(name, prefixed)] = value
+    return out
+
+
+def _matches(template: str, name: str) -> bool:
+    return re.fullmatch(re.escape(template).replace(re.escape("{i}"), r"\d+"), name) is not None
+
+
+def _split(rule: Tensor, value: np.ndarray, names: list[str], shapes: Mapping[str, tuple[int, ...]]) -> list[np.ndarray]:
+    """External array → the Θ arrays (reshape to every axis, then one transpose per entry)."""
+    ext, th = Pattern.parse(rule.external_pattern), Pattern.parse(rule.theta_pattern)
+    sizes = _sizes(rule, names, shapes)
+    full = value.reshape([sizes[a] for a in ext.axes])
+    axes = list(ext.axes)
+    parts = []
+    for k in range(len(names)):
+        part = np.take(full, k, axis=axes.index(STACK)) if STACK in axes else full
+        remaining = [a for a in axes if a != STACK]
+        parts.append(np.ascontiguousarray(part.transpose([remaining.index(a) for a in th.axes])))
+    return parts
+
+
+def _join(rule: Tensor, arrays: list[np.ndarray], names: list[str], shapes: Mapping[str, tuple[int, ...]]) -> np.ndarray:
+    """The Θ arrays → the external array (the inverse of :func:`_split`)."""
+    ext, th = Pattern.parse(rule.external_pattern), Pattern.parse(rule.theta_pattern)
+    sizes = _sizes(rule, names, shapes)
+    remaining = [a for a in ext.axes if a != STACK]
+    moved = [a.transpose([th.axes.index(x) for x in remaining]) for a in arrays]
+    full = np.stack(moved, axis=list(ext.axes).index(STACK)) if STACK in ext.axes else moved[0]
+    return np.ascontiguousarray(full.reshape(ext.shape(sizes)))
+
+
+def float_tensor(name: str, value: object, where: str) -> np.ndarray:
+    """A stored parameter as float64: floating-point only (integer tensors are quantised values
+    whose scales live elsewhere), every entry finite."""
+    array = np.asarray(value)
+    if array.dtype.kind not in FLOAT_KINDS:
+        raise CheckpointError(
+            f"{name} has dtype {array.dtype}, but expected floating-point values [checkpoint {where}]; "
+            "integer weights are quantised values, which the spec does not model: dequantise them first"
+        )
+    out = array.astype(np.float64)
+    if not np.isfinite(out).all():
+        raise CheckpointError(
+            f"{name} has {int(out.size - np.isfinite(out).sum())} non-finite entries, but expected real numbers "
+            f"[checkpoint {where}]; the checkpoint is corrupt or diverged"
+        )
+    return out
+
+
+def others(names: list[str]) -> str:
+    """`` (and 2 more: [...])`` after the first of ``names``, or nothing."""
+    rest = names[1:]
+    return f" (and {len(rest)} more: {rest[:4]}{' …' if len(rest) > 4 else ''})" if rest else ""
+
+
+def spelling(lay: Layout, by_key: Mapping[str, str]) -> Callable[[str], str]:
+    """A layout name as the user's file spells it: as found, or with the prefix when the file
+    uses it (for names it lacks)."""
+    uses_prefix = bool(lay.prefix) and any(name.startswith(lay.prefix) for name in by_key.values())
+
+    def spell(key: str) -> str:
+        return by_key.get(key, lay.external_name(key, uses_prefix))
+
+    return spell
+
+
+def strip_prefix(lay: Layout, names: Iterable[str], where: str) -> dict[str, str]:
+    """Name without the layout's prefix → the name in the file; two names for one tensor are refused."""
+    by_key: dict[str, str] = {}
+    for name in names:
+        key = name[len(lay.prefix):] if lay.prefix and name.startswith(lay.prefix) else name
+        if key in by_key:
+            raise CheckpointError(f"tensors {by_key[key]} and {name} name the same parameter, but expected one of them [checkpoint {where}]; remove one")
+        by_key[key] = name
+    return by_key

@@ -1,0 +1,14 @@
+"""The literal meaning of every primitive op, in float64, one sequence at a time.
+
+One function per op ``kind`` (the same name as in spec/), in a module named as the op's module in
+spec/ops/; variables are named after the letters of the op's LaTeX (``spec.ops.*.latex``), with
+the equation on the right. Loops run over positions, keys and heads where the math sums over
+them; numpy does the inner products. Readable first, fast second.
+
+Importing this package registers every function in :data:`REFERENCE`.
+"""
+
+from reference.ops import activations, add, affine, attention, conv1d, layer_norm, one_hot, positional, token_embedding  # noqa: F401
+from reference.ops.table import REFERENCE, Array, Ids
+
+__all__ = ["REFERENCE", "Array", "Ids"]

@@ -1,0 +1,31 @@
+"""Positional encodings, learned and sinusoidal, literally."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from reference.ops.table import REFERENCE, Array, Ids
+from spec.ops import LearnedPositional, SinusoidalPositional
+from spec.theta import token_array
+
+
+@REFERENCE.implements(LearnedPositional)
+def learned_positional(op: LearnedPositional, ids: Ids, W_P: Array) -> Array:  # [T] -> [T, d]
+    T, n_ctx = len(ids), W_P.shape[0]
+    token_array(np.zeros(T, dtype=np.int64), 1, n_ctx, "learned_positional")  # refuses T > n_ctx
+    P = W_P[:T].copy()  # P_tj = (W_P)_tj
+    return P
+
+
+@REFERENCE.implements(SinusoidalPositional)
+def sinusoidal_positional(op: SinusoidalPositional, ids: Ids) -> Array:  # [T] -> [T, d]
+    T, d = len(ids), int(op.d)
+    P = np.zeros((T, d))
+    for t in range(T):
+        for j in range(d):
+            two_i = 2 * (j // 2)
+            angle = t / op.base ** (two_i / d)
+            P[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)  # P_{t,2i} = sin, P_{t,2i+1} = cos
+    return P
