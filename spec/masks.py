@@ -5,7 +5,7 @@ A_t = {s : allowed(t, s)} of the masked softmax. As a **dependency rule** it say
 positions an op's output row t can depend on (row-wise ops relate t to t only; attention
 relates t to its allowed keys). proofs/ composes these relations along a DAG.
 
-Families (DESIGN.md):
+Families (docs/conventions.md):
 
 ============  =====================  =========================================
 family        allowed(t, s)          used for

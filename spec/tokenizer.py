@@ -1,6 +1,6 @@
 """Tokenization: from text to token ids and back — byte-level byte-pair encoding (BPE).
 
-Becker-Kahn (arXiv 2410.19370, §2; SOURCES.md §1) builds the vocabulary V from a corpus by BPE
+Becker-Kahn (arXiv 2410.19370, §2; docs/sources.md §1) builds the vocabulary V from a corpus by BPE
 but never defines the *encode map* Text → V*. This module defines both, once; ``reference/bpe.py``
 follows the definitions literally and ``fast/bpe.py`` efficiently, and tests hold them equal.
 

@@ -1,4 +1,4 @@
-"""Parameter counts come from Θ; they must reproduce the published figures (SOURCES.md)."""
+"""Parameter counts come from Θ; they must reproduce the published figures (docs/sources.md)."""
 
 from __future__ import annotations
 

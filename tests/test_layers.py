@@ -1,4 +1,4 @@
-"""Imports only go down the layers (DESIGN.md): spec imports nothing of ours; reference and
+"""Imports only go down the layers (docs/architecture.md): spec imports nothing of ours; reference and
 fast import spec only; proofs imports spec (and reference for numeric witnesses)."""
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def attention_scores(op: AttentionScores, batch: Batch, Q: Array, K: Array) -> A
 
 
 def softmax_rows(x: Array, mask: npt.NDArray[np.bool_]) -> Array:
-    """The masked softmax of DESIGN.md along the last axis: stable (subtract the row max over the
+    """The masked softmax of docs/conventions.md along the last axis: stable (subtract the row max over the
     allowed set), exactly 0 outside the set, and a row with no allowed entry all zeros."""
     m = np.max(np.where(mask, x, -np.inf), axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)

@@ -28,7 +28,7 @@ INPUT_SCALES = (1.0, 1e-3, 30.0, 1e-8, 1e4)
 """Magnitudes of real inputs, plainest first (hypothesis shrinks towards the first)."""
 PARAM_SCALES = (0.5, 0.02, 3.0, 1e-8, 1e3)
 SCORE_VARIANTS = ("normal", "ties", "near +1e4", "near -1e4", "mixed ±1e4")
-"""How attention scores (pos × key_pos inputs) are drawn: the hard cases of DESIGN.md."""
+"""How attention scores (pos × key_pos inputs) are drawn: the hard cases of docs/conventions.md."""
 
 
 @dataclass(frozen=True)

@@ -434,7 +434,7 @@ def kv_cache_equals_full_evaluation() -> None:
 
 
 def conv_gpt(kernel: int, pad_left: int, *, n_vocab: int = 9, n_ctx: int = 12, d_model: int = 4, n_heads: int = 2) -> Architecture:
-    """A ConvGPT-style model (SOURCES.md §2): embeddings, a block at width d, a 1-D convolution
+    """A ConvGPT-style model (docs/sources.md §2): embeddings, a block at width d, a 1-D convolution
     over positions reducing d → d/2 (node ``reduce``), a block at width d/2, final norm, head."""
     dims = {D.n_vocab: n_vocab, D.n_ctx: n_ctx, D.d_model: d_model, D.n_heads: n_heads, D.d_head: d_model // n_heads,
             D.d_mlp: 4 * d_model, D.n_layers: 2}

@@ -80,7 +80,7 @@ def parameter_count_formula() -> None:
 
 
 GPT2_FIGURES = {"gpt2-small": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080, "gpt2-xl": 1_557_611_200}
-"""GPT-2's published parameter counts (SOURCES.md, reference figures)."""
+"""GPT-2's published parameter counts (docs/sources.md, reference figures)."""
 
 
 # -- g. the FFN's share --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Attention as token dynamics (SOURCES.md §3): the update is a gradient step of a potential.
+"""Attention as token dynamics (docs/sources.md §3): the update is a gradient step of a potential.
 
 The article writes column vectors: tokens t_k ∈ ℝ^d, Q, K ∈ ℝ^{d_head × d}, V ∈ ℝ^{d × d},
 scores (Q t_i)·(K t_k) = t_iᵀ QᵀK t_k. In the spec's row convention this is one attention head

@@ -108,7 +108,7 @@ class AttentionScores(Primitive):
 @dataclass(frozen=True)
 class MaskedSoftmax(Primitive):
     """Softmax of each row over its allowed set A_t = {s : mask.allowed(t, s)}; 0 outside A_t;
-    a row with A_t = ∅ is all zeros (DESIGN.md; PyTorch SDPA's safe softmax, ONNX opset-23).
+    a row with A_t = ∅ is all zeros (docs/conventions.md; PyTorch SDPA's safe softmax, ONNX opset-23).
 
     Numerically the reference subtracts m_t = max over A_t first; mathematically that changes
     nothing (softmax is shift-invariant, a theorem in proofs/), so the exact definition below

@@ -1,4 +1,4 @@
-"""A 1-D convolution over positions: the reducer of ConvGPT (SOURCES.md §2).
+"""A 1-D convolution over positions: the reducer of ConvGPT (docs/sources.md §2).
 
 Unlike every other op on a (rows, features) matrix, a kernel wider than 1 mixes positions: row
 t reads rows t − p … t − p + k − 1 (p the left padding). It is causal only when all the padding

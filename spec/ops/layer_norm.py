@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class LayerNorm(Primitive):
     """Normalise each row to mean 0 and (biased) variance 1, then scale by γ and shift by β.
     The variance divides by d (not d − 1) and ε sits inside the square root, as in GPT-2 and
-    PyTorch. ``bias=False`` drops β (the compressed GPTs of SOURCES.md §2 have no biases)."""
+    PyTorch. ``bias=False`` drops β (the compressed GPTs of docs/sources.md §2 have no biases)."""
 
     kind: ClassVar[str] = "layer_norm"
     title: ClassVar[str] = "layer normalisation"
