@@ -89,21 +89,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     import json
 
     from gptspec.models import check_seed, resolve
-    from gptspec.verify import FastImplementation, Target, preset_target, verify
+    from gptspec.verify import FastImplementation, Target, verify
     from gptspec.verify.engine import Result
 
     _at_least(args.examples, 1, "--examples", "check")
     check_seed(args.seed, "--seed")
     started = time.perf_counter()
-    if args.model in PRESETS:
-        target = preset_target(args.model, args.seed)
-    else:
-        model = resolve(args.model, (), need_theta=True, seed=args.seed)
-        if model.theta is None:
-            raise ConfigError(f"no weights for {args.model} [gptspec check]")
-        target = Target(model.source, model.arch, model.theta,
-                        f"from gptspec.models import resolve\nmodel = resolve({args.model!r}, need_theta=True, seed={args.seed})\n"
-                        "from gptspec.verify import Target\ntarget = Target('model', model.arch, model.theta, '')")
+    # the same resolution (and the same θ draw for a preset and a seed) as every other command;
+    # it refuses, with the number, a model whose float64 θ would not fit before drawing it
+    model = resolve(args.model, (), need_theta=True, seed=args.seed)
+    if model.theta is None:
+        raise ConfigError(f"no weights for {args.model} [gptspec check]")
+    target = Target(model.source, model.arch, model.theta,
+                    f"from gptspec.models import resolve\nmodel = resolve({args.model!r}, need_theta=True, seed={args.seed}, progress=False)\n"
+                    "from gptspec.verify import Target\ntarget = Target('model', model.arch, model.theta, '')")
     impl = FastImplementation(args.dtype)
     snippet = f"from gptspec.verify import FastImplementation\nimpl = FastImplementation({args.dtype!r})"
     text = args.format == "text"

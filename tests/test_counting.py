@@ -9,6 +9,11 @@ import sympy
 
 from spec import GPTConfig, build_gpt, count, preset, symbolic_count
 from spec import dims as D
+from spec.blocks import pre_ln_block
+from spec.graph import Architecture, Composite, graph_input
+from spec.masks import Causal
+from spec.ops import Affine
+from spec.types import rows
 
 GPT2 = {
     "gpt2-small": 124_439_808,
@@ -101,11 +106,23 @@ def test_symbolic_count_of_a_gpt2_block_is_12d2_plus_13d() -> None:
 
 
 def test_symbolic_count_does_not_fold_non_uniform_blocks() -> None:
-    """A model whose blocks differ (here: untied head and one block) still counts exactly."""
-    arch = build_gpt(GPTConfig(n_vocab=10, n_ctx=4, d_model=8, n_layers=1, n_heads=2, tied=False))
-    assert int(symbolic_count(arch).subs(arch.dims)) == count(arch) == sum(
-        math.prod(s) for s in arch.theta_shapes().values()
-    )
+    """Blocks of different widths (d, then d/2 after an affine reducer, as LinearGPT) are not
+    folded into n_layers × one block, and the formula still counts exactly."""
+    dims = {D.n_vocab: 10, D.n_ctx: 4, D.d_model: 8, D.n_heads: 2, D.n_layers: 2}
+    arch = Architecture("two widths", {"x": rows(D.T, D.d_model)}, dims)
+    half = D.d_model / 2
+
+    def block(name: str, width: sympy.Expr) -> Composite:
+        return pre_ln_block(arch.declare, name, dims, d=width, n_heads=D.n_heads, d_head=width / D.n_heads, d_mlp=4 * width,
+                            mask=Causal(), scale=sympy.Integer(1), eps=1e-5, activation="relu", attn_bias=True, mlp_bias=True, ln_bias=True)
+
+    h = arch.add("blocks.0", block("blocks.0", D.d_model), {"x": graph_input("x")})
+    h = arch.add("reduce", Affine(D.d_model, half), {"x": h}, {"W": arch.declare("reduce.W", (D.d_model, half)), "b": arch.declare("reduce.b", (half,))})
+    arch.output("y", arch.add("blocks.1", block("blocks.1", half), {"x": h}))
+    arch.validate()
+    formula = symbolic_count(arch)
+    assert not formula.has(D.n_layers), f"the blocks differ, but the formula {formula} folds them into n_layers × one"
+    assert int(formula.subs(arch.dims)) == count(arch) == sum(math.prod(s) for s in arch.theta_shapes().values())
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -179,3 +179,48 @@ def test_reorder_and_upcast_attn_changes_rounding_only(tmp_path: Path) -> None:
         f"float32 relative error with reorder_and_upcast_attn={err['upcast']:.3g}, but expected ≤ "
         f"4 × plain float32's {err['plain']:.3g} + 1e-6 [reorder_and_upcast_attn]"
     )
+
+
+# -- export: θ → Hugging Face, from the same layout table ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"n_vocab": 13, "n_ctx": 9, "d_model": 8, "n_layers": 2, "n_heads": 2},
+        {"n_vocab": 13, "n_ctx": 9, "d_model": 6, "n_layers": 1, "n_heads": 3, "d_mlp": 10, "tied": False, "activation": "gelu_erf"},
+        {"n_vocab": 13, "n_ctx": 9, "d_model": 4, "n_layers": 2, "n_heads": 1, "attn_scale": 1.0, "scale_by_inverse_layer": True},
+    ],
+    ids=["tied", "untied-gelu_erf-d_mlp", "unscaled-inverse_layer"],
+)
+def test_exported_state_dict_runs_in_hugging_face_and_round_trips(config: dict[str, Any]) -> None:
+    """θ → export_state_dict → GPT2LMHeadModel.load_state_dict(strict) gives HF the spec's logits
+    (float64), and import_state_dict gives θ back bit for bit."""
+    from gptspec.checkpoint import export_state_dict, import_state_dict, native_config
+    from spec import GPTConfig, build
+    from spec.theta import random_theta
+
+    arch = build(GPTConfig(**config))
+    theta = random_theta(arch, seed=3, std=0.3)
+    state = export_state_dict(arch, theta, "hf-gpt2")
+    model = GPT2LMHeadModel(GPT2Config(**native_config(arch, "hf-gpt2"))).double().eval()
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    assert not unexpected, f"exported names HF does not know: {unexpected}"
+    assert not [m for m in missing if not m.endswith((".attn.bias", ".attn.masked_bias"))], f"HF tensors not exported: {missing}"
+    ids = np.array([[1, 5, 2, 12, 0, 7]])
+    with torch.no_grad():
+        hf = model(torch.from_numpy(ids)).logits[0].numpy()
+    want = evaluate(arch, theta, {"ids": ids[0]})["logits"]
+    assert np.max(np.abs(hf - want)) <= RTOL * np.max(np.abs(want))
+    _, back = import_state_dict(arch.config, state, "hf-gpt2")
+    assert back.keys() == theta.keys() and all(np.array_equal(back[k], theta[k]) for k in theta), "θ → state dict → θ is not bit-exact"
+
+
+def test_export_refuses_what_gpt2_cannot_express() -> None:
+    from gptspec.checkpoint import export_state_dict
+    from spec import CheckpointError, GPTConfig, build
+    from spec.theta import random_theta
+
+    arch = build(GPTConfig(n_vocab=5, n_ctx=4, d_model=4, n_layers=1, n_heads=2, bias=False, positional="sinusoidal"))
+    with pytest.raises(CheckpointError, match=r"bias=false.*positional='sinusoidal'.*but expected a config GPT-2 can express"):
+        export_state_dict(arch, random_theta(arch, 0), "hf-gpt2")

@@ -13,12 +13,12 @@ from spec.ops import GeluErf, GeluTanh, Relu
 
 @KERNELS.implements(GeluTanh)
 def gelu_tanh(op: GeluTanh, batch: Batch, x: Array) -> Array:
-    # ½x(1 + tanh u) = x·σ(z), z = 2u = x(a + b x²) with u = √(2/π)(x + 0.044715x³). With
+    # ½x(1 + tanh u) = x·σ(z), z = 2u = x(a + b x²) with u = √(2/π)(x + c x³), c = op.cubic. With
     # e = exp(−|z|) ≤ 1 (never overflows), σ(z) = 1 / (1 + e) for z ≥ 0 and e / (1 + e) for
     # z < 0: no cancellation in 1 + tanh u for x ≪ 0 (the reference's stable form), one exp and
     # no tanh. The sign of z is the sign of x, and |z| = |x|(a + b x²).
     c = math.sqrt(2.0 / math.pi)
-    a, b = x.dtype.type(2.0 * c), x.dtype.type(2.0 * c * 0.044715)
+    a, b = x.dtype.type(2.0 * c), x.dtype.type(2.0 * c * float(op.cubic))
 
     def rows(x: Array, y: Array) -> None:
         e = x * x

@@ -21,7 +21,8 @@ def gelu_erf(op: GeluErf, x: Array) -> Array:  # [T, d] -> [T, d]
 
 @REFERENCE.implements(GeluTanh)
 def gelu_tanh(op: GeluTanh, x: Array) -> Array:  # [T, d] -> [T, d]
-    u = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)  # u = √(2/π)(x + 0.044715 x³)
+    c = float(op.cubic)  # 0.044715
+    u = math.sqrt(2.0 / math.pi) * (x + c * x**3)  # u = √(2/π)(x + c x³)
     # y = ½ x (1 + tanh u) = x / (1 + e^{−2u}) = x e^{2u} / (1 + e^{2u}): 1 + tanh u cancels
     # for x ≪ 0 (all digits lost by x ≈ −5); these forms keep them. e = e^{−2|u|} ≤ 1 never overflows.
     e = np.exp(-2.0 * np.abs(u))

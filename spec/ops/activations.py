@@ -93,8 +93,11 @@ class GeluTanh(_Elementwise):
         "PyTorch `gelu(approximate='tanh')`."
     )
 
+    cubic: ClassVar[sympy.Rational] = sympy.Rational(44715, 1000000)
+    """The coefficient of x³ in the tanh's argument (0.044715); the reference and fast/ read it here."""
+
     def scalar(self, x: sympy.Expr) -> sympy.Expr:
-        c = sympy.Rational(44715, 1000000)
+        c = self.cubic
         u = sympy.sqrt(2 / sympy.pi) * (x + c * x**3)
         # ½ x (1 + tanh u), written with 1 + tanh u = 2 / (1 + e^{−2u}): the same function, but
         # its exact evaluation needs no cancellation for x ≪ 0.
