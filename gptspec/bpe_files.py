@@ -16,9 +16,16 @@ reads such a directory, a foreign GPT-2-format directory (no ``gptspec_tokenizer
 pattern, and every ``vocab.json`` entry that is neither a one-byte token nor a merge's result is
 a special token under its own name — ``<|endoftext|>`` for GPT-2), or a ``.tiktoken`` file.
 
-File problems (unreadable, malformed lines, repeated entries) are :class:`CheckpointError`; a
-vocabulary and merges that do not fit together are the spec's :class:`TokenError`
-(:meth:`spec.tokenizer.BPE.check`).
+A path that cannot be read as asked (missing, a directory where a file is expected, a FIFO, a
+symlink loop, larger than :data:`gptspec.files.MAX_FILE_BYTES`) is a :class:`FileError`; file
+content that is malformed (not UTF-8, not JSON or nested too deep, malformed lines, repeated
+entries, a multi-byte vocabulary token that no merge makes — the sign of an empty or truncated
+``merges.txt``) is a :class:`CheckpointError`; a vocabulary and merges that do not fit together
+are the spec's :class:`TokenError` (:meth:`spec.tokenizer.BPE.check`).
+
+:func:`save` writes the directory atomically (:func:`gptspec.files.atomic_directory`): the four
+files appear together or not at all, and an existing directory's four files are replaced (a
+stale ``tokenizer.tiktoken`` removed when the new vocabulary has none), other files left alone.
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ import base64
 import binascii
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from spec.errors import CheckpointError, TokenError
+from gptspec.files import MAX_FILE_BYTES, as_path, atomic_directory, kind, loads_json, os_problem, read_text, write_text
+from spec.errors import CheckpointError, ConfigError, FileError, TokenError
 from spec.tokenizer import BASE_SIZE, BPE, GPT2_PATTERN, Pair, text_to_token, token_to_text
 
 VOCAB = "vocab.json"
@@ -40,10 +50,15 @@ TIKTOKEN = "tokenizer.tiktoken"
 MERGES_HEADER = "#version: 0.2"
 
 
+FILES = (VOCAB, MERGES, META, TIKTOKEN)
+"""The files :func:`save` writes (and replaces in an existing directory)."""
+
+
 def save(bpe: BPE, directory: str | os.PathLike[str]) -> Path:
-    """Write the four files of a tokenizer directory (module docstring); returns the directory."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the files of a tokenizer directory (module docstring), atomically; returns the
+    directory. Its parent must exist; a file at ``directory`` is refused (:class:`FileError`)."""
+    _check_bpe(bpe, "save tokenizer")
+    out = as_path(directory, "save tokenizer")
     vocab = {token_to_text(t): i for i, t in sorted(bpe.tokens.items())}
     for name, i in sorted(bpe.special.items(), key=lambda item: item[1]):
         if name in vocab:
@@ -52,64 +67,84 @@ def save(bpe: BPE, directory: str | os.PathLike[str]) -> Path:
                 f"[{out / VOCAB}]; vocab.json could not tell them apart"
             )
         vocab[name] = i
-    (out / VOCAB).write_text(json.dumps(vocab, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     lines = [MERGES_HEADER, *(f"{token_to_text(a)} {token_to_text(b)}" for a, b in bpe.merges)]
-    (out / MERGES).write_text("\n".join(lines) + "\n", encoding="utf-8")
     meta = {"format": "gptspec byte-level BPE", "pattern": bpe.pattern, "special": dict(bpe.special), "n_vocab": bpe.n_vocab}
-    (out / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     try:
-        save_tiktoken(bpe, out / TIKTOKEN)
+        ranks: str | None = tiktoken_text(bpe)
     except TokenError:
-        (out / TIKTOKEN).unlink(missing_ok=True)  # not expressible as tiktoken ranks: leave it out
+        ranks = None  # not expressible as tiktoken ranks: leave the file out
+    with atomic_directory(out, f"save tokenizer {out}", owned=FILES) as building:
+        (building / VOCAB).write_text(json.dumps(vocab, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+        (building / MERGES).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (building / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        if ranks is not None:
+            (building / TIKTOKEN).write_text(ranks, encoding="ascii")
     return out
 
 
-def save_tiktoken(bpe: BPE, path: str | os.PathLike[str]) -> None:
-    """tiktoken's rank file: ``base64(token) rank`` per line, rank = id (ordinary tokens)."""
+def tiktoken_text(bpe: BPE) -> str:
+    """The text of tiktoken's rank file: ``base64(token) rank`` per line, rank = id (ordinary
+    tokens); a vocabulary that has no such ranks is a :class:`TokenError`."""
     ranks = bpe.rank_of_token()
     lines = [f"{base64.b64encode(t).decode('ascii')} {r}" for t, r in sorted(ranks.items(), key=lambda item: item[1])]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="ascii")
+    return "\n".join(lines) + "\n"
+
+
+def save_tiktoken(bpe: BPE, path: str | os.PathLike[str]) -> Path:
+    """Write tiktoken's rank file (:func:`tiktoken_text`) atomically; returns the path."""
+    _check_bpe(bpe, "save tiktoken ranks")
+    return write_text(as_path(path, "save tiktoken ranks"), tiktoken_text(bpe), f"save tiktoken ranks {path}")
+
+
+def _check_bpe(bpe: object, where: str) -> None:
+    if not isinstance(bpe, BPE):
+        raise TokenError(f"tokenizer of type {type(bpe).__name__}, but expected a spec.tokenizer.BPE [{where}]")
+
+
+def _check_options(pattern: object, special: object, where: str) -> None:
+    if pattern is not None and not isinstance(pattern, str):
+        raise ConfigError(f"pattern of type {type(pattern).__name__}, but expected a regular expression string or None [{where}]")
+    if special is not None and not isinstance(special, Mapping):
+        raise ConfigError(f"special of type {type(special).__name__}, but expected a mapping of names to ids or None [{where}]")
 
 
 def load(path: str | os.PathLike[str], pattern: str | None = None, special: Mapping[str, int] | None = None) -> BPE:
     """A tokenizer directory (ours or GPT-2's format) or a ``.tiktoken`` rank file.
     ``pattern`` overrides the stored one (default GPT-2's); ``special`` gives a rank file's
     special tokens (a directory lists its own)."""
+    if not isinstance(path, (str, os.PathLike)) or os.fspath(path) in ("", b""):
+        raise FileError(
+            f"tokenizer={path!r}, but expected a directory with {VOCAB} and {MERGES}, or a .tiktoken file [load tokenizer]"
+        )
+    _check_options(pattern, special, "load tokenizer")
     where = Path(path)
-    if where.is_dir():
+    try:
+        mode = os.stat(where).st_mode
+    except OSError as error:
+        raise FileError(
+            f"tokenizer={str(where)!r} {os_problem(error)}, but expected a directory with {VOCAB} and {MERGES}, or a "
+            ".tiktoken rank file [load tokenizer]; train one with `gptspec bpe train CORPUS --vocab-size N --out DIR`"
+        ) from None
+    if stat.S_ISDIR(mode):
         if special is not None:
             raise CheckpointError(f"special={dict(special)}, but expected none for a directory [{where}]; vocab.json lists them")
         return load_gpt2(where / VOCAB, where / MERGES, pattern)
-    if where.is_file():
+    if stat.S_ISREG(mode):
         return load_tiktoken(where, pattern or GPT2_PATTERN, special or {})
-    raise CheckpointError(
-        f"tokenizer={str(where)!r}, but expected a directory with {VOCAB} and {MERGES}, or a .tiktoken file [load tokenizer]; "
-        "train one with `gptspec bpe train CORPUS --vocab-size N --out DIR`"
+    raise FileError(
+        f"tokenizer={str(where)!r} is {kind(mode)}, but expected a directory with {VOCAB} and {MERGES}, or a "
+        ".tiktoken rank file [load tokenizer]"
     )
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.name} is missing, but expected it in {path.parent} [load tokenizer]") from None
-    except UnicodeDecodeError as error:
-        raise CheckpointError(f"byte {error.start} of {path}, but expected UTF-8 text [load tokenizer]") from None
+    if not os.path.lexists(path):
+        raise FileError(f"{path.name} is missing, but expected it in {path.parent} [load tokenizer]")
+    return read_text(path, f"load tokenizer {path.parent}", MAX_FILE_BYTES, CheckpointError)
 
 
-def _json_object(path: Path) -> dict[str, object]:
-    def no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        seen: dict[str, object] = {}
-        for key, value in pairs:
-            if key in seen:
-                raise CheckpointError(f"key {key!r} appears twice, but expected each key once [{path}]")
-            seen[key] = value
-        return seen
-
-    try:
-        value = json.loads(_read(path), object_pairs_hook=no_repeats)
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path.name} line {error.lineno}: {error.msg}, but expected a JSON object [{path}]") from None
+def _json_object(path: Path) -> dict[str, Any]:
+    value = loads_json(_read(path), f"{path}")
     if not isinstance(value, dict):
         raise CheckpointError(f"{path.name} holds a {type(value).__name__}, but expected a JSON object [{path}]")
     return value
@@ -118,7 +153,8 @@ def _json_object(path: Path) -> dict[str, object]:
 def load_gpt2(vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike[str], pattern: str | None = None) -> BPE:
     """GPT-2's byte-level ``vocab.json`` and ``merges.txt`` (and our ``gptspec_tokenizer.json``
     beside them, when present)."""
-    vocab_file, merges_file = Path(vocab_path), Path(merges_path)
+    _check_options(pattern, None, "load tokenizer")
+    vocab_file, merges_file = as_path(vocab_path, "load tokenizer vocab"), as_path(merges_path, "load tokenizer merges")
     vocab = _json_object(vocab_file)
     entries: dict[str, int] = {}
     ids_seen: dict[int, str] = {}
@@ -142,13 +178,15 @@ def load_gpt2(vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike
         merges.append((text_to_token(parts[0], f"{merges_file} line {number}"), text_to_token(parts[1], f"{merges_file} line {number}")))
     meta_file = vocab_file.parent / META
     named: dict[str, int] | None = None
-    if meta_file.exists():
+    if os.path.lexists(meta_file):
         meta = _json_object(meta_file)
         stored_pattern, stored_special = meta.get("pattern"), meta.get("special")
         if not isinstance(stored_pattern, str) or not isinstance(stored_special, dict):
             raise CheckpointError(f"{META} pattern/special={stored_pattern!r}/{stored_special!r}, but expected a string and an object [{meta_file}]")
         pattern = pattern or stored_pattern
         named = {str(k): v for k, v in stored_special.items()}
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in named.values()):
+            raise CheckpointError(f"{META} special={stored_special!r}, but expected an object of names to ids [{meta_file}]")
         for name, i in named.items():
             if entries.get(name) != i:
                 raise CheckpointError(
@@ -158,12 +196,14 @@ def load_gpt2(vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike
     made = {bytes([b]) for b in range(BASE_SIZE)} | {a + b for a, b in merges}
     tokens: dict[int, bytes] = {}
     special: dict[str, int] = {}
-    for key, i in entries.items():
+    for key, i in sorted(entries.items(), key=lambda item: item[1]):
         if named is not None:
             if key in named:
                 special[key] = i
             else:
                 tokens[i] = text_to_token(key, f"{vocab_file}")
+                if tokens[i] not in made:
+                    raise _unmade(key, i, vocab_file, merges_file, len(merges))
             continue
         try:
             token = text_to_token(key, f"{vocab_file}")
@@ -171,6 +211,8 @@ def load_gpt2(vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike
             token = b""
         if token in made:
             tokens[i] = token
+        elif token and not _special_looking(key):
+            raise _unmade(key, i, vocab_file, merges_file, len(merges))
         else:
             special[key] = i  # neither a byte nor a merge's result: GPT-2's <|endoftext|>
     seen: dict[bytes, int] = {}
@@ -182,6 +224,22 @@ def load_gpt2(vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike
             )
         seen[token] = i
     return BPE(tokens, tuple(merges), special, pattern or GPT2_PATTERN)
+
+
+def _special_looking(name: str) -> bool:
+    """A foreign ``vocab.json`` entry that no merge makes is read as a special token only when
+    it looks like one — ``<…>`` (``<|endoftext|>``, ``<s>``, ``<pad>``) or ``[…]`` (``[CLS]``) —
+    or is not byte-level text at all; anything else (``Ġthe``, ``ing``) is an ordinary token
+    whose merge is missing."""
+    return len(name) > 2 and (name[0], name[-1]) in (("<", ">"), ("[", "]"))
+
+
+def _unmade(key: str, i: int, vocab_file: Path, merges_file: Path, n_merges: int) -> CheckpointError:
+    return CheckpointError(
+        f"{vocab_file.name} token {key!r} (id {i}) is made by no merge of the {n_merges} in {merges_file.name}, but expected "
+        f"every multi-byte token to be a merge's result [{vocab_file.parent}]; {merges_file.name} is empty, truncated or "
+        f"belongs to another vocabulary (a special token must be listed in {META}, or look like <name> or [NAME])"
+    )
 
 
 def tiktoken_merges(ranks: Mapping[bytes, int]) -> list[Pair]:
@@ -216,7 +274,8 @@ def tiktoken_merges(ranks: Mapping[bytes, int]) -> list[Pair]:
 def load_tiktoken(path: str | os.PathLike[str], pattern: str = GPT2_PATTERN, special: Mapping[str, int] | None = None) -> BPE:
     """A tiktoken rank file (``base64(token) rank`` per line): id = rank, merges by
     :func:`tiktoken_merges`; ``special`` maps special names to ids (tiktoken keeps them in code)."""
-    file = Path(path)
+    _check_options(pattern, special, "load tiktoken ranks")
+    file = as_path(path, "load tiktoken ranks")
     ranks: dict[bytes, int] = {}
     for number, line in enumerate(_read(file).splitlines(), start=1):
         if not line.strip():

@@ -11,8 +11,13 @@ The format (https://github.com/huggingface/safetensors, "Format"):
 
 As the reference implementation does, the reader refuses a header that is not such an object,
 an unknown dtype, offsets that do not match the shape, overlap or leave holes, and a buffer
-shorter (truncated) or longer than the offsets say. Every refusal is a
-:class:`~spec.errors.CheckpointError` naming the file and the tensor.
+shorter (truncated) or longer than the offsets say; also header entries of the wrong JSON type
+(``"dtype": ["F32"]``, a shape of strings, offsets that are floats, metadata that is not an object
+of strings) and JSON nested deeper than :data:`gptspec.files.MAX_JSON_DEPTH`. Every such refusal
+is a :class:`~spec.errors.CheckpointError` naming the file and the tensor; a path that is not a
+readable regular file (missing, a directory, a FIFO, a symlink loop) is a
+:class:`~spec.errors.FileError`, and so is a write that fails (:func:`write` is atomic:
+:func:`gptspec.files.write_atomic`).
 
 Reading keeps each tensor in a numpy dtype that holds it exactly: F64, F32, F16 and the integer
 types as themselves, BF16 as float32 (a bfloat16 is the top half of a float32: its bits
@@ -27,10 +32,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
+from gptspec.files import as_path, loads_json, open_regular, os_problem, shown, write_atomic
 from spec.errors import CheckpointError
 
 PathLike = str | os.PathLike[str]
@@ -58,6 +65,10 @@ DTYPES: dict[str, np.dtype[np.generic]] = {
 Others (F8_*, F4, F6_*, complex, …) are refused: their values need rounding rules we do not
 define."""
 
+MAX_NDIM = 32
+"""The most axes a tensor may have (numpy's own limit is 64 since 2.0; no model needs more than
+a handful)."""
+
 WRITABLE: dict[np.dtype[np.generic], str] = {np.dtype("float64"): "F64", np.dtype("float32"): "F32"}
 """The numpy dtypes :func:`write` accepts, and their safetensors names."""
 
@@ -83,26 +94,19 @@ class Header:
 
 
 def _fail(path: Path, tensor: str | None, message: str, fix: str = "") -> CheckpointError:
-    where = f"safetensors file {path}" + (f", tensor {tensor}" if tensor is not None else "")
+    if tensor is not None and not tensor.isprintable():
+        tensor = repr(tensor)  # a name with a newline must not break the message's line
+    where = f"safetensors file {shown(path)}" + (f", tensor {tensor}" if tensor is not None else "")
     text = f"{message} [{where}]"
     return CheckpointError(f"{text}; {fix}" if fix else text)
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    seen: dict[str, object] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"the header names {key!r} twice")
-        seen[key] = value
-    return seen
-
-
 def read_header(path: PathLike) -> Header:
     """Parse and validate the header of ``path`` without reading any tensor data."""
-    p = Path(path)
+    p = as_path(path, "safetensors read_header")
+    stream, size = open_regular(p, f"safetensors file {p}")
     try:
-        size = p.stat().st_size
-        with p.open("rb") as f:
+        with stream as f:
             prefix = f.read(8)
             if len(prefix) < 8:
                 raise _fail(
@@ -118,40 +122,52 @@ def read_header(path: PathLike) -> Header:
                 )
             raw = f.read(n)
     except OSError as error:
-        raise _fail(p, None, f"file could not be read ({error}), but expected a readable file") from error
+        raise _fail(p, None, f"file {os_problem(error)}, but expected a readable file") from None
     try:
         text = raw.decode("utf-8")
-        parsed = json.loads(text, object_pairs_hook=_no_duplicates) if text.startswith("{") else None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise _fail(p, None, f"header is not valid UTF-8 JSON ({error}), but expected a JSON object") from error
+    except UnicodeDecodeError as error:
+        raise _fail(p, None, f"header byte {error.start}=0x{raw[error.start]:02X}, but expected UTF-8 JSON") from None
+    where = f"safetensors file {p}, header"
+    parsed = loads_json(text, where) if text.startswith("{") else None
     if not isinstance(parsed, dict):
         raise _fail(p, None, f"header starts {text[:20]!r}, but expected a JSON object", "this is not a safetensors file")
-    metadata = parsed.pop("__metadata__", None) or {}
+    metadata = parsed.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise _fail(p, None, f"__metadata__={metadata!r}, but expected an object of strings to strings")
+        raise _fail(p, None, f"__metadata__={_short(metadata)}, but expected an object of strings to strings")
     tensors = {name: _entry(p, name, value) for name, value in parsed.items()}
     _check_layout(p, tensors, size - 8 - n)
     return Header(p, tensors, dict(metadata), 8 + n)
 
 
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _entry(path: Path, name: str, value: object) -> TensorInfo:
-    """Validate one header entry."""
+    """Validate one header entry (its JSON types first, then its values)."""
     if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data_offsets"}:
-        raise _fail(path, name, f"header entry={value!r}, but expected keys dtype, shape, data_offsets")
+        raise _fail(path, name, f"header entry={_short(value)}, but expected an object with keys dtype, shape, data_offsets")
     dtype, shape, offsets = value["dtype"], value["shape"], value["data_offsets"]
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise _fail(
-            path, name, f"dtype={dtype!r}, but expected one of {list(DTYPES)}",
+            path, name, f"dtype={_short(dtype)}, but expected one of {list(DTYPES)}",
             "convert the tensor to one of these (e.g. float32) before saving",
         )
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise _fail(path, name, f"shape={shape!r}, but expected a list of whole numbers ≥ 0")
-    if (
-        not isinstance(offsets, list) or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1]
-    ):
-        raise _fail(path, name, f"data_offsets={offsets!r}, but expected [begin, end] with 0 ≤ begin ≤ end")
+    if not isinstance(shape, list) or not all(_whole(d) and d >= 0 for d in shape):
+        raise _fail(path, name, f"shape={_short(shape)}, but expected a list of whole numbers ≥ 0")
+    if len(shape) > MAX_NDIM or math.prod(d for d in shape if d) * DTYPES[dtype].itemsize >= 2**63:
+        raise _fail(
+            path, name, f"shape of {len(shape)} axes, {_short(shape)}, but expected at most {MAX_NDIM} axes "
+            "whose non-zero sizes span fewer than 2^63 bytes", "the header is corrupt",
+        )
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_whole(o) for o in offsets) or not 0 <= offsets[0] <= offsets[1]:
+        raise _fail(path, name, f"data_offsets={_short(offsets)}, but expected [begin, end], whole numbers with 0 ≤ begin ≤ end")
     begin, end = offsets
     want = math.prod(shape) * DTYPES[dtype].itemsize
     if end - begin != want:
@@ -200,38 +216,55 @@ def read(path: PathLike, names: Iterable[str] | None = None) -> dict[str, np.nda
 
 def read_tensors(header: Header, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """The tensors of an already parsed header (all, or those in ``names``)."""
+    if not isinstance(header, Header):
+        raise CheckpointError(f"header of type {type(header).__name__}, but expected a Header from read_header [safetensors read_tensors]")
+    if isinstance(names, (str, bytes)) or (names is not None and not isinstance(names, Iterable)):
+        raise CheckpointError(f"names={_short(names)}, but expected a collection of tensor names or None [safetensors file {header.path}]")
     wanted = list(header.tensors) if names is None else list(names)
     for name in wanted:
         if name not in header.tensors:
             raise _fail(header.path, name, "the tensor is missing, but expected it in the header")
     out: dict[str, np.ndarray] = {}
-    with header.path.open("rb") as f:
-        for name in wanted:
-            info = header.tensors[name]
-            f.seek(header.data_start + info.begin)
-            raw = f.read(info.end - info.begin)
-            if len(raw) != info.end - info.begin:  # the file shrank since the header was read
-                raise _fail(
-                    header.path, name, f"read {len(raw)} bytes, but expected {info.end - info.begin}",
-                    "the file is truncated: download or copy it again",
-                )
-            out[name] = _decode(raw, info)
+    stream, _ = open_regular(header.path, f"safetensors file {header.path}")
+    try:
+        with stream as f:
+            for name in wanted:
+                out[name] = _decode(_read_span(f, header, name), header.tensors[name])
+    except OSError as error:
+        raise _fail(header.path, None, f"file {os_problem(error)}, but expected a readable file") from None
     return out
 
 
+def _read_span(f: BinaryIO, header: Header, name: str) -> bytes:
+    info = header.tensors[name]
+    f.seek(header.data_start + info.begin)
+    raw = f.read(info.end - info.begin)
+    if len(raw) != info.end - info.begin:  # the file shrank since the header was read
+        raise _fail(
+            header.path, name, f"read {len(raw)} bytes, but expected {info.end - info.begin}",
+            "the file is truncated: download or copy it again",
+        )
+    return raw
+
+
 def _decode(raw: bytes, info: TensorInfo) -> np.ndarray:
-    array = np.frombuffer(raw, dtype=DTYPES[info.dtype]).reshape(info.shape)
+    array = np.frombuffer(raw, dtype=DTYPES[info.dtype]).reshape(info.shape)  # the header check makes the shape valid
     if info.dtype == "BF16":
         bits: npt.NDArray[np.uint32] = array.astype(np.uint32) << np.uint32(16)
         return bits.view(np.float32)  # bfloat16 = the top 16 bits of a float32
     return array.astype(array.dtype.newbyteorder("="))  # a native-order, writable copy
 
 
-def write(path: PathLike, tensors: Mapping[str, npt.ArrayLike], metadata: Mapping[str, str] | None = None) -> None:
+def write(path: PathLike, tensors: Mapping[str, npt.ArrayLike], metadata: Mapping[str, str] | None = None) -> Path:
     """Write ``tensors`` (float64 or float32 arrays, in the given order) and ``metadata`` to
-    ``path`` as safetensors. The file is written next to ``path`` and renamed into place, so a
-    failed write never leaves a half-written file under that name."""
-    p = Path(path)
+    ``path`` as safetensors. The file is written next to ``path`` and renamed into place
+    (:func:`gptspec.files.write_atomic`), so a failed write (a :class:`~spec.errors.FileError`)
+    leaves nothing behind. Returns the path written."""
+    p = as_path(path, "safetensors write")
+    if not isinstance(tensors, Mapping):
+        raise _fail(p, None, f"tensors of type {type(tensors).__name__}, but expected a mapping of names to arrays")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise _fail(p, None, f"metadata of type {type(metadata).__name__}, but expected a mapping of strings to strings or None")
     entries: dict[str, dict[str, object]] = {}
     blobs: list[bytes] = []
     position = 0
@@ -257,14 +290,11 @@ def write(path: PathLike, tensors: Mapping[str, npt.ArrayLike], metadata: Mappin
     header |= entries
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)  # pad so the buffer starts 8-byte aligned, as the reference writer does
-    temporary = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("wb") as f:
-            f.write(len(text).to_bytes(8, "little"))
-            f.write(text)
-            for blob in blobs:
-                f.write(blob)
-        os.replace(temporary, p)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+    def write_all(f: BinaryIO) -> None:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+    return write_atomic(p, write_all, f"safetensors file {p}")

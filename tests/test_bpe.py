@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import fast.bpe as F
 import reference.bpe as R
 from gptspec import bpe_files
-from spec.errors import CheckpointError, ConfigError, TokenError
+from spec.errors import CheckpointError, ConfigError, FileError, TokenError
 from spec.tokenizer import (
     BPE,
     END_OF_TEXT,
@@ -389,11 +389,11 @@ def base_vocab() -> dict[str, int]:
 
 
 CORRUPT = {
-    "not json": ("{", "#version: 0.2\n", CheckpointError, "expected a JSON object"),
+    "not json": ("{", "#version: 0.2\n", CheckpointError, "expected valid JSON"),
     "a list": ("[1, 2]", "", CheckpointError, "holds a list"),
     "id not a number": (base_vocab() | {"ab": "x"}, "a b\n", CheckpointError, r"'ab'='x', but expected an id"),
     "two tokens one id": (base_vocab() | {"ab": 3}, "a b\n", CheckpointError, "both have id=3"),
-    "repeated key": ('{"a": 1, "a": 2}', "", CheckpointError, "appears twice"),
+    "repeated key": ('{"a": 1, "a": 2}', "", CheckpointError, "names 'a' twice"),
     "merge line of three": (base_vocab() | {"ab": 256}, "a b c\n", CheckpointError, "line 1='a b c', but expected two byte-level tokens"),
     "merge outside the alphabet": (base_vocab() | {"ab": 256}, "a \u4e00\n", TokenError, "byte-level alphabet"),
     "merge result missing": (base_vocab(), "a b\n", TokenError, "makes b'ab', but expected that token in the vocabulary"),
@@ -411,9 +411,9 @@ def test_corrupt_or_inconsistent_files_are_refused(tmp_path: Path, case: str) ->
 
 
 def test_missing_files_and_mismatched_metadata_are_refused(tmp_path: Path, saved: Path) -> None:
-    with pytest.raises(CheckpointError, match="merges.txt is missing"):
+    with pytest.raises(FileError, match="merges.txt is missing"):
         bpe_files.load(write(tmp_path / "a", base_vocab(), "") and (os.remove(tmp_path / "a" / "merges.txt") or tmp_path / "a"))
-    with pytest.raises(CheckpointError, match="expected a directory with vocab.json"):
+    with pytest.raises(FileError, match="does not exist, but expected a directory with vocab.json"):
         bpe_files.load(tmp_path / "nowhere")
     copy = tmp_path / "b"
     copy.mkdir()
