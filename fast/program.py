@@ -6,6 +6,17 @@ per-op kernel for each primitive, so any architecture built from spec ops runs h
 code. For incremental decoding, every input an op reads across positions (its dependency rule
 is neither row-wise nor position-independent, e.g. the K of attention scores) is cached and
 extended call by call; row-wise ops see only the new rows.
+
+**Several token inputs.** An architecture may read more than one sequence (an encoder–decoder:
+``source``, S positions, and ``ids``, T positions). The input whose rows are the logits' rows is
+the one decoded (``ids``); the others are *context*, given whole at the first call. Each step runs
+on the positions of the sequence its rows index (its output's row dim, T or S) and reads keys of
+the sequence its key axis indexes, so the encoder's steps see the source's positions and padding
+and cross-attention sees target queries against source keys. A step that depends on context
+inputs only (the encoder, and the K/V projections of its output in every cross-attention) is
+*static*: computed once by :meth:`Program.prefill`, its values kept in the :class:`State` and read
+as they are by every :meth:`Program.decode` — never recomputed and never concatenated again (an
+input that does not grow is not a cache to extend).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import sympy
 
 from fast.attention import MHAPlan, MHAWeights, fused_mha, match, pack
 from fast.batch import Batch, check_ids, positions_from_valid
@@ -54,16 +66,52 @@ class Step:
     cached_ports: tuple[str, ...]
     plan: MHAPlan | None = None
     weights: MHAWeights | None = None
+    rows: str = ""
+    """The input whose positions this step's rows are (its output's row dim)."""
+    keys: str = ""
+    """The input whose positions this step's keys are (a key axis, or the rows a cached port reads);
+    empty for a row-local op, whose keys are this call's rows."""
+    static: bool = False
+    """Depends on context inputs only: computed once per sequence (prefill), then kept."""
+
+
+@dataclass
+class Positions:
+    """One input sequence of a batch: each row's position id and whether it is real, for this
+    call's rows and for every key row (the cached ones, then this call's)."""
+
+    positions: npt.NDArray[np.int64]
+    valid: npt.NDArray[np.bool_]
+    key_positions: npt.NDArray[np.int64]
+    key_valid: npt.NDArray[np.bool_]
 
 
 @dataclass
 class State:
-    """What incremental decoding carries between calls."""
+    """What incremental decoding carries between calls: the decoded sequence's key positions, the
+    cache of the ports that grow, and the values of the static steps (computed once)."""
 
     key_positions: npt.NDArray[np.int64]
     key_valid: npt.NDArray[np.bool_]
     next_position: npt.NDArray[np.int64]
     cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    context: dict[str, Positions] = field(default_factory=dict)
+    """Every context input's positions (given whole at the prefill)."""
+    static: dict[str, Any] = field(default_factory=dict)
+    """Values of static steps that decoding steps read, by path."""
+
+
+def _row_inputs(arch: Architecture) -> dict[sympy.Expr, str]:
+    """Each token input's length dim (T, S, …) → the input's name."""
+    out: dict[sympy.Expr, str] = {}
+    for name, ttype in arch.inputs.items():
+        if len(ttype.shape) != 1 or ttype.element is not Element.TOKEN:
+            raise ConfigError(f"input {name} of type {ttype}, but expected token ids (one row per position) [fast compile {arch.name}]")
+        dim = sympy.sympify(ttype.shape[0])
+        if dim in out:
+            raise ConfigError(f"inputs {out[dim]} and {name} share the length {dim}, but expected one input per length [fast compile {arch.name}]")
+        out[dim] = name
+    return out
 
 
 class Program:
@@ -95,24 +143,39 @@ class Program:
                 plans[id(node)] = plan  # type: ignore[index]
             return plan is not None
 
+        self.row_inputs = _row_inputs(arch)  # row dim → the input whose positions it counts
+        self.tokens = self._decoded_input()
+        self.context_inputs = tuple(name for name in arch.inputs if name != self.tokens)
+        dynamic = {f"input.{self.tokens}"}  # values that grow when decoding
         self.steps: list[Step] = []
         for path, node, sources in arch.expand(stop=fuse, outputs=self.outputs):
             plan = plans.get(id(node))  # type: ignore[call-overload]
             if plan is not None:
-                self.steps.append(Step(path, sources, None, {}, (), plan, pack(plan, theta64, self.dtype)))
-                continue
-            op = node.op
-            if not isinstance(op, Primitive):
-                raise ConfigError(f"op {node.op.kind} at {path}, but expected a primitive or a composite fast/ fuses [fast compile]")
-            KERNELS[op.kind]  # refuses an op without a kernel now, naming it, rather than at run time
-            params = {
-                p: np.ascontiguousarray(ref.resolve(theta64[ref.name], arch.dims), dtype=self.dtype)
-                for p, ref in node.params.items()
-            }
-            across = tuple(
-                port for port, rel in op.dependency().items() if not rel.row_local()
-            )
-            self.steps.append(Step(path, sources, op.bind(arch.dims), params, across))
+                step = Step(path, sources, None, {}, (), plan, pack(plan, theta64, self.dtype))
+                step.rows, step.keys = self._input_of(node.op.inputs()["x_q"].shape[0], path), self._input_of(node.op.inputs()["x_kv"].shape[0], path)
+            else:
+                op = node.op
+                if not isinstance(op, Primitive):
+                    raise ConfigError(f"op {node.op.kind} at {path}, but expected a primitive or a composite fast/ fuses [fast compile]")
+                KERNELS[op.kind]  # refuses an op without a kernel now, naming it, rather than at run time
+                params = {
+                    p: np.ascontiguousarray(ref.resolve(theta64[ref.name], arch.dims), dtype=self.dtype)
+                    for p, ref in node.params.items()
+                }
+                bound = op.bind(arch.dims)
+                across = tuple(port for port, rel in op.dependency().items() if not rel.row_local())
+                # only a growing value is a cache to extend; a static one (the encoder's keys) is read whole
+                growing = tuple(port for port in across if sources[port] in dynamic)
+                step = Step(path, sources, bound, params, growing)
+                step.rows, step.keys = self._step_sequences(bound, across, path)
+            step.static = not any(src in dynamic for src in sources.values())
+            if not step.static:
+                dynamic.add(path)
+                dynamic.update(f"{path}.{port}" for port in list(node.op.outputs())[1:])
+            self.steps.append(step)
+        # the static values decoding reads: kept in the state after the prefill
+        self.static_kept = {src for step in self.steps if not step.static for src in step.sources.values()
+                            if src not in dynamic and not src.startswith("input.")}
         # after step i, the values no later step reads are dropped, so their memory is reused
         # (holding every intermediate would touch fresh pages, and page faults, for each one)
         last_reader = {src: i for i, step in enumerate(self.steps) for src in step.sources.values()}
@@ -122,12 +185,60 @@ class Program:
             if src not in kept:
                 self.drop_after[i].append(src)
 
+    def _decoded_input(self) -> str:
+        """The input whose rows are the logits' rows: the sequence being scored and generated."""
+        if len(self.arch.inputs) == 1:
+            return next(iter(self.arch.inputs))
+        name = "logits" if "logits" in self.arch.outputs else next(iter(self.arch.outputs))
+        rows = self.arch._check_source(self.arch.outputs[name], f"output {name!r}").shape[0]
+        for name, ttype in self.arch.inputs.items():
+            if ttype.shape[0] == rows:
+                return name
+        raise ConfigError(f"inputs={list(self.arch.inputs)}, but expected one whose rows are the logits' rows [fast compile {self.arch.name}]")
+
+    def _input_of(self, dim: object, where: str) -> str:
+        """The input whose positions a row or key dim (T, S, …) counts."""
+        for symbol, name in self.row_inputs.items():
+            if sympy.sympify(dim) == symbol:
+                return name
+        raise ConfigError(
+            f"{where} has rows {dim}, but expected the length of one of the inputs {list(self.arch.inputs)} "
+            f"[fast compile {self.arch.name}]; fast/ runs ops whose rows are an input sequence's positions"
+        )
+
+    def _step_sequences(self, op: Primitive, across: tuple[str, ...], where: str) -> tuple[str, str]:
+        """(rows, keys) of a primitive: its output's row dim; its key axis, else the rows of the
+        first input it reads across positions, else "" (row-local: keys are this call's rows)."""
+        out = op.output()
+        rows = self._input_of(out.shape[0], where) if out.shape else self.tokens
+        types = [*op.inputs().values(), out]
+        for t in types:
+            if Axis.KEY in t.axes:
+                return rows, self._input_of(t.shape[t.axes.index(Axis.KEY)], where)
+        for port in across:
+            t = op.inputs()[port]
+            if t.shape and Axis.POSITION in t.axes:
+                return rows, self._input_of(t.shape[0], where)
+        return rows, ""  # row-local: its keys are this call's rows (a kernel-1 convolution reads no cached row)
+
     # -- running ---------------------------------------------------------------------------
 
-    def _run(self, ids: npt.NDArray[np.int64], batch: Batch) -> dict[str, Any]:
-        """Run the steps; the result holds the outputs (intermediates are dropped once read)."""
-        values: dict[str, Any] = {"input.ids": ids}
+    def _run(
+        self, tokens: Mapping[str, npt.NDArray[np.int64]], seqs: Mapping[str, Positions],
+        cache: dict[tuple[str, str], np.ndarray] | None, state: State | None, decoding: bool,
+    ) -> dict[str, Any]:
+        """Run the steps; the result holds the outputs (intermediates are dropped once read).
+        ``decoding``: static steps are skipped and their values read from ``state``; otherwise
+        (a prefill with a ``state``) the static values decoding needs are stored in it."""
+        values: dict[str, Any] = {f"input.{name}": ids for name, ids in tokens.items()}
+        if decoding and state is not None:
+            values.update(state.static)
         for step, drop in zip(self.steps, self.drop_after):
+            if decoding and step.static:
+                continue
+            q = seqs[step.rows]
+            k = seqs[step.keys] if step.keys else Positions(q.positions, q.valid, q.positions, q.valid)
+            batch = Batch(q.positions, q.valid, k.key_positions, k.key_valid, None if step.static else cache)
             args = {port: values[src] for port, src in step.sources.items()}
             if step.plan is not None and step.weights is not None:
                 y = fused_mha(step.plan, step.weights, batch, step.path, args["x_q"], self.block)
@@ -144,8 +255,10 @@ class Program:
                 if isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.dtype != self.dtype:
                     y = y.astype(self.dtype)
             values[step.path] = y
+            if state is not None and not decoding and step.path in self.static_kept:
+                state.static[step.path] = y
             for src in drop:
-                del values[src]
+                values.pop(src, None)
         return values
 
     def _finish(self, values: dict[str, Any], valid: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
@@ -154,15 +267,23 @@ class Program:
             return logits  # no copy: the (B, T, n_vocab) logits are the largest array of the forward
         return np.where(valid[..., None], logits, logits.dtype.type(0))  # padded rows are 0
 
-    def forward(self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> npt.NDArray[Any]:
+    def forward(
+        self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None, *,
+        context: Mapping[str, npt.ArrayLike] | None = None, context_valid: Mapping[str, npt.ArrayLike] | None = None,
+    ) -> npt.NDArray[Any]:
         """Logits (B, T, n_vocab) for token ids (B, T) (or (T,), read as B = 1); ``valid``
-        marks real tokens (left or right padding allowed; padded rows give 0)."""
-        logits, _ = self._call(ids, valid, None)
+        marks real tokens (left or right padding allowed; padded rows give 0). An architecture
+        with context inputs (an encoder–decoder's ``source``) takes them, (B, S) each, in
+        ``context`` with their own masks in ``context_valid``."""
+        logits, _ = self._call(ids, valid, None, context=context, context_valid=context_valid)
         return logits
 
-    def prefill(self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> tuple[npt.NDArray[Any], State]:
-        """Run the prompt and keep what decoding needs."""
-        return self._call(ids, valid, None, keep=True)
+    def prefill(
+        self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None, *,
+        context: Mapping[str, npt.ArrayLike] | None = None, context_valid: Mapping[str, npt.ArrayLike] | None = None,
+    ) -> tuple[npt.NDArray[Any], State]:
+        """Run the prompt (and the context inputs, once) and keep what decoding needs."""
+        return self._call(ids, valid, None, keep=True, context=context, context_valid=context_valid)
 
     def decode(self, state: State, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> npt.NDArray[Any]:
         """Append tokens (B,) or (B, k) to every row and return their logits (B, k, n_vocab);
@@ -173,29 +294,65 @@ class Program:
         logits, _ = self._call(array, mask, state)
         return logits
 
+    def _check_length(self, mask: npt.NDArray[np.bool_], positions: npt.NDArray[np.int64], name: str) -> None:
+        last = np.where(mask, positions, -1).max(axis=1, initial=-1) if mask.size else np.full(mask.shape[0], -1)
+        if mask.size and int(last.max()) >= self.n_ctx:
+            raise TokenError(
+                f"sequence length of {name}={int(last.max()) + 1}, but expected ≤ n_ctx={self.n_ctx} [fast]; "
+                "the positional encoding has no row for later positions"
+            )
+
+    def _context(
+        self, rows: int, context: Mapping[str, npt.ArrayLike] | None, context_valid: Mapping[str, npt.ArrayLike] | None,
+    ) -> tuple[dict[str, npt.NDArray[np.int64]], dict[str, Positions]]:
+        """The context inputs (B, S) and their positions; every one is required, nothing else."""
+        given, masks = dict(context or {}), dict(context_valid or {})
+        where = f"fast {self.arch.name}"
+        unknown = sorted((set(given) | set(masks)) - set(self.context_inputs))
+        if unknown:
+            raise ShapeError(f"context inputs {unknown}, but expected only {list(self.context_inputs)} [{where}]")
+        tokens: dict[str, npt.NDArray[np.int64]] = {}
+        seqs: dict[str, Positions] = {}
+        for name in self.context_inputs:
+            if name not in given:
+                raise ShapeError(
+                    f"input {name} is missing, but expected the context inputs {list(self.context_inputs)} with the ids [{where}]; "
+                    f"pass context={{{name!r}: ids}} (an encoder–decoder's source sequence)"
+                )
+            mask = masks.get(name)
+            ids, valid = check_ids(given[name], None if mask is None else np.asarray(mask, dtype=bool), self.n_vocab, f"{where} {name}")
+            if ids.shape[0] != rows:
+                raise ShapeError(f"{name} has {ids.shape[0]} rows, but expected the batch's {rows} [{where}]")
+            positions = positions_from_valid(valid)
+            self._check_length(valid, positions, name)
+            tokens[name] = ids
+            seqs[name] = Positions(positions, valid, positions, valid)
+        return tokens, seqs
+
     def _call(
-        self, ids: npt.ArrayLike, valid: npt.ArrayLike | None, state: State | None, keep: bool = False
+        self, ids: npt.ArrayLike, valid: npt.ArrayLike | None, state: State | None, keep: bool = False,
+        context: Mapping[str, npt.ArrayLike] | None = None, context_valid: Mapping[str, npt.ArrayLike] | None = None,
     ) -> tuple[npt.NDArray[Any], State]:
         tokens, mask = check_ids(ids, None if valid is None else np.asarray(valid, dtype=bool), self.n_vocab, "fast")
         start = None if state is None else state.next_position
         positions = positions_from_valid(mask, start)
-        last = np.where(mask, positions, -1).max(axis=1, initial=-1) if mask.size else np.full(mask.shape[0], -1)
-        if mask.size and int(last.max()) >= self.n_ctx:
-            raise TokenError(
-                f"sequence length T={int(last.max()) + 1}, but expected T ≤ n_ctx={self.n_ctx} [fast]; "
-                "the learned positional table has no row for later positions"
-            )
+        self._check_length(mask, positions, self.tokens)
+        decoding = state is not None
         if state is None:
-            state = State(positions, mask, np.zeros(mask.shape[0], dtype=np.int64))
+            inputs, seqs = self._context(mask.shape[0], context, context_valid)
+            state = State(positions, mask, np.zeros(mask.shape[0], dtype=np.int64), context=seqs)
             cache: dict[tuple[str, str], np.ndarray] | None = {} if keep else None
         else:
+            if context is not None or context_valid is not None:
+                raise ShapeError(f"context inputs at decode, but expected them once, at the prefill [fast decode {self.arch.name}]")
             if state.key_positions.shape[0] != mask.shape[0]:
                 raise ShapeError(f"batch of {mask.shape[0]} rows, but expected {state.key_positions.shape[0]} as in the prefill [fast decode]")
             state.key_positions = np.concatenate([state.key_positions, positions], axis=1)
             state.key_valid = np.concatenate([state.key_valid, mask], axis=1)
             cache = state.cache
-        batch = Batch(positions, mask, state.key_positions, state.key_valid, cache)
-        values = self._run(tokens, batch)
+            inputs, seqs = {}, dict(state.context)
+        seqs[self.tokens] = Positions(positions, mask, state.key_positions, state.key_valid)
+        values = self._run({self.tokens: tokens, **inputs}, seqs, cache, state if (keep or decoding) else None, decoding)
         if cache is not None:
             state.cache = cache
         state.next_position = np.maximum(state.next_position, np.where(mask, positions + 1, 0).max(axis=1, initial=0))

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,29 @@ def cmd_params(args: argparse.Namespace) -> int:
         for group, n in breakdown(arch).items():
             print(f"  {group:<{width}}  {n:>15,}  {100 * n / total if total else 0:5.1f}%")
         print(f"  {'total':<{width}}  {total:>15,}")
+    _report(arch)
     print(count(arch))
     return 0
+
+
+def _report(arch: object) -> None:
+    """The family's report (e.g. a compressed GPT's reduction) and the causality verdict of the
+    dependency typing (gptspec/typing_report.py), before anything runs."""
+    from gptspec.typing_report import verdict
+    from spec import family_of
+    from spec.graph import Architecture
+
+    if not isinstance(arch, Architecture):
+        return
+    report = family_of(arch.config).report if arch.config is not None else None
+    for line in report(arch) if report is not None else []:
+        print(line)
+    for line in verdict(arch).lines():
+        print(line)
+
+
+MAX_EXAMPLES = 100_000
+"""The most examples per component ``check`` runs in one go (a million would take days)."""
 
 
 def _at_least(value: int, least: int, option: str, command: str) -> int:
@@ -61,12 +83,13 @@ def cmd_forward(args: argparse.Namespace) -> int:
     from gptspec.run import runner
 
     ids = parse_ids(args.tokens, "gptspec forward --tokens")
+    source = None if args.source is None else parse_ids(args.source, "gptspec forward --source")
     _at_least(args.show, 0, "--show", "forward")
     check_seed(args.seed, "--seed")
     model = resolve(args.model, args.set, need_theta=True, seed=args.seed)
     if model.theta is None:  # resolve(need_theta=True) always returns one
         raise ConfigError(f"no weights for {args.model} [gptspec forward]")
-    impl = runner(args.impl, model.arch, model.theta, args.dtype)
+    impl = runner(args.impl, model.arch, model.theta, args.dtype, source)
     start = time.perf_counter()
     logits = impl.logits(ids)
     seconds = time.perf_counter() - start
@@ -79,7 +102,7 @@ def cmd_forward(args: argparse.Namespace) -> int:
         print(f"  t={t:<4} id={ids[t]:<7} next: argmax id={top:<7} logit={row[top]: .6f}  log p={log_p[t, top]: .6f}")
     if len(logits) > args.show:
         print(f"  … {len(logits) - args.show} more positions")
-    if args.out:
+    if args.out is not None:
         written = write_npy(args.out, logits)
         print(f"wrote {written}")
     return 0
@@ -89,10 +112,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     import json
 
     from gptspec.models import check_seed, resolve
+    from gptspec.typing_report import WithoutDecoding, verdict
     from gptspec.verify import FastImplementation, Target, verify
     from gptspec.verify.engine import Result
 
     _at_least(args.examples, 1, "--examples", "check")
+    if args.examples > MAX_EXAMPLES:
+        raise ConfigError(f"--examples {args.examples}, but expected at most {MAX_EXAMPLES:,} [gptspec check]; split a long campaign into runs with other --seed values")
     check_seed(args.seed, "--seed")
     started = time.perf_counter()
     # the same resolution (and the same θ draw for a preset and a seed) as every other command;
@@ -103,10 +129,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     target = Target(model.source, model.arch, model.theta,
                     f"from gptspec.models import resolve\nmodel = resolve({args.model!r}, need_theta=True, seed={args.seed}, progress=False)\n"
                     "from gptspec.verify import Target\ntarget = Target('model', model.arch, model.theta, '')")
-    impl = FastImplementation(args.dtype)
+    impl: Any = FastImplementation(args.dtype)
     snippet = f"from gptspec.verify import FastImplementation\nimpl = FastImplementation({args.dtype!r})"
     text = args.format == "text"
+    typed = verdict(model.arch)
+    if not typed.causal:  # KV-cache decoding computes row t before the tokens it reads exist (gptspec/typing_report.py)
+        impl = WithoutDecoding(impl)
     if text:
+        for line in typed.lines():
+            print(line)
+        if not typed.causal:
+            print("  KV-cache decoding is not defined for it, so that component is not run and the check exits 1; every other component is checked")
         print(f"gptspec check: {impl.name} against the float64 reference on {target.label}")
         print(f"{args.examples} examples per component, hypothesis seed {args.seed}; budget = 4 × e_store + 256 u·scale (docs/tolerances.md)")
         print(f"  {'component':<72} {'examples':>8} {'max error':>10} {'budget':>10} {'ratio':>7}  result")
@@ -126,14 +159,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         if text and sys.stderr.isatty():
             print(f"  … {name[:72]}", file=sys.stderr, end="\r", flush=True)
 
-    results = verify(target, impl, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting)
+    from gptspec.verify.seq2seq import verify_seq2seq
+    from spec.seq2seq import is_seq2seq
+
+    run_all = verify_seq2seq if is_seq2seq(model.arch) else verify  # an encoder–decoder's model components take pairs
+    results = run_all(target, impl, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting)
     failed = [r for r in results if not r.passed]
     seconds = time.perf_counter() - started
     if text:
         print(f"{len(results) - len(failed)} of {len(results)} components pass ({seconds:.1f} s)" + ("" if not failed else f"; FAILED: {', '.join(r.component for r in failed)}"))
     else:
         print(json.dumps({"target": target.label, "implementation": impl.name, "examples": args.examples, "seed": args.seed,
-                          "passed": not failed, "seconds": seconds, "results": [r.as_dict() for r in results]}, indent=2))
+                          "causality": typed.lines(), "passed": not failed, "seconds": seconds, "results": [r.as_dict() for r in results]}, indent=2))
     return 0 if not failed else 1
 
 
@@ -175,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate f_θ(ids): the T × n_vocab logits, in float64. A preset gets seeded random weights.",
     )
     p.add_argument("model", metavar="MODEL", help=model_help)
-    p.add_argument("--tokens", required=True, help='token ids separated by spaces or commas, e.g. "464 2068 7586" ("" is the empty sequence)')
+    p.add_argument("--tokens", required=True, help='token ids separated by spaces or commas, e.g. "464 2068 7586" ("" is the empty sequence); '
+                   "for an encoder–decoder, the target (decoder input, starting with its start token)")
+    p.add_argument("--source", metavar="IDS", help="an encoder–decoder's source token ids (required for one, e.g. transformer-tiny or a "
+                   "Hugging Face Marian directory; refused for a decoder-only model)")
     p.add_argument("--impl", default="reference", choices=["reference", "fast"], help="reference (literal, float64; default) or fast (batched)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the precision of --impl fast (default float64)")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
@@ -198,10 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
     p.set_defaults(run=cmd_check)
 
+    from gptspec.docs_cli import add_docs_parser
     from gptspec.lm_cli import add_parsers
     from gptspec.prove_cli import add_prove_parser
+    from gptspec.verify_cli import add_verify_parser
 
     add_prove_parser(sub)
+    add_docs_parser(sub)  # gptspec/docs_cli.py
+    add_verify_parser(sub)  # gptspec/verify_cli.py
     add_parsers(sub)
     return parser
 
@@ -212,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except GptSpecError as error:
-        print(f"gptspec {args.command}: error: {error}", file=sys.stderr)
+        command = " ".join(str(c) for c in (args.command, getattr(args, "bpe_command", None)) if c)
+        print(f"gptspec {command}: error: {error}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         sys.stderr.close()

@@ -116,7 +116,9 @@ def resolve(
     if not isinstance(target, str) or not target:
         raise ConfigError(f"model={target!r}, but expected a preset name, a checkpoint path or module:builder [command line]")
     check_seed(seed, "--seed")
-    if os.path.exists(target):
+    builder = ":" in target and target not in PRESETS and not os.path.lexists(target)
+    if not builder and (os.path.lexists(target) or target.endswith((".safetensors", ".json")) or os.sep in target):
+        # a path (even a broken link or a loop): the checkpoint reader says precisely what is wrong with it
         if overrides:
             raise ConfigError(f"--set {list(overrides)}, but expected no overrides for a checkpoint [{target}]; a checkpoint fixes its config")
         from gptspec.checkpoint import load
@@ -125,7 +127,7 @@ def resolve(
         arch, weights = load(target)
         return Model(arch, weights, f"checkpoint {target}")
     note = ""
-    if ":" in target and target not in PRESETS:
+    if builder:
         if overrides:
             raise ConfigError(f"--set {list(overrides)}, but expected no overrides for a builder [{target}]; change the builder")
         arch = architecture_of(load_object(target, "builder"), target)

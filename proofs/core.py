@@ -9,6 +9,9 @@ usually at larger sizes than the proof expands, and raises :class:`WitnessFailed
 
 Theorems are registered explicitly with the :func:`theorem` decorator, in the order their
 modules are imported by ``proofs.theorems``.
+
+:class:`ProofFailed` and :func:`require_zero` are defined in :mod:`proofs.algebra`, which
+imports nothing else of proofs/, and re-exported here (theorems import the steps from here).
 """
 
 from __future__ import annotations
@@ -19,15 +22,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proofs.algebra import ProofFailed as ProofFailed  # re-exported: theorems import the steps from here
+from proofs.algebra import require_zero as require_zero
 from spec.errors import GptSpecError
-
-
-class ProofFailed(GptSpecError):
-    """A proof step that does not hold: the statement is false, or the proof is wrong."""
 
 
 class WitnessFailed(GptSpecError):
@@ -103,35 +103,6 @@ def require(condition: bool, step: str) -> None:
     """A proof step: ``condition`` must hold."""
     if not condition:
         raise ProofFailed(f"step failed: {step}")
-
-
-def require_zero(expr: sympy.Expr, step: str) -> None:
-    """A proof step: ``expr`` simplifies to exactly 0 (sums equal up to the names of their
-    indices are identified first, and sums are carried out where sympy can)."""
-    from proofs.algebra import canonical_dummies
-
-    if isinstance(expr, sympy.MatrixBase):
-        for n, entry in enumerate(expr):
-            require_zero(entry, f"{step} [entry {divmod(n, expr.cols)}]")
-        return
-    prepared = canonical_dummies(sympy.piecewise_fold(sympy.sympify(expr).doit()))
-    if _cheaply_zero(prepared):
-        return
-    try:
-        reduced = sympy.simplify(prepared)
-    except Exception as error:  # sympy itself failing is not a proof
-        raise ProofFailed(f"step failed: {step}: sympy could not simplify the difference ({type(error).__name__}: {error})") from error
-    if reduced != 0:
-        raise ProofFailed(f"step failed: {step}: the difference simplifies to {reduced}, not 0")
-
-
-def _cheaply_zero(expr: sympy.Expr) -> bool:
-    """Zero by exponent rules and rational arithmetic alone (exp(a + b) = exp(a) exp(b), then a
-    common denominator and an expanded numerator): decides most proof steps without simplify."""
-    if expr.has(sympy.Piecewise):
-        return False
-    numerator, _ = sympy.fraction(sympy.together(sympy.expand(expr, power_exp=True)))
-    return bool(sympy.expand(numerator) == 0)
 
 
 def witness_check(condition: bool, what: str) -> None:

@@ -27,17 +27,20 @@ and the V rows in A's support: A.query ∪ A.support∘A.key ∪ A.support∘V.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+import numpy as np
+import numpy.typing as npt
 import sympy
 
 from spec.errors import GptSpecError
-from spec.graph import Graph
+from spec.graph import Composite, Graph, Node, Source
 from spec.masks import KeyRow, Relation, SupportOf, WithinRow
-from spec.op import Primitive
+from spec.op import OUT, Op, Primitive
 from spec.types import Axis
 
 oo = sympy.oo
@@ -290,22 +293,131 @@ def type_graph(graph: Graph) -> Typing:
 
 
 def relation(arch: Graph, output: str | None = None, input: str | None = None) -> Windows:
-    """The relation between output position t and input position s of ``arch``."""
-    value = type_graph(arch).output(output)
+    """The relation between output position t and input position s of ``arch`` (of input
+    ``input``, or of every input together). Computed by :class:`Summaries`: each distinct
+    composite is typed once (a GPT's 96 blocks are two distinct composites, their heads one)."""
+    value = Summaries().outputs(arch)[_output_name(arch, output)]
     if not isinstance(value, Rows):
         raise DependencyError("the output has a key axis, but expected a position-indexed output [dependency typing]")
-    names = list(arch.inputs) if input is None else [input]
-    out = NONE
-    for name in names:
-        out = out | value.on.get(name, NONE)
-    return out
+    return _rows_reach(value, input)
 
 
-def _rows_reach(value: Rows) -> Windows:
+def _output_name(graph: Graph, output: str | None) -> str:
+    if output is None:
+        if len(graph.outputs) != 1:
+            raise DependencyError(f"outputs={list(graph.outputs)}, but expected one [dependency typing]; name one")
+        return next(iter(graph.outputs))
+    if output not in graph.outputs:
+        raise DependencyError(f"output={output!r}, but expected one of {list(graph.outputs)} [dependency typing]")
+    return output
+
+
+def _rows_reach(value: Rows, input: str | None = None) -> Windows:
+    """The positions of ``input`` (of every input when None) a position-indexed value reads."""
+    if input is not None:
+        return value.on.get(input, NONE)
     out = NONE
     for w in value.on.values():
         out = out | w
     return out
+
+
+# -- typing one distinct composite once ----------------------------------------------------
+
+
+Summary = dict[str, dict[str, Windows]]
+"""A composite's outputs, each as the relation from its rows to the rows of each input port."""
+
+
+class Summaries:
+    """The dependency of a graph's outputs on its inputs, walking one level at a time and typing
+    each *distinct* composite once.
+
+    Every rule transfers dependencies linearly: a value's relation to an input is a union of
+    compositions of constant relations (rules, masks, supports) with its arguments' relations.
+    So a composite whose inputs and outputs are position-indexed has a summary — for each output
+    and input port, the relation R_p from its rows to that port's rows — and applying it,
+    out = ∪_p R_p ∘ arg_p, gives exactly what typing its body with those arguments gives
+    (composition is associative and distributes over union). Composites are keyed by their
+    structure (ops, wiring, mask, widths) without their Θ names, so blocks that differ only in
+    their parameters share one summary. A composite with a T × S input or output is walked.
+    """
+
+    def __init__(self) -> None:
+        self._summaries: dict[Hashable, Summary | None] = {}
+        self._keys: dict[int, tuple[Hashable, Op]] = {}
+
+    def key(self, op: Op) -> Hashable:
+        """The structure of ``op``: a primitive is its own key (a frozen dataclass: kind and
+        attributes); a composite is its kind, its body's wiring and its nodes' keys."""
+        if not isinstance(op, Composite):
+            return op
+        known = self._keys.get(id(op))
+        if known is not None:
+            return known[0]
+        body = op.body
+        nodes = tuple(
+            (node.name, self.key(node.op), tuple(sorted((port, str(src)) for port, src in node.inputs.items())))
+            for node in body.nodes.values()
+        )
+        key = ("composite", op.kind, tuple(body.inputs), nodes, tuple(sorted((n, str(src)) for n, src in body.outputs.items())))
+        self._keys[id(op)] = (key, op)  # the op is kept so its id is not reused while cached
+        return key
+
+    def summary(self, op: Composite) -> Summary | None:
+        """``op``'s summary, or None when an input or output has a key axis."""
+        if any(Axis.KEY in t.axes for t in (*op.inputs().values(), *op.outputs().values())):
+            return None
+        key = self.key(op)
+        if key not in self._summaries:
+            self._summaries[key] = None  # a composite cannot contain itself; this guards the recursion anyway
+            outs = self.outputs(op.body, {port: Rows({port: SAME}) for port in op.body.inputs})
+            summary: Summary = {}
+            for name, value in outs.items():
+                if not isinstance(value, Rows):
+                    return None
+                summary[name] = dict(value.on)
+            self._summaries[key] = summary
+        return self._summaries[key]
+
+    def node(self, node: Node, args: Mapping[str, Value], where: str) -> dict[str, Value]:
+        """The value of each output port of ``node`` given its arguments."""
+        op = node.op
+        if isinstance(op, Primitive):
+            return {OUT: transfer(op, args, where)}
+        if not isinstance(op, Composite):
+            raise DependencyError(f"node {where} is {type(op).__name__}, but expected a primitive or a composite [dependency typing]")
+        summary = self.summary(op) if all(isinstance(a, Rows) for a in args.values()) else None
+        if summary is None:
+            return self.outputs(op.body, args)
+        out: dict[str, Value] = {}
+        for name, per_port in summary.items():
+            on: dict[str, Windows] = {}
+            for port, rel in per_port.items():
+                arg = args[port]
+                if isinstance(arg, Rows):
+                    on = _unite(on, _then(rel, arg.on))
+            out[name] = Rows(on)
+        return out
+
+    def level(self, graph: Graph, inputs: Mapping[str, Value]) -> tuple[dict[tuple[str, str], Value], dict[str, Value]]:
+        """Every node's output values on one level of ``graph`` (keyed (node, port)), and the
+        graph's outputs, for the given values of its inputs."""
+        values: dict[tuple[str, str], Value] = {}
+
+        def read(src: Source) -> Value:
+            return inputs[src.port] if src.node is None else values[(src.node, src.port)]
+
+        for node in graph.topological():
+            args = {port: read(src) for port, src in node.inputs.items()}
+            for port, value in self.node(node, args, node.name).items():
+                values[(node.name, port)] = value
+        return values, {name: read(src) for name, src in graph.outputs.items()}
+
+    def outputs(self, graph: Graph, inputs: Mapping[str, Value] | None = None) -> dict[str, Value]:
+        """The value of each output of ``graph`` (its inputs: each its own position by default)."""
+        given = {name: Rows({name: SAME}) for name in graph.inputs} if inputs is None else inputs
+        return self.level(graph, given)[1]
 
 
 @dataclass(frozen=True)
@@ -318,43 +430,185 @@ class Causality:
     """Where causality is first lost: position-indexed values that are not causal although every
     position-indexed value they are computed from is, each with the rules that let the future in
     (its own, and those of the T × S values in between, e.g. an attention's mask)."""
+    input: str | None = None
+    """The input the verdict is about (None: every input together)."""
 
     def describe(self) -> str:
+        of = "" if self.input is None else f" of {self.input}"
         if self.causal:
-            return f"causal: output position t depends on input positions {self.relation.text()}"
+            return f"causal: output position t depends on input positions{of} {self.relation.text()}"
         where = "; ".join(f"{path} [{rules}]" for path, rules in self.breaks)
-        return f"NOT causal: output position t depends on {self.relation.text()}; causality is lost at {where}"
+        return f"NOT causal: output position t depends on{of} {self.relation.text()}; causality is lost at {where}"
 
 
-def causality(arch: Graph, output: str | None = None) -> Causality:
-    """Whether every output position t of ``arch`` depends only on input positions s ≤ t, and
-    if not, which nodes break it."""
-    typing = type_graph(arch)
-    rel = relation(arch, output)
+def causality(arch: Graph, output: str | None = None, input: str | None = None) -> Causality:
+    """Whether every output position t of ``arch`` depends only on positions s ≤ t of ``input``
+    (of every input when None; an encoder–decoder is causal in its target, not its source), and
+    if not, which nodes break it. The relation is computed with :class:`Summaries`; only the
+    composites where causality is lost are then typed primitive by primitive, to name the node."""
+    summaries = Summaries()
+    value = summaries.outputs(arch)[_output_name(arch, output)]
+    if not isinstance(value, Rows):
+        raise DependencyError("the output has a key axis, but expected a position-indexed output [dependency typing]")
+    rel = _rows_reach(value, input)
+    if rel.causal():
+        return Causality(True, rel, (), input)
+    start = {name: Rows({name: SAME}) for name in arch.inputs}
+    return Causality(False, rel, tuple(_breaks(summaries, arch, start, "", input)), input)
 
-    def sources(path: str) -> tuple[list[str], list[str]]:
-        """The nearest position-indexed values ``path`` is computed from, and the T × S nodes
-        passed on the way."""
-        rows, via = [], []
-        for src in typing.reads[path].values():
-            if isinstance(typing.values[src], Rows):
-                rows.append(src)
+
+def _breaks(summaries: Summaries, graph: Graph, inputs: Mapping[str, Value], prefix: str, input: str | None) -> list[tuple[str, str]]:
+    """Where causality (in ``input``) is first lost inside ``graph``, given its inputs' values:
+    a composite that loses it is entered (its body is typed with its actual arguments); among
+    primitives, a position-indexed value that is not causal although the nearest
+    position-indexed values it is computed from are (looking through T × S values)."""
+
+    def causal(value: Value) -> bool:
+        return not isinstance(value, Rows) or _rows_reach(value, input).causal()
+
+    values, _ = summaries.level(graph, inputs)
+    found: list[tuple[str, str]] = []
+
+    def rows_and_via(name: str) -> tuple[list[Value], list[str]]:
+        """The nearest position-indexed values node ``name`` is computed from, and the T × S nodes on the way."""
+        rows: list[Value] = []
+        via: list[str] = []
+        node = graph.nodes[name]
+        for src in node.inputs.values():
+            value = inputs[src.port] if src.node is None else values[(src.node, src.port)]
+            if isinstance(value, Rows) or src.node is None:
+                rows.append(value)
             else:
-                more, more_via = sources(src)
+                more, more_via = rows_and_via(src.node)
                 rows += more
-                via += [src, *more_via]
+                via += [src.node, *more_via]
         return rows, via
 
-    breaks = []
-    for path in typing.reads:
-        value = typing.values[path]
-        if not isinstance(value, Rows) or _rows_reach(value).causal():
+    for node in graph.topological():
+        out = values[(node.name, next(iter(node.op.outputs())))]
+        if causal(out):
             continue
-        rows, via = sources(path)
-        if all(_rows_reach(typing.values[src]).causal() for src in rows):  # type: ignore[arg-type]
-            rules = "; ".join(
-                f"{p}: " + ", ".join(f"{port} {rule!r}" for port, rule in typing.rules[p].items())
-                for p in [path, *via]
-            )
-            breaks.append((path, rules))
-    return Causality(rel.causal(), rel, tuple(breaks))
+        rows, via = rows_and_via(node.name)
+        if not all(causal(v) for v in rows):
+            continue
+        path = f"{prefix}{node.name}"
+        if isinstance(node.op, Composite):
+            args = {port: (inputs[src.port] if src.node is None else values[(src.node, src.port)]) for port, src in node.inputs.items()}
+            found += _breaks(summaries, node.op.body, args, path + ".", input)
+            continue
+        rules = "; ".join(
+            f"{prefix}{p}: " + ", ".join(f"{port} {rule!r}" for port, rule in _rules(graph.nodes[p]).items())
+            for p in [node.name, *via]
+        )
+        found.append((path, rules))
+    return found
+
+
+def _rules(node: Node) -> dict[str, Relation]:
+    return node.op.dependency() if isinstance(node.op, Primitive) else {}
+
+
+# -- at concrete lengths: boolean matrices ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowsAt:
+    """A position-indexed value at concrete lengths: ``on[name][t, s]`` is True when row t may
+    depend on position s of input ``name``."""
+
+    on: Mapping[str, npt.NDArray[np.bool_]]
+
+
+@dataclass(frozen=True)
+class PairsAt:
+    """A T × S value at concrete lengths: entry (t, s) depends on ``query[name][t]`` ∪
+    ``key[name][s]`` and is identically 0 unless ``support[t, s]``."""
+
+    query: Mapping[str, npt.NDArray[np.bool_]]
+    key: Mapping[str, npt.NDArray[np.bool_]]
+    support: npt.NDArray[np.bool_]
+
+
+ValueAt = RowsAt | PairsAt
+
+
+def _bool_then(rel: npt.NDArray[np.bool_], on: Mapping[str, npt.NDArray[np.bool_]]) -> dict[str, npt.NDArray[np.bool_]]:
+    return {n: (rel.astype(np.int64) @ m.astype(np.int64)) > 0 for n, m in on.items()}
+
+
+def _bool_unite(a: Mapping[str, npt.NDArray[np.bool_]], b: Mapping[str, npt.NDArray[np.bool_]]) -> dict[str, npt.NDArray[np.bool_]]:
+    out = dict(a)
+    for n, m in b.items():
+        out[n] = out[n] | m if n in out else m
+    return out
+
+
+def _reach_at(rows: npt.NDArray[np.bool_], value: ValueAt, within: npt.NDArray[np.bool_] | None = None) -> dict[str, npt.NDArray[np.bool_]]:
+    if isinstance(value, RowsAt):
+        return _bool_then(rows, value.on)
+    columns = value.support if within is None else value.support & within
+    reach = _bool_unite(value.query, _bool_then(columns, value.key))
+    return _bool_then(rows, reach)
+
+
+def transfer_at(op: Primitive, args: Mapping[str, ValueAt], where: str = "") -> ValueAt:
+    """:func:`transfer` at concrete lengths: every rule read as its relation's matrix of allowed
+    pairs (``Relation.matrix``), so a data-dependent rule (key padding) is exact, not "every s"."""
+    out = op.output()
+    pairs_out = Axis.KEY in out.axes
+    n_out = int(out.shape[0])
+    query: dict[str, npt.NDArray[np.bool_]] = {}
+    key: dict[str, npt.NDArray[np.bool_]] = {}
+    for port, rule in op.dependency().items():
+        value = args[port]
+        n_in = int(op.inputs()[port].shape[0])
+        if isinstance(rule, SupportOf):
+            weights = args.get(rule.port)
+            if not isinstance(weights, PairsAt) or not isinstance(value, RowsAt):
+                raise DependencyError(f"{where}.{port} reads the support of {rule.port!r}, but expected a T × S value [dependency typing]")
+            query = _bool_unite(query, _bool_then(weights.support, value.on))
+        elif isinstance(rule, KeyRow) and pairs_out and isinstance(value, RowsAt):
+            key = _bool_unite(key, value.on)
+        elif isinstance(rule, WithinRow):
+            within = rule.mask.matrix(n_out, int(op.inputs()[port].shape[1]))
+            query = _bool_unite(query, _reach_at(np.eye(n_out, n_in, dtype=bool), value, within))
+        else:
+            query = _bool_unite(query, _reach_at(rule.matrix(n_out, n_in), value))
+    if not pairs_out:
+        return RowsAt(query)
+    support = op.support()
+    n_keys = int(out.shape[1])
+    return PairsAt(query, key, np.ones((n_out, n_keys), dtype=bool) if support is None else support.matrix(n_out, n_keys))
+
+
+@functools.lru_cache(maxsize=4096)
+def _bind(op: Primitive, dims: tuple[tuple[sympy.Symbol, int], ...]) -> Primitive:
+    """``op.bind`` cached: architectures repeat a few distinct ops many times."""
+    return op.bind(dict(dims))
+
+
+def relation_at(arch: Graph, lengths: Mapping[str, int], output: str | None = None) -> dict[str, npt.NDArray[np.bool_]]:
+    """For inputs of the given lengths, the boolean matrix of (output row t, input position s)
+    pairs the typing allows, per input: exact for every rule's own relation (key padding
+    included), sound in general. ``arch`` must have its dims (``Architecture``); the lengths bind
+    each input's length dim (T, S)."""
+    dims: dict[sympy.Symbol, int] = dict(getattr(arch, "dims", {}))
+    for name, n in lengths.items():
+        symbol = sympy.sympify(arch.inputs[name].shape[0])
+        if isinstance(symbol, sympy.Symbol):
+            dims[symbol] = n
+    values: dict[str, ValueAt] = {
+        f"input.{name}": RowsAt({name: np.eye(lengths[name], dtype=bool)}) for name in arch.inputs
+    }
+    outputs: dict[str, str] = {}
+    frozen = tuple(sorted(dims.items(), key=str))
+    for path, node, sources in arch.expand(outputs=outputs):
+        op = node.op
+        if not isinstance(op, Primitive):
+            raise DependencyError(f"node {path} is {type(op).__name__}, but expected a primitive [dependency typing]")
+        values[path] = transfer_at(_bind(op, frozen), {port: values[src] for port, src in sources.items()}, path)
+    value = values[outputs[_output_name(arch, output)]]
+    if not isinstance(value, RowsAt):
+        raise DependencyError("the output has a key axis, but expected a position-indexed output [dependency typing]")
+    rows = next(iter(value.on.values())).shape[0] if value.on else 0
+    return {name: value.on.get(name, np.zeros((rows, lengths[name]), dtype=bool)) for name in arch.inputs}

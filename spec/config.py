@@ -32,6 +32,45 @@ C = TypeVar("C", bound="Config")
 
 MAX_JSON_BYTES = 1_000_000
 """A config's JSON is a few hundred bytes; anything this large is not one."""
+MAX_JSON_DEPTH = 16
+"""A config's JSON nests two deep (an object of lists); deeper text is refused before parsing,
+so a hostile nesting never reaches the recursive parser."""
+MAX_FIELD_TEXT = 1_000
+"""The longest value text ``--set key=value`` takes: a field's value is a number, a word or a
+short list."""
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in JSON text (outside strings), without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads(text: str, where: str) -> object:
+    """JSON text of a config or a config value: size and depth checked before parsing; NaN and
+    infinities (which Python's parser accepts) are left for the field checks to refuse."""
+    if len(text) > MAX_JSON_BYTES:
+        raise ConfigError(f"JSON of {len(text):,} characters, but expected at most {MAX_JSON_BYTES:,} [{where}]")
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ConfigError(f"JSON nesting depth={depth}, but expected at most {MAX_JSON_DEPTH} [{where}]; a config nests two deep")
+    return json.loads(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +131,17 @@ class Config:
         if key not in names:
             raise ConfigError(f"{where} {key}{_hint(key, names)}, but expected a field of {cls.__name__}: {names} [command line]")
         annotation = _hints(cls)[key]
+        if len(text) > MAX_FIELD_TEXT:
+            raise ConfigError(f"{where} {key}= a value of {len(text):,} characters, but expected at most {MAX_FIELD_TEXT:,} [command line]")
         value: object
         if _origin_is_tuple(_without_none(annotation)) and not text.strip().startswith("["):
             value = tuple(part.strip() for part in text.split(",")) if text.strip() else ()
         else:
             try:
-                value = json.loads(text)
-            except ValueError:
+                value = loads(text, f"{where} {key}")
+            except ValueError as error:
+                if isinstance(error, ConfigError):
+                    raise
                 value = text
             if isinstance(value, list):
                 value = tuple(value)
@@ -116,8 +159,10 @@ class Config:
         if not isinstance(text, str) or len(text) > MAX_JSON_BYTES:
             raise ConfigError(f"config of {len(text) if isinstance(text, str) else type(text).__name__} characters, but expected a JSON object of a few hundred [{where}]")
         try:
-            fields = json.loads(text)
-        except (ValueError, RecursionError) as error:
+            fields = loads(text, where)
+        except ValueError as error:
+            if isinstance(error, ConfigError):
+                raise
             raise ConfigError(f"config is not JSON ({str(error)[:80]}), but expected a {cls.__name__} object [{where}]") from None
         return cls.from_mapping(fields, where)
 
@@ -218,7 +263,9 @@ def check_value(name: str, value: object, annotation: Any, where: str) -> None:
             fix = "; write true or false"
         elif isinstance(value, float) and not math.isfinite(value):
             fix = "; infinity and NaN are not numbers the spec defines"
-        raise ConfigError(f"{name}={value!r}, but expected {describe_type(annotation)} [{where}]{fix}")
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "…"
+        raise ConfigError(f"{name}={shown}, but expected {describe_type(annotation)} [{where}]{fix}")
 
 
 def _hint(name: str, options: list[str]) -> str:

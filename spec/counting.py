@@ -28,6 +28,7 @@ def count(arch: Architecture) -> int:
 
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+_ANY_BLOCK = re.compile(r"^((?:[^.]+\.)*?)blocks\.(\d+)\.(.+)$")
 
 
 def symbolic_count(arch: Architecture) -> sympy.Expr:
@@ -53,8 +54,8 @@ def breakdown(arch: Architecture) -> OrderedDict[str, int]:
     norm, unembedding. Groups are the Θ names with the block index removed."""
     groups: OrderedDict[str, int] = OrderedDict()
     for name, s in arch.theta.items():
-        m = _BLOCK.match(name)
-        key = f"blocks.*.{m.group(2)}" if m else name
+        m = _ANY_BLOCK.match(name)  # blocks.3.attn.W_Q, and an encoder–decoder's encoder.blocks.3.attn.W_Q
+        key = f"{m.group(1)}blocks.*.{m.group(3)}" if m else name
         key = key.rsplit(".", 1)[0] + ".*" if "." in key else key
         groups[key] = groups.get(key, 0) + int(size(s).subs(arch.dims))
     return groups

@@ -1,18 +1,19 @@
 """The glossary of symbolic dimensions, used verbatim in sympy, shape annotations and docs.
 
-=========  ====================================================================
-symbol     meaning
-=========  ====================================================================
-T          query positions (the length of the sequence being processed)
-S          key positions (equal to T in self-attention; differs in cross-attention)
-d_model    width of the residual stream
-n_heads    attention heads per layer
-d_head     width of one head's queries, keys and values
-d_mlp      hidden width of the position-wise MLP
-n_vocab    vocabulary size (the width of a one-hot row)
-n_ctx      longest sequence the positional embedding defines
-n_layers   number of blocks
-=========  ====================================================================
+==========  ====================================================================
+symbol      meaning
+==========  ====================================================================
+T           query positions (the length of the sequence being processed)
+S           key positions (equal to T in self-attention; differs in cross-attention)
+d_model     width of the residual stream
+n_heads     attention heads per layer
+n_kv_heads  key/value heads per layer (grouped-query attention: query heads share them)
+d_head      width of one head's queries, keys and values
+d_mlp       hidden width of the position-wise MLP
+n_vocab     vocabulary size (the width of a one-hot row)
+n_ctx       longest sequence the positional embedding defines
+n_layers    number of blocks
+==========  ====================================================================
 
 ``B`` (batch) exists only in ``fast/``. Every symbol is a positive integer.
 """
@@ -28,6 +29,7 @@ T = sympy.Symbol("T", integer=True, positive=True)
 S = sympy.Symbol("S", integer=True, positive=True)
 d_model = sympy.Symbol("d_model", integer=True, positive=True)
 n_heads = sympy.Symbol("n_heads", integer=True, positive=True)
+n_kv_heads = sympy.Symbol("n_kv_heads", integer=True, positive=True)
 d_head = sympy.Symbol("d_head", integer=True, positive=True)
 d_mlp = sympy.Symbol("d_mlp", integer=True, positive=True)
 n_vocab = sympy.Symbol("n_vocab", integer=True, positive=True)
@@ -35,7 +37,7 @@ n_ctx = sympy.Symbol("n_ctx", integer=True, positive=True)
 n_layers = sympy.Symbol("n_layers", integer=True, positive=True)
 
 GLOSSARY: dict[str, sympy.Symbol] = {
-    str(s): s for s in (T, S, d_model, n_heads, d_head, d_mlp, n_vocab, n_ctx, n_layers)
+    str(s): s for s in (T, S, d_model, n_heads, n_kv_heads, d_head, d_mlp, n_vocab, n_ctx, n_layers)
 }
 
 Shape = tuple[sympy.Expr, ...]

@@ -267,8 +267,58 @@ class Graph:
         bound = {name: f"{INPUT}.{name}" for name in self.inputs}
         yield from _expand(self, prefix, bound, {} if outputs is None else outputs, stop)
 
+    def placed(self, prefix: str = "") -> list[Placed]:
+        """Every node at every level — composites and primitives — with the finest-level path of
+        each value it reads and produces, a composite listed before the nodes inside it (then in
+        topological order). A composite's output is the value its body's output names: e.g.
+        ``blocks.0.attn`` produces ``blocks.0.attn.W_O``. Used to compare another
+        implementation's intermediates, captured per module, with the reference's values."""
+        found: list[Placed] = []
+        _place(self, prefix, {name: f"{INPUT}.{name}" for name in self.inputs}, {}, found)
+        return found
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self.nodes)} nodes)"
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A node at any level of the hierarchy (:meth:`Graph.placed`): its dotted path, the node,
+    and the finest-level paths of the values its input ports read and its output ports give."""
+
+    path: str
+    node: Node
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+
+    @property
+    def output(self) -> str:
+        """The path of its first output's value."""
+        return next(iter(self.outputs.values()))
+
+
+def _place(graph: Graph, prefix: str, bound: dict[str, str], out_paths: dict[str, str], found: list[Placed]) -> None:
+    produced: dict[tuple[str, str], str] = {}
+
+    def where(src: Source) -> str:
+        return bound[src.port] if src.node is None else produced[(src.node, src.port)]
+
+    for node in graph.topological():
+        path = f"{prefix}{node.name}"
+        sources = {port: where(src) for port, src in node.inputs.items()}
+        if isinstance(node.op, Composite):
+            inner: dict[str, str] = {}
+            slot = len(found)
+            found.append(Placed(path, node, sources, {}))
+            _place(node.op.body, path + ".", sources, inner, found)
+            for port, p in inner.items():
+                produced[(node.name, port)] = p
+            found[slot] = Placed(path, node, sources, {port: inner[port] for port in node.op.outputs()})
+        else:
+            produced[(node.name, OUT)] = path
+            found.append(Placed(path, node, sources, {OUT: path}))
+    for name, src in graph.outputs.items():
+        out_paths[name] = where(src)
 
 
 def _expand(

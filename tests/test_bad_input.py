@@ -43,11 +43,16 @@ from typing import Any, BinaryIO
 import numpy as np
 import pytest
 
+import fast
 import fast.bpe as F
+import reference
 from gptspec import bpe_files, files, safetensors_io
+from gptspec.checkpoint import THETA_FORMAT, save_theta
 from gptspec.cli import main
 from gptspec.lm_cli import parse_ids
+from spec import GPTConfig, build, build_gpt, preset
 from spec.errors import CheckpointError, ConfigError, FileError, GptSpecError, ShapeError, TokenError
+from spec.theta import preset_theta, random_theta
 from spec.tokenizer import END_OF_TEXT
 
 FX = "{fx}"
@@ -119,6 +124,16 @@ def full_device(target: str) -> Callable[[pytest.MonkeyPatch], None]:
     return fault
 
 
+def npy_device_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fault: writing a .npy writes some bytes, then fails with ENOSPC, as a full device does."""
+
+    def write_array(stream: BinaryIO, array: Any, *args: Any, **kwargs: Any) -> None:
+        stream.write(b"\x93NUMPY partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np.lib.format, "write_array", write_array)
+
+
 def failing_writer(code: int) -> Callable[[BinaryIO], None]:
     """A ``write_atomic`` writer that writes some bytes, then fails with ``code`` (ENOSPC, EFBIG)."""
 
@@ -148,6 +163,20 @@ GEN = ["generate", *MODEL, "--tokens", "1 2", "--max-new-tokens", "2"]
 SCORE = ["score", *MODEL]
 TRAIN = ["bpe", "train", f"{FX}/corpus.txt", "--vocab-size", "270", "--quiet"]
 TOK = f"{FX}/tok"
+FWD = ["forward", "tiny", "--tokens", "1 2"]
+TINY = GPTConfig(n_vocab=7, n_ctx=4, d_model=4, n_layers=1, n_heads=2, name="tiny-api")
+
+
+def complex_theta() -> dict[str, np.ndarray]:
+    theta: dict[str, np.ndarray] = dict(preset_theta(build(TINY), 0))
+    theta["W_E"] = theta["W_E"] + 1j
+    return theta
+
+
+def nan_theta() -> dict[str, np.ndarray]:
+    theta = preset_theta(build(TINY), 0)
+    theta["ln_f.gamma"][0] = np.nan
+    return theta
 DEEP = "[" * 100_000
 
 CASES: list[Case] = [
@@ -265,6 +294,69 @@ CASES: list[Case] = [
     Case("model-header-deep", ["generate", f"{FX}/deep-header.safetensors", "--tokens", "1", "--max-new-tokens", "1"], "nesting depth"),
     Case("model-safetensors-fifo", ["score", f"{FX}/fifo.safetensors", "--tokens", "1"], "is a FIFO"),
     Case("model-config-json-deep", ["score", f"{FX}/hf-deep-config", "--tokens", "1"], "nesting depth"),
+    # -- forward / check / params: outputs, seeds, options -----------------------------------------------------
+    Case("forward-out-missing-directory", [*FWD, "--out", f"{OUT}/no/x.npy"], "does not exist"),
+    Case("forward-out-under-a-file", [*FWD, "--out", f"{FX}/corpus.txt/x.npy"], "not a directory"),
+    Case("forward-out-a-directory", [*FWD, "--out", f"{OUT}"], "is a directory"),
+    Case("forward-out-empty", [*FWD, "--out", ""], "path=''"),
+    Case("forward-out-full-device", [*FWD, "--out", "/dev/full"], "the device is full"),
+    Case("forward-out-keeps-the-old-file", [*FWD, "--out", f"{OUT}/x.npy"], "the device is full", setup=a_file("x.npy"),
+         fault=npy_device_full),
+    Case("forward-seed-negative", [*FWD, "--seed", "-1"], "--seed -1, but expected a whole number 0 ≤ seed"),
+    Case("forward-show-negative", [*FWD, "--show", "-1"], "--show -1"),
+    Case("forward-tokens-beyond-vocabulary", ["forward", "tiny", "--tokens", "1 64"], "is 64"),
+    Case("forward-dtype-with-reference", [*FWD, "--dtype", "float32"], "--dtype float32, but expected float64 for --impl reference"),
+    Case("forward-path-symlink-loop", ["forward", f"{FX}/loop-a", "--tokens", "1"], "symlink loop"),
+    Case("forward-path-fifo", ["forward", f"{FX}/fifo.safetensors", "--tokens", "1"], "is a FIFO"),
+    Case("forward-theta-nan", ["forward", f"{FX}/nan-theta.safetensors", "--tokens", "1"], "non-finite entries"),
+    Case("check-theta-nan", ["check", f"{FX}/nan-theta.safetensors", "--examples", "1"], "non-finite entries"),
+    Case("forward-theta-config-bool-string", ["forward", f"{FX}/bool-string-theta.safetensors", "--tokens", "1"],
+         "bias='no', but expected true or false"),
+    Case("forward-theta-config-deep", ["forward", f"{FX}/deep-config-theta.safetensors", "--tokens", "1"], "nesting depth"),
+    Case("forward-theta-config-unknown-family", ["forward", f"{FX}/unknown-family-theta.safetensors", "--tokens", "1"], "family='gpt5'"),
+    Case("check-seed-negative", ["check", "tiny", "--seed", "-2"], "--seed -2"),
+    Case("check-examples-zero", ["check", "tiny", "--examples", "0"], "--examples 0"),
+    Case("check-examples-huge", ["check", "tiny", "--examples", str(10**8)], "expected at most 100,000"),
+    Case("check-too-large-for-random-weights", ["check", "gpt3-6.7b"], "GiB in float64, but expected at most 8 GiB"),
+    Case("forward-too-large-for-random-weights", ["forward", "gpt3-6.7b", "--tokens", "1"], "GiB in float64"),
+    Case("set-bool-False", ["params", "tiny", "--set", "bias=False"], "bias='False', but expected true or false"),
+    Case("set-bool-no", ["params", "tiny", "--set", "bias=no"], "bias='no', but expected true or false"),
+    Case("set-tied-no", ["params", "tiny", "--set", "tied=no"], "tied='no', but expected true or false"),
+    Case("set-inverse-layer-no", ["params", "tiny", "--set", "scale_by_inverse_layer=no"], "scale_by_inverse_layer='no'"),
+    Case("set-bool-one", ["params", "tiny", "--set", "bias=1"], "bias=1, but expected true or false"),
+    Case("set-attn-scale-infinity", [*FWD, "--set", "attn_scale=Infinity"], "attn_scale=inf, but expected a finite number"),
+    Case("set-attn-scale-nan", [*FWD, "--set", "attn_scale=NaN"], "attn_scale=nan"),
+    Case("set-eps-infinity", [*FWD, "--set", "eps=Infinity"], "eps=inf, but expected a finite number"),
+    Case("set-eps-negative", ["params", "tiny", "--set", "eps=-1"], "eps=-1"),
+    Case("set-layers-float", ["params", "tiny", "--set", "n_layers=2.5"], "n_layers=2.5, but expected a whole number"),
+    Case("set-layers-hostile", ["params", "tiny", "--set", "n_layers=1000000"], "would make a DAG of about"),
+    Case("set-heads-hostile", ["params", "tiny", "--set", "n_heads=1000000", "--set", "d_head=1"], "would make a DAG of about"),
+    Case("set-deep-json", ["params", "tiny", "--set", "n_layers=" + "[" * 100_000], "a value of 100,000 characters"),
+    Case("set-huge-number", ["params", "tiny", "--set", "d_model=" + "9" * 5000], "a value of 5,000 characters"),
+    Case("set-many-commas", ["params", "tiny", "--set", "attention=" + "," * 100_000], "a value of 100,000 characters"),
+    Case("set-unknown-field", ["params", "tiny", "--set", "d_modle=8"], "did you mean 'd_model'"),
+    Case("set-no-equals", ["params", "tiny", "--set", "d_model"], "expected KEY=VALUE"),
+    Case("set-on-a-checkpoint", ["params", f"{FX}/ok-theta.safetensors", "--set", "bias=false"], "no overrides for a checkpoint"),
+    Case("hf-config-hostile-layers", ["params", f"{FX}/hf-huge-layers"], "would make a DAG of about"),
+    Case("hf-config-layers-a-string", ["params", f"{FX}/hf-string-layers"], "n_layer='2', but expected a whole number"),
+    Case("builder-missing-module", ["params", "no_such_module_xyz:build"], "could not be imported"),
+    Case("builder-not-a-config", ["params", f"{FX}/builder.py:NOT_A_CONFIG"], "gave int, but expected a spec.Architecture"),
+    # -- API: wrong types reach no deep code ------------------------------------------------------------------
+    Case("api-build-gpt-none", lambda fx, out: build_gpt(None), ConfigError, "config of type NoneType, but expected a GPTConfig"),  # type: ignore[arg-type]
+    Case("api-build-a-dict", lambda fx, out: build({"n_vocab": 3}), ConfigError, "config of type dict"),  # type: ignore[arg-type]
+    Case("api-config-attn-scale-bool", lambda fx, out: TINY.replace(attn_scale=True), ConfigError, "attn_scale=True"),
+    Case("api-config-attention-list", lambda fx, out: TINY.replace(attention=["dense"]), ConfigError, "give a tuple"),
+    Case("api-config-complex-eps", lambda fx, out: TINY.replace(eps=1j), ConfigError, "eps=1j"),
+    Case("api-theta-a-list", lambda fx, out: reference.forward(build(TINY), [np.ones(2)], [1]), ShapeError, "θ of type list"),  # type: ignore[arg-type]
+    Case("api-theta-complex", lambda fx, out: reference.forward(build(TINY), complex_theta(), [1]), ShapeError, "complex"),
+    Case("api-theta-nan", lambda fx, out: fast.compile(build(TINY), nan_theta(), "float32"), ShapeError, "non-finite"),
+    Case("api-fast-dtype-bogus", lambda fx, out: fast.compile(build(TINY), preset_theta(build(TINY), 0), "bogus"), ConfigError, "dtype='bogus'"),
+    Case("api-fast-block-zero", lambda fx, out: fast.compile(build(TINY), preset_theta(build(TINY), 0), "float32", block=0), ConfigError, "block=0"),
+    Case("api-run-op-not-an-op", lambda fx, out: reference.run_op(None, {}), ShapeError, "expected a spec primitive"),  # type: ignore[arg-type]
+    Case("api-random-theta-negative-seed", lambda fx, out: random_theta(build(TINY), seed=-1), ConfigError, "seed=-1"),
+    Case("api-preset-not-a-string", lambda fx, out: preset(3), ConfigError, "preset=3"),  # type: ignore[arg-type]
+    Case("api-save-theta-not-an-architecture", lambda fx, out: save_theta(out / "t.safetensors", "arch", {}), CheckpointError,  # type: ignore[arg-type]
+         "expected a spec.Architecture"),
     # -- API: safetensors headers of the wrong JSON types ----------------------------------------------------
     Case("api-header-dtype-list", lambda fx, out: safetensors_io.read(fx / "dtype-list.safetensors"), CheckpointError, "dtype=['F32']"),
     Case("api-header-dtype-object", lambda fx, out: safetensors_io.read(fx / "dtype-object.safetensors"), CheckpointError, "dtype={"),
@@ -411,6 +503,19 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     safetensors_io.write(root / "ok.safetensors", {"w": np.ones(2)})
     (root / "hf-deep-config").mkdir()
     (root / "hf-deep-config" / "config.json").write_text(DEEP)
+    arch = build(TINY)
+    theta = preset_theta(arch, 0)
+    save_theta(root / "ok-theta.safetensors", arch, theta)
+    metadata = {"format": THETA_FORMAT, "family": "gpt", "config": TINY.to_json()}
+    safetensors_io.write(root / "nan-theta.safetensors", {**theta, "ln_f.gamma": np.full(4, np.nan)}, metadata)
+    safetensors_io.write(root / "bool-string-theta.safetensors", theta, metadata | {"config": TINY.to_json().replace('"bias": true', '"bias": "no"')})
+    safetensors_io.write(root / "deep-config-theta.safetensors", theta, metadata | {"config": DEEP})
+    safetensors_io.write(root / "unknown-family-theta.safetensors", theta, metadata | {"family": "gpt5"})
+    hf = {"model_type": "gpt2", "vocab_size": 7, "n_positions": 4, "n_embd": 4, "n_head": 2}
+    for name, layers in (("hf-huge-layers", 100_000_000), ("hf-string-layers", "2")):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps(hf | {"n_layer": layers}))
+    (root / "builder.py").write_text("NOT_A_CONFIG = 3\n")
     return root
 
 
@@ -492,7 +597,8 @@ def test_bad_input(case: Case, fx: Path, tmp_path: Path, capsys: pytest.CaptureF
         lines = err.splitlines()
         assert lines and case.expect in lines[-1], f"expected {case.expect!r} in the last line of: {err}"
         if case.code == 1:
-            errors = [line for line in lines if line.startswith(f"gptspec {argv[0]}: error: ")]
+            command = " ".join(argv[:2]) if argv[0] == "bpe" else argv[0]  # main names a bpe subcommand too
+            errors = [line for line in lines if line.startswith(f"gptspec {command}: error: ")]
             assert errors == [lines[-1]], f"expected one error, on the last line of stderr: {err}"
     monkeypatch.undo()
     assert listing(out) == before, "an output was written, half-written or left behind"
@@ -566,19 +672,23 @@ def test_fifos_read_without_hanging(tmp_path: Path) -> None:
     assert files.read_text(fifo, "test") == ""  # no writer: empty at once, not a hang
     assert time.perf_counter() - started < 2
 
-    def writer() -> None:
-        with open(fifo, "wb") as stream:
-            stream.write("héllo\r\n".encode())
+    stop = time.monotonic() + 5
 
-    thread = threading.Thread(target=writer)
+    def writer() -> None:  # retries: a reader that opened before this writer sees an empty FIFO and leaves
+        while time.monotonic() < stop:
+            try:
+                with open(fifo, "wb") as stream:
+                    stream.write("héllo\r\n".encode())
+                return
+            except BrokenPipeError:
+                continue
+
+    thread = threading.Thread(target=writer, daemon=True)
     thread.start()
-    try:
-        deadline = time.monotonic() + 5
-        text = ""
-        while not text and time.monotonic() < deadline:  # the writer may open after our first read
-            text = files.read_text(fifo, "test")
-    finally:
-        thread.join(timeout=5)
+    text = ""
+    while not text and time.monotonic() < stop:
+        text = files.read_text(fifo, "test")
+    thread.join(timeout=5)
     assert text == "héllo\r\n"  # bytes exactly: no newline translation
 
 

@@ -28,5 +28,10 @@ def learned_positional(op: LearnedPositional, batch: Batch, ids: Any, W_P: Array
 def sinusoidal_positional(op: SinusoidalPositional, batch: Batch, ids: Any) -> Array:
     d = int(op.d)
     j = np.arange(d)
+    if op.layout == "concatenated":
+        half = (d + 1) // 2
+        i = np.where(j < half, j, j - half)
+        angle = batch.positions[..., None] / float(op.base) ** ((2 * i) / d)
+        return np.where(j < half, np.sin(angle), np.cos(angle))
     angle = batch.positions[..., None] / float(op.base) ** ((2 * (j // 2)) / d)
     return np.where(j % 2 == 0, np.sin(angle), np.cos(angle))

@@ -3,7 +3,8 @@
 * :mod:`gptspec.safetensors_io` — our safetensors reader and writer (no dependency but numpy);
 * :mod:`gptspec.checkpoint.layout` — layouts as data: external tensor names ↔ Θ, native config
   keys ↔ spec config fields, module names ↔ DAG paths; import and export from one table;
-* one module per external layout: :mod:`gptspec.checkpoint.hf_gpt2` (``hf-gpt2``);
+* one module per external layout: :mod:`gptspec.checkpoint.hf_gpt2` (``hf-gpt2``),
+  :mod:`gptspec.checkpoint.hf_marian` (``hf-marian``);
 * :mod:`gptspec.checkpoint.hf_dir` — reading a Hugging Face directory through its layout;
 * :mod:`gptspec.checkpoint.theta_file` — θ under Θ's names with the family and config inside.
 
@@ -20,6 +21,8 @@ import numpy as np
 
 from gptspec import safetensors_io
 from gptspec.checkpoint import hf_gpt2 as _hf_gpt2  # noqa: F401  (registers the hf-gpt2 layout)
+from gptspec.checkpoint import hf_llama as _hf_llama  # noqa: F401  (registers the hf-llama, hf-mistral, hf-qwen2 layouts)
+from gptspec.checkpoint import hf_marian as _hf_marian  # noqa: F401  (registers the hf-marian layout)
 from gptspec.checkpoint.hf_dir import PICKLE_SUFFIXES, load_directory, pickles, refuse_pickle
 from gptspec.checkpoint.hf_gpt2 import HF_ACTIVATIONS, HF_GPT2, HF_GPT2_KEYS
 from gptspec.checkpoint.layout import (
@@ -39,7 +42,7 @@ from gptspec.checkpoint.theta_file import THETA_FORMAT, load_theta, save_theta
 from gptspec.safetensors_io import PathLike
 from spec import build
 from spec.config import Config
-from spec.errors import CheckpointError
+from spec.errors import CheckpointError, FileError
 from spec.graph import Architecture
 from spec.theta import Theta, float64_theta
 
@@ -100,6 +103,8 @@ EXPECTED = (
 def load(path: PathLike) -> tuple[Architecture, Theta]:
     """Load any checkpoint gptspec reads (see :data:`EXPECTED`): the architecture and θ."""
     p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise FileError(f"path={p} is a broken symbolic link or a symlink loop, but expected {EXPECTED} [load]")
     if not p.exists():
         raise CheckpointError(f"path={p} does not exist, but expected {EXPECTED} [load]")
     if p.is_dir():

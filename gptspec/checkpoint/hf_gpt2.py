@@ -276,9 +276,15 @@ HF_GPT2 = register_layout(Layout(
         ("transformer.h.{i}", "blocks.{i}"),
         ("transformer.h.{i}.ln_1", "blocks.{i}.ln_1"),
         ("transformer.h.{i}.attn", "blocks.{i}.attn"),
+        ("transformer.h.{i}.attn.c_proj", "blocks.{i}.attn.W_O"),
         ("transformer.h.{i}.ln_2", "blocks.{i}.ln_2"),
         ("transformer.h.{i}.mlp", "blocks.{i}.mlp"),
+        ("transformer.h.{i}.mlp.c_fc", "blocks.{i}.mlp.W_in"),
+        ("transformer.h.{i}.mlp.c_proj", "blocks.{i}.mlp.W_out"),
         ("transformer.ln_f", "ln_f"),
         ("lm_head", "unembed"),
     ),
+    # gptspec verify's default: two layers and two heads (so residual wiring, layer-dependent
+    # scales and head layout show), d_head 8, every position of n_ctx reachable in a test
+    default=GPTConfig(n_vocab=61, n_ctx=16, d_model=16, n_layers=2, n_heads=2, name="hf-gpt2-small-default"),
 ))

@@ -225,8 +225,13 @@ class Layout:
     ignored_prefixes: tuple[str, ...] = ()
     """External tensors under these prefixes are not the language model's (a classifier head)."""
     modules: tuple[tuple[str, str], ...] = ()
-    """External module name ↔ DAG path templates (``{i}``: the layer)."""
+    """External module name ↔ DAG path templates (``{i}``: the layer): the module's output is
+    the value at that path (for a composite, its output value, ``Graph.placed``); its first
+    tensor argument is the value the node's first input port reads."""
     notes: tuple[str, ...] = field(default=())
+    default: Any = None
+    """A small config of the layout's family that the layout can express: the architecture
+    ``gptspec verify`` checks against when none is named (docs/verify.md)."""
 
     # -- expansion -------------------------------------------------------------------------
 

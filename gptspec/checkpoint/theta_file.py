@@ -84,4 +84,4 @@ def load_theta(path: PathLike) -> tuple[Architecture, Theta]:
         if info.dtype not in FLOAT_DTYPES:
             raise CheckpointError(f"{name} has dtype {info.dtype}, but expected one of {list(FLOAT_DTYPES)} [{where}]")
     arrays = safetensors_io.read_tensors(header, list(shapes))
-    return arch, {name: float_tensor(name, value, where) for name, value in arrays.items()}
+    return arch, {name: float_tensor(name, value, str(p)) for name, value in arrays.items()}

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import reference
 from gptspec.verify.compare import Comparison, compare
+from gptspec.verify.conventions import EmptyRows, empty_softmax_rows
 from gptspec.verify.implementation import Implementation
 from gptspec.verify.strategies import (
     BatchExample,
@@ -31,7 +32,7 @@ from gptspec.verify.strategies import (
     op_examples,
     sizes_of,
 )
-from gptspec.verify.tolerance import DEFAULT, Policy, storer
+from gptspec.verify.tolerance import DEFAULT, Policy, dtype_name, rounded, storer, unit_roundoff
 from spec.graph import Architecture
 from spec.op import Primitive
 from spec.theta import preset_theta
@@ -57,12 +58,16 @@ class Outcome:
         return self.comparison.max_abs / self.budget if self.budget > 0 else float("inf")
 
 
-def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Policy = DEFAULT) -> Outcome | None:
-    """``impl.op`` against the reference on one example (None if ``impl`` has no such op)."""
+def check_op(
+    impl: Implementation, op: Primitive, example: OpExample, policy: Policy = DEFAULT, empty_rows: EmptyRows = "zero"
+) -> Outcome | None:
+    """``impl.op`` against the reference on one example (None if ``impl`` has no such op). A
+    ``masked_softmax`` row with no allowed key is judged by the ``empty_rows`` convention
+    (docs/verify.md); every other entry against the reference."""
     op = op.bind(sizes_of(op, example))  # dims no array determines (a one-hot's n_vocab) are the example's
     inputs, params = op_arrays(op, example)
     want = reference.run_op(op, inputs, params)
-    D = impl.dtype
+    D = dtype_name(impl.dtype)
     store = storer(D, example.seed)
 
     def stored(a: np.ndarray) -> np.ndarray:
@@ -71,10 +76,23 @@ def check_op(impl: Implementation, op: Primitive, example: OpExample, policy: Po
     in_D = {k: stored(v) for k, v in inputs.items()}
     p_D = {k: stored(v) for k, v in params.items()}
     e_store = compare(stored(reference.run_op(op, in_D, p_D)), want).max_abs
-    as_D = {k: (v if v.dtype.kind in "iub" else v.astype(D)) for k, v in inputs.items()}
-    got = impl.op(op, as_D, {k: v.astype(D) for k, v in params.items()})
+    cast = rounded(D) if D == "bfloat16" else (lambda a: a.astype(D))
+    as_D = {k: (v if v.dtype.kind in "iub" else cast(v)) for k, v in inputs.items()}
+    got = impl.op(op, as_D, {k: cast(v) for k, v in params.items()})
     if got is None:
         return None
+    got = np.asarray(got, dtype=np.float64)
+    mask = getattr(op, "mask", None)
+    if op.kind == "masked_softmax" and mask is not None and got.shape == want.shape and got.ndim == 2:
+        t, s = np.arange(got.shape[0])[:, None], np.arange(got.shape[1])[None, :]
+        empty = np.asarray(~np.broadcast_to(np.asarray(mask.allowed_array(t, s), dtype=bool), got.shape).any(axis=-1))
+        if empty.any():
+            violation = empty_softmax_rows(got[empty], empty_rows, unit_roundoff(D))
+            if violation is not None:
+                magnitude, note = violation
+                row = int(np.flatnonzero(empty)[0])
+                return Outcome(Comparison(magnitude, 0.0, (row,), magnitude, 0.0), 0.0, 0.0, note)
+            got = np.where(empty[:, None], want, got)  # judged above by the convention
     comparison = compare(got, want)
     return Outcome(comparison, policy.budget(D, e_store, comparison.scale), e_store)
 
@@ -153,7 +171,11 @@ def check_decode(
 
 @dataclass
 class Result:
-    """One line of the report."""
+    """One line of the report. ``status`` is ``passed``, ``failed``, ``not run`` (the
+    implementation does not expose the component: ``skipped`` says why; never counted as
+    passed) or ``error`` (the implementation raised or broke its calling convention:
+    ``error`` says how). ``counterexample`` is Python that reproduces a failure;
+    ``example`` describes the minimal failing example, ``localisation`` where the fault is."""
 
     component: str
     examples: int = 0
@@ -165,9 +187,25 @@ class Result:
     detail: str = ""
     counterexample: str | None = None
     skipped: str | None = None
+    error: str | None = None
+    example: str | None = None
+    localisation: dict[str, str] | None = None
+    key: str = ""
+    e_store: float = 0.0
+    """e_store of the worst example (docs/tolerances.md), for model-level components."""
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        if self.skipped is not None:
+            return "not run"
+        return "passed" if self.passed else "failed"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["status"] = self.status
+        return out
 
 
 class Counterexample(Exception):
@@ -223,6 +261,8 @@ def run_component(component: Component, examples: int, seed: int) -> Result:
     result.seconds = time.perf_counter() - start
     if result.skipped and result.examples:
         result.skipped = None
+    if result.skipped:
+        result.passed = False  # not run is never passed
     return result
 
 

@@ -1,16 +1,24 @@
 """The implementation-under-test interface, and gptspec's own fast/ as its first customer.
 
-An implementation is judged op by op and as a whole model, over numpy arrays. Anything with
-this shape can be verified — a PyTorch module behind a small adapter, a JAX function, a CUDA
-kernel's Python binding:
+An implementation is judged op by op and as a whole model, over numpy arrays. ``gptspec
+verify`` adapts torch modules and plain callables to this interface itself
+(gptspec/verify/targets.py); anything else with this shape can be verified directly — a JAX
+function, a CUDA kernel's Python binding:
 
+- ``name`` and ``dtype`` (``"float64"``, ``"float32"``, ``"float16"``, ``"bfloat16"``, or a numpy
+  dtype): what it is and the precision it computes in;
 - ``op(op, inputs, params)``: one primitive on one sequence (inputs shaped as the spec types
-  say, e.g. (T, d_model)); return ``None`` for ops it does not implement separately;
+  say, e.g. (T, d_model)); return ``None`` for ops it does not implement separately (those
+  components are reported ``not run``, never passed);
 - ``model(arch, theta, ids, valid)``: logits (B, T, n_vocab) for a padded batch (ids (B, T),
-  valid (B, T) marking real tokens); padded rows are not compared except that they must be
-  finite;
+  valid (B, T) marking real tokens). Real positions are judged against the reference; padded
+  positions by the empty-row convention the run selects (docs/verify.md: ``gptspec check``
+  uses ``zero``, which fast/ meets; ``gptspec verify`` defaults to ``any-finite``);
 - optionally ``decode(arch, theta, ids, valid, prefix)``: logits of the same batch computed
-  by prefilling ``prefix`` positions and then decoding one position at a time (a KV cache).
+  by prefilling ``prefix`` positions and then decoding one position at a time (a KV cache);
+- optionally ``generate(arch, theta, ids, valid, n_new)``: the greedy continuation (B, n_new)
+  of a left-padded batch, and ``capture(arch, theta, ids, valid)``: intermediates as
+  (DAG path, "output" or "input", array (B, T, …)) triples, for localisation.
 """
 
 from __future__ import annotations

@@ -17,21 +17,17 @@ from proofs.core import Kind, ProofFailed, Scope, for_all, require, theorem, wit
 from proofs.dependency import ALL, SAME, Windows, causality, relation, type_graph, windows
 from proofs.theorems._common import gpt_configs, j, seeds, t
 from spec import dims as D
+from spec.architectures.conv_gpt import conv_gpt
 from spec.architectures.gpt import GPTConfig, build_gpt
-from spec.blocks import layer_norm, pre_ln_block
-from spec.graph import Architecture, Composite, graph_input
+from spec.graph import Composite
 from spec.masks import Banded, Causal, KeyRow, SupportOf, WithinRow
 from spec.op import PRIMITIVES, Primitive
 from spec.ops import (
-    Add,
     Affine,
     Conv1d,
-    LearnedPositional,
-    OneHot,
-    TokenEmbedding,
 )
 from spec.theta import random_theta
-from spec.types import Axis, token_ids
+from spec.types import Axis
 
 oo = sympy.oo
 
@@ -430,35 +426,9 @@ def kv_cache_equals_full_evaluation() -> None:
             "a GPT is causal by typing")
 
 
-# -- a ConvGPT-style reducer ---------------------------------------------------------------
-
-
-def conv_gpt(kernel: int, pad_left: int, *, n_vocab: int = 9, n_ctx: int = 12, d_model: int = 4, n_heads: int = 2) -> Architecture:
-    """A ConvGPT-style model (docs/sources.md §2): embeddings, a block at width d, a 1-D convolution
-    over positions reducing d → d/2 (node ``reduce``), a block at width d/2, final norm, head."""
-    dims = {D.n_vocab: n_vocab, D.n_ctx: n_ctx, D.d_model: d_model, D.n_heads: n_heads, D.d_head: d_model // n_heads,
-            D.d_mlp: 4 * d_model, D.n_layers: 2}
-    arch = Architecture(f"conv-gpt(k={kernel}, pad={pad_left},{kernel - 1 - pad_left})", {"ids": token_ids(D.T)}, dims)
-    d, half = D.d_model, D.d_model / 2
-    ids = graph_input("ids")
-    X = arch.add("one_hot", OneHot(D.n_vocab), {"ids": ids})
-    E = arch.add("token_embedding", TokenEmbedding(D.n_vocab, d), {"X": X}, {"W_E": arch.declare("W_E", (D.n_vocab, d))})
-    P = arch.add("positional", LearnedPositional(D.n_ctx, d), {"ids": ids}, {"W_P": arch.declare("W_P", (D.n_ctx, d))})
-    h = arch.add("embed", Add(d), {"a": E, "b": P})
-
-    def block(name: str, width: sympy.Expr) -> Composite:
-        return pre_ln_block(arch.declare, name, dims, d=width, n_heads=D.n_heads, d_head=width / D.n_heads, d_mlp=4 * width,
-                            mask=Causal(), scale=sympy.Integer(1), eps=1e-5, activation="gelu_tanh",
-                            attn_bias=False, mlp_bias=False, ln_bias=False)
-
-    h = arch.add("blocks.0", block("blocks.0", d), {"x": h})
-    conv = Conv1d(d, half, kernel, pad_left, kernel - 1 - pad_left, True)
-    h = arch.add("reduce", conv, {"x": h}, {"W": arch.declare("reduce.W", (sympy.Integer(kernel), d, half)), "b": arch.declare("reduce.b", (half,))})
-    h = arch.add("blocks.1", block("blocks.1", half), {"x": h})
-    ln, params = layer_norm(arch.declare, "ln_f", d=half, eps=1e-5, bias=False)
-    h = arch.add("ln_f", ln, {"x": h}, params)
-    arch.output("logits", arch.add("unembed", Affine(half, D.n_vocab, bias=False), {"x": h}, {"W": arch.declare("W_U", (half, D.n_vocab))}))
-    return arch.validate()
+# -- ConvGPT's reducer ----------------------------------------------------------------------
+# The witness models are ConvGPTs (spec/architectures/conv_gpt.py: conv_gpt), small: two blocks at
+# width d, the reducer ``reducers.0`` (a convolution over positions, d → d/2), a block at d/2.
 
 
 def _witness_conv(examples: int) -> None:
@@ -486,9 +456,9 @@ def _witness_conv(examples: int) -> None:
     "(p = k − 1) it stays causal and widens the receptive field; with symmetric padding (k = 3, p = 1) position t reads "
     "t + 1, so the model is not causal — the typing says so and names the node where causality is lost: the reducer.",
     latex=r"\mathrm{conv}_{k,p}:\ [-p,\ k-1-p];\qquad k = 3, p = 1:\ R_\mathrm{model} = \{s \le t + 1\} \not\subseteq \{s \le t\}",
-    hypotheses=("the reducer sits between two causal blocks, as ConvGPT's does",),
-    scope=Scope(Kind.MIXED, "kernel 1 = affine: symbolic in every width; the typing: exhaustive over built ConvGPT-style "
-                "models with k ∈ {1, 2, 3, 5} and every padding; witness: the last token changed in max(2, ⌊n/6⌋) drawn "
+    hypotheses=("the reducer sits between causal blocks, as in ConvGPT (the witnesses are ConvGPTs of the registered family)",),
+    scope=Scope(Kind.MIXED, "kernel 1 = affine: symbolic in every width; the typing: exhaustive over built ConvGPTs "
+                "with k ∈ {1, 2, 3, 5} and every padding; witness: the last token changed in max(2, ⌊n/6⌋) drawn "
                 "models moves an earlier logit exactly when the padding is not all on the left"),
     witness=_witness_conv,
 )
@@ -496,14 +466,14 @@ def conv_reducer_breaks_causality() -> None:
     """The typing of ConvGPT-style models with every kernel/padding: causal exactly when all padding is on the left, and otherwise the only node named is the reducer; kernel 1 equals the affine map (sum normal form)."""
     symmetric = causality(conv_gpt(3, 1))
     require(not symmetric.causal, f"k = 3, padding (1, 1) is not causal: {symmetric.describe()}")
-    require([path for path, _ in symmetric.breaks] == ["reduce"], f"the typing names the reducer: {symmetric.breaks}")
+    require([path for path, _ in symmetric.breaks] == ["reducers.0"], f"the typing names the reducer: {symmetric.breaks}")
     require(symmetric.relation == Windows.of((-oo, 1)), f"output t depends on s ≤ t + 1: {symmetric.relation.text()}")
     for kernel in (1, 2, 3, 5):
         for pad_left in range(kernel):
             verdict = causality(conv_gpt(kernel, pad_left))
             causal = pad_left == kernel - 1
             require(verdict.causal == causal, f"k={kernel}, pad_left={pad_left}: causal={verdict.causal}, expected {causal}")
-            require(causal or [p for p, _ in verdict.breaks] == ["reduce"], f"k={kernel}, pad_left={pad_left}: names the reducer")
+            require(causal or [p for p, _ in verdict.breaks] == ["reducers.0"], f"k={kernel}, pad_left={pad_left}: names the reducer")
     d_in, d_out = D.d_model, D.d_mlp
     x = sympy.IndexedBase("x", shape=(D.T, d_in))
     W3, W2, b = sympy.IndexedBase("W", shape=(1, d_in, d_out)), sympy.IndexedBase("V", shape=(d_in, d_out)), sympy.IndexedBase("b", shape=(d_out,))

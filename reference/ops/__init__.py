@@ -8,7 +8,22 @@ them; numpy does the inner products. Readable first, fast second.
 Importing this package registers every function in :data:`REFERENCE`.
 """
 
-from reference.ops import activations, add, affine, attention, conv1d, layer_norm, one_hot, positional, token_embedding  # noqa: F401
+from reference.ops import (  # noqa: F401
+    activations,
+    add,
+    affine,
+    attention,
+    conv1d,
+    gate,
+    glu,
+    layer_norm,
+    one_hot,
+    positional,
+    rms_norm,
+    rotary,
+    scale,
+    token_embedding,
+)
 from reference.ops.table import REFERENCE, Array, Ids
 
 __all__ = ["REFERENCE", "Array", "Ids"]

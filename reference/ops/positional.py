@@ -23,9 +23,15 @@ def learned_positional(op: LearnedPositional, ids: Ids, W_P: Array) -> Array:  #
 def sinusoidal_positional(op: SinusoidalPositional, ids: Ids) -> Array:  # [T] -> [T, d]
     T, d = len(ids), int(op.d)
     P = np.zeros((T, d))
+    half = (d + 1) // 2  # concatenated: the sines fill columns 0 … ⌈d/2⌉ − 1
     for t in range(T):
         for j in range(d):
-            two_i = 2 * (j // 2)
-            angle = t / op.base ** (two_i / d)
-            P[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)  # P_{t,2i} = sin, P_{t,2i+1} = cos
+            if op.layout == "concatenated":
+                i = j if j < half else j - half
+                angle = t / op.base ** (2 * i / d)
+                P[t, j] = math.sin(angle) if j < half else math.cos(angle)  # P_{t,i} = sin, P_{t,⌈d/2⌉+i} = cos
+            else:
+                two_i = 2 * (j // 2)
+                angle = t / op.base ** (two_i / d)
+                P[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)  # P_{t,2i} = sin, P_{t,2i+1} = cos
     return P

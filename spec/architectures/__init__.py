@@ -1,8 +1,13 @@
 """Architecture families (config → Architecture builders), registered by name, and the one table
 of named presets. Importing this package registers every built-in family and preset."""
 
+from spec.architectures import conv_gpt, linear_gpt, parallel_gpt, transformer  # noqa: F401  (the compressed GPTs, the Transformer)
 from spec.architectures import presets as _presets  # noqa: F401  (registers the GPT presets)
+from spec.architectures import presets_compressed as _presets_compressed  # noqa: F401  (Suresh & P.'s four models)
+from spec.architectures import presets_llama as _presets_llama  # noqa: F401  (registers the Llama family and its presets)
+from spec.architectures import presets_transformer as _presets_transformer  # noqa: F401  (Vaswani et al.'s base and big)
 from spec.architectures.gpt import GPTConfig, build_gpt
+from spec.architectures.llama import LlamaConfig, build_llama
 from spec.architectures.registry import (
     FAMILIES,
     PRESETS,
@@ -17,6 +22,6 @@ from spec.architectures.registry import (
 )
 
 __all__ = [
-    "FAMILIES", "PRESETS", "Family", "GPTConfig", "Preset", "build", "build_gpt", "family", "family_of", "preset",
-    "register_family", "register_preset",
+    "FAMILIES", "PRESETS", "Family", "GPTConfig", "LlamaConfig", "Preset", "build", "build_gpt", "build_llama", "family",
+    "family_of", "preset", "register_family", "register_preset",
 ]

@@ -34,6 +34,11 @@ Builder = Callable[[Any], Architecture]
 B = TypeVar("B", bound=Builder)
 
 
+Report = Callable[[Architecture], list[str]]
+"""A family's optional report on one of its architectures: lines ``gptspec params`` prints (e.g. a
+compressed model's reduction against its baseline)."""
+
+
 @dataclass(frozen=True)
 class Family:
     """One registered architecture family."""
@@ -42,14 +47,16 @@ class Family:
     config: type[Config]
     builder: Builder
     description: str
+    report: Report | None = None
 
 
 FAMILIES: dict[str, Family] = {}
 """Every registered family by name, in registration order."""
 
 
-def register_family(name: str, config: type[Config], description: str) -> Callable[[B], B]:
-    """Decorator for a builder ``config → Architecture``: register it under ``name``."""
+def register_family(name: str, config: type[Config], description: str, report: Report | None = None) -> Callable[[B], B]:
+    """Decorator for a builder ``config → Architecture``: register it under ``name`` (with an
+    optional :data:`Report` hook)."""
 
     def decorate(builder: B) -> B:
         if name in FAMILIES:
@@ -61,7 +68,7 @@ def register_family(name: str, config: type[Config], description: str) -> Callab
                 f"{config.__name__}.family={getattr(config, 'family', '')!r}, but expected family={name!r} "
                 "[architecture registry]; set the ClassVar family on the config class"
             )
-        FAMILIES[name] = Family(name, config, builder, description)
+        FAMILIES[name] = Family(name, config, builder, description, report)
         return builder
 
     return decorate

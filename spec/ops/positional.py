@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import sympy
 
@@ -18,6 +18,9 @@ from spec.types import TensorType, rows, token_ids
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
+
+SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
+"""The column layouts of the sinusoidal encoding, by name (SinusoidalPositional.layout)."""
 
 
 @register
@@ -70,34 +73,48 @@ class LearnedPositional(Primitive):
 @register
 @dataclass(frozen=True)
 class SinusoidalPositional(Primitive):
-    """The fixed encoding of Vaswani et al.: P[t, 2i] = sin(t / base^{2i/d}),
-    P[t, 2i+1] = cos(t / base^{2i/d}); for odd d the last column is a sine."""
+    """The fixed encoding of Vaswani et al., in one of two named column layouts:
+
+    * ``interleaved`` (the paper's): P[t, 2i] = sin(t / base^{2i/d}), P[t, 2i+1] = cos(t / base^{2i/d});
+      for odd d the last column is a sine;
+    * ``concatenated`` (Hugging Face Marian): the sines first, then the cosines of the same
+      frequencies, P[t, i] = sin(t / base^{2i/d}) for i < ⌈d/2⌉ and P[t, ⌈d/2⌉ + i] = cos(t / base^{2i/d})
+      for i < ⌊d/2⌋ — the interleaved table with its columns permuted (docs/conventions.md).
+      fairseq also concatenates, but with other frequencies (base^{−i/(d/2 − 1)}) and positions
+      offset by its padding index: not this layout."""
 
     kind: ClassVar[str] = "sinusoidal_positional"
     title: ClassVar[str] = "sinusoidal positional encoding"
     latex: ClassVar[str] = (
         r"P_{t,2i} = \sin\!\big(t / \mathrm{base}^{2i/d}\big),\quad "
-        r"P_{t,2i+1} = \cos\!\big(t / \mathrm{base}^{2i/d}\big)"
+        r"P_{t,2i+1} = \cos\!\big(t / \mathrm{base}^{2i/d}\big) \quad \text{(interleaved; concatenated: } "
+        r"P_{t,i} = \sin(\cdot),\ P_{t,\lceil d/2 \rceil + i} = \cos(\cdot)\text{)}"
     )
-    citation: ClassVar[str] = "Vaswani et al. 2017 §3.5 (pos ↦ t, d_model ↦ d, base = 10000)."
+    citation: ClassVar[str] = (
+        "Vaswani et al. 2017 §3.5 (pos ↦ t, d_model ↦ d, base = 10000); the concatenated layout is "
+        "Hugging Face MarianSinusoidalPositionalEmbedding's (sines in the first ⌈d/2⌉ columns)."
+    )
 
     d: sympy.Expr
     rows: sympy.Expr = DEFAULT_ROWS
     base: int = 10000
+    layout: Literal["interleaved", "concatenated"] = "interleaved"
 
     def check(self) -> None:
         if isinstance(self.base, bool) or not isinstance(self.base, int) or self.base < 2:
             raise ConfigError(f"base={self.base!r}, but expected a whole number ≥ 2 [SinusoidalPositional]; Vaswani et al. use 10000")
+        if self.layout not in SINUSOIDAL_LAYOUTS:
+            raise ConfigError(f"layout={self.layout!r}, but expected one of {list(SINUSOIDAL_LAYOUTS)} [SinusoidalPositional]")
 
     @classmethod
     def examples(cls) -> SearchStrategy[Primitive]:
         from hypothesis import strategies as st
 
-        return st.builds(cls, widths(6, D.d_model), st.just(D.T), st.sampled_from([10000, 100, 2]))
+        return st.builds(cls, widths(6, D.d_model), st.just(D.T), st.sampled_from([10000, 100, 2]), st.sampled_from(SINUSOIDAL_LAYOUTS))
 
     @classmethod
     def instances(cls, n: int) -> list[Primitive]:
-        return [cls(2, n)]
+        return [cls(2, n), cls(3, n, layout="concatenated")]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"ids": token_ids(self.rows)}
@@ -115,6 +132,12 @@ class SinusoidalPositional(Primitive):
         params: Mapping[str, sympy.IndexedBase],
     ) -> sympy.Expr:
         t, j = index
+        d, base = sympy.sympify(self.d), sympy.Integer(self.base)
+        if self.layout == "concatenated":
+            half = sympy.ceiling(d / 2)  # the sines' columns
+            sine = t / base ** (2 * j / d)
+            cosine = t / base ** (2 * (j - half) / d)
+            return sympy.Piecewise((sympy.sin(sine), sympy.Lt(j, half)), (sympy.cos(cosine), True))
         two_i = 2 * sympy.floor(j / 2)
-        angle = t / sympy.Integer(self.base) ** (two_i / sympy.sympify(self.d))
+        angle = t / base ** (two_i / d)
         return sympy.Piecewise((sympy.sin(angle), sympy.Eq(sympy.Mod(j, 2), 0)), (sympy.cos(angle), True))
