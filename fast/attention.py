@@ -24,6 +24,7 @@ anything else runs op by op.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ import numpy.typing as npt
 from fast.batch import Batch
 from fast.kernels import allowed
 from fast.kernels.rotary import rotate
+from fast.precision import Precision
 from spec import online_softmax as online
 from spec.dims import T as T_SYMBOL
 from spec.errors import ShapeError
@@ -170,7 +172,7 @@ class MHAWeights:
     b_O: Array | None
 
 
-def pack(plan: MHAPlan, theta: dict[str, np.ndarray], dtype: npt.DTypeLike) -> MHAWeights:
+def pack(plan: MHAPlan, theta: Mapping[str, np.ndarray], precision: Precision) -> MHAWeights:
     def flat(name: str, heads: int) -> Array:  # (heads, d_in, d_head) → (d_in, heads·d_head), head-major columns
         w = theta[name]
         if w.ndim != 3 or w.shape[0] != heads:
@@ -185,11 +187,12 @@ def pack(plan: MHAPlan, theta: dict[str, np.ndarray], dtype: npt.DTypeLike) -> M
     if any(biases):  # a projection without a bias adds zeros: exact, and one GEMM + one add still serves all three
         b_qkv = np.concatenate([theta[b].ravel() if b else np.zeros(part.shape[1]) for b, part in zip(biases, parts)])
     W_O = theta[plan.W_O]
+    store = precision.store  # rounded once from float64 to the storage dtype
     return MHAWeights(
-        np.ascontiguousarray(W_qkv, dtype=dtype),
-        None if b_qkv is None else b_qkv.astype(dtype),
-        np.ascontiguousarray(W_O.reshape(-1, W_O.shape[-1]), dtype=dtype),
-        None if plan.b_O is None else theta[plan.b_O].astype(dtype),
+        store(np.ascontiguousarray(W_qkv)),
+        None if b_qkv is None else store(b_qkv),
+        store(np.ascontiguousarray(W_O.reshape(-1, W_O.shape[-1]))),
+        None if plan.b_O is None else store(np.asarray(theta[plan.b_O])),
     )
 
 
@@ -287,31 +290,37 @@ def blocked_attention(
     return z
 
 
-def fused_mha(plan: MHAPlan, weights: MHAWeights, batch: Batch, key: str, x_q: Array, block: int) -> Array:
+def fused_mha(
+    plan: MHAPlan, weights: MHAWeights, batch: Batch, key: str, x_q: Array, block: int, precision: Precision | None = None
+) -> Array:
     """Self-attention of ``plan`` on (B, T, d_in) rows, with K/V cached under ``key`` (once per
-    key/value head, keys rotated)."""
+    key/value head, keys rotated). With a half-precision ``precision`` the rows and weights are
+    read in float32 and Q, K, V, each head's output and the result are rounded to the storage
+    dtype where the op-by-op graph stores them (fast/precision.py); the cache holds K and V in it."""
+    P = precision or Precision.of(x_q.dtype)
     B, T, _ = x_q.shape
     H, KV = plan.n_heads, plan.kv_heads
     G = H // KV
     dh = weights.W_O.shape[0] // H
-    qkv = x_q.reshape(B * T, -1) @ weights.W_qkv  # one GEMM: Q of every head, K and V of every key/value head
+    qkv = x_q.reshape(B * T, -1) @ P.load(weights.W_qkv)  # one GEMM: Q of every head, K and V of every key/value head
     if weights.b_qkv is not None:
-        qkv += weights.b_qkv
-    qkv = qkv.reshape(B, T, H + 2 * KV, dh)
+        qkv += P.load(weights.b_qkv)
+    qkv = P.round(qkv).reshape(B, T, H + 2 * KV, dh)
     q, k, v = qkv[:, :, :H], qkv[:, :, H : H + KV], qkv[:, :, H + KV :]  # (B, T, heads, dh), strided views
     if plan.rotary is not None:  # at each row's position id: left padding shifts them, decoding continues them
-        q, k = rotate(plan.rotary, q, batch.positions), rotate(plan.rotary, k, batch.positions)
+        q, k = P.round(rotate(plan.rotary, q, batch.positions)), P.round(rotate(plan.rotary, k, batch.positions))
     q = q.reshape(B, T, KV, G, dh).transpose(0, 2, 3, 1, 4)  # (B, KV, G, T, dh): heads h = kv·G + g
     k, v = np.ascontiguousarray(k.transpose(0, 2, 1, 3)), np.ascontiguousarray(v.transpose(0, 2, 1, 3))  # (B, KV, T, dh), read once per key block
     if batch.cache is not None:
         for name, new in (("K", k), ("V", v)):
             prev = batch.cache.get((key, name))
-            batch.cache[(key, name)] = new if prev is None else np.concatenate([prev, new], axis=2)
-        k, v = batch.cache[(key, "K")], batch.cache[(key, "V")]
+            kept = P.store(new)
+            batch.cache[(key, name)] = kept if prev is None else np.concatenate([prev, kept], axis=2)
+        k, v = P.load(batch.cache[(key, "K")]), P.load(batch.cache[(key, "V")])
     concat = np.empty((B, T, H, dh), dtype=qkv.dtype)  # heads side by side, written in place
     blocked_attention(q, k, v, plan.scale, plan.mask, batch, block, out=concat.reshape(B, T, KV, G, dh).transpose(0, 2, 3, 1, 4))
-    y = concat.reshape(B * T, H * dh) @ weights.W_O
+    y = P.round(concat.reshape(B * T, H * dh)) @ P.load(weights.W_O)
     if weights.b_O is not None:
-        y += weights.b_O
+        y += P.load(weights.b_O)
     out: Array = y.reshape(B, T, -1)
     return out

@@ -32,14 +32,41 @@ import sympy
 from fast.attention import MHAPlan, MHAWeights, fused_mha, match, pack
 from fast.batch import Batch, check_ids, positions_from_valid
 from fast.kernels import KERNELS, OneHotIds
+from fast.precision import BFLOAT16, FLOAT16, Precision, is_real
 from spec.errors import ConfigError, ShapeError, TokenError
 from spec.graph import Architecture, Node
 from spec.op import Primitive, bind_to_arrays
-from spec.theta import as_float64, float64_theta, token_array
+from spec.theta import LazyTheta, as_float64, check_theta, token_array
 from spec.types import Axis, Element
 
-DTYPES: dict[str, np.dtype[Any]] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
-"""The dtypes fast/ computes in, by name."""
+DTYPES: dict[str, np.dtype[Any]] = {
+    "float64": np.dtype(np.float64), "float32": np.dtype(np.float32), "float16": FLOAT16, "bfloat16": BFLOAT16,
+}
+"""The dtypes fast/ runs in, by name: float64 and float32 store and compute in themselves;
+float16 and bfloat16 are storage types, computed in float32 (fast/precision.py)."""
+
+
+class _Float64Entries(Mapping[str, np.ndarray]):
+    """θ's entries as float64, each converted when read (the last one kept, since per-head
+    views read an entry several times in a row): compiling never holds all of θ in float64, so a
+    memory-mapped checkpoint (spec.theta.LazyTheta) is read one entry at a time."""
+
+    def __init__(self, theta: Mapping[str, npt.ArrayLike], where: str) -> None:
+        self.theta, self.where = theta, where
+        self.last: tuple[str, np.ndarray] | None = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self.last is None or self.last[0] != name:
+            self.last = None
+            fresh = isinstance(self.theta, LazyTheta)  # made for this read: converting it needs no copy
+            self.last = (name, as_float64(name, self.theta[name], self.where, copy=not fresh))
+        return self.last[1]
+
+    def __iter__(self) -> Any:
+        return iter(self.theta)
+
+    def __len__(self) -> int:
+        return len(self.theta)
 
 
 def resolve_dtype(dtype: object, where: str = "fast") -> np.dtype[Any]:
@@ -128,10 +155,12 @@ class Program:
     ) -> None:
         self.arch = arch
         self.dtype = resolve_dtype(dtype, "fast compile")
+        self.precision = Precision.of(self.dtype)
         if isinstance(block, bool) or not isinstance(block, int) or block < 1:
             raise ConfigError(f"block={block!r}, but expected a whole number ≥ 1 [fast compile]")
         self.block = block
-        theta64 = float64_theta(arch, theta, "fast compile")
+        check_theta(arch, theta, "fast compile")  # type: ignore[arg-type]
+        theta64 = _Float64Entries(theta, "fast compile")
         self.n_vocab = arch.dim("n_vocab")
         self.n_ctx = arch.dim("n_ctx")
         self.outputs: dict[str, str] = {}
@@ -151,7 +180,7 @@ class Program:
         for path, node, sources in arch.expand(stop=fuse, outputs=self.outputs):
             plan = plans.get(id(node))  # type: ignore[call-overload]
             if plan is not None:
-                step = Step(path, sources, None, {}, (), plan, pack(plan, theta64, self.dtype))
+                step = Step(path, sources, None, {}, (), plan, pack(plan, theta64, self.precision))
                 step.rows, step.keys = self._input_of(node.op.inputs()["x_q"].shape[0], path), self._input_of(node.op.inputs()["x_kv"].shape[0], path)
             else:
                 op = node.op
@@ -159,7 +188,7 @@ class Program:
                     raise ConfigError(f"op {node.op.kind} at {path}, but expected a primitive or a composite fast/ fuses [fast compile]")
                 KERNELS[op.kind]  # refuses an op without a kernel now, naming it, rather than at run time
                 params = {
-                    p: np.ascontiguousarray(ref.resolve(theta64[ref.name], arch.dims), dtype=self.dtype)
+                    p: self.precision.store(np.ascontiguousarray(ref.resolve(theta64[ref.name], arch.dims)))
                     for p, ref in node.params.items()
                 }
                 bound = op.bind(arch.dims)
@@ -230,6 +259,7 @@ class Program:
         """Run the steps; the result holds the outputs (intermediates are dropped once read).
         ``decoding``: static steps are skipped and their values read from ``state``; otherwise
         (a prefill with a ``state``) the static values decoding needs are stored in it."""
+        P = self.precision
         values: dict[str, Any] = {f"input.{name}": ids for name, ids in tokens.items()}
         if decoding and state is not None:
             values.update(state.static)
@@ -241,7 +271,7 @@ class Program:
             batch = Batch(q.positions, q.valid, k.key_positions, k.key_valid, None if step.static else cache)
             args = {port: values[src] for port, src in step.sources.items()}
             if step.plan is not None and step.weights is not None:
-                y = fused_mha(step.plan, step.weights, batch, step.path, args["x_q"], self.block)
+                y = fused_mha(step.plan, step.weights, batch, step.path, P.load(args["x_q"]), self.block, P)
             else:
                 if batch.cache is not None:
                     for port in step.cached_ports:
@@ -251,9 +281,13 @@ class Program:
                         args[port] = batch.cache[(step.path, port)]
                 if step.op is None:  # only fused steps have no op
                     raise ShapeError(f"step {step.path} has no op [fast]")
-                y = KERNELS[step.op.kind](step.op, batch, **args, **step.params)
-                if isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.dtype != self.dtype:
-                    y = y.astype(self.dtype)
+                if P.half:  # stored in the half precision, computed in float32
+                    args = {port: P.load(a) for port, a in args.items()}
+                    y = KERNELS[step.op.kind](step.op, batch, **args, **{k: P.load(v) for k, v in step.params.items()})
+                else:
+                    y = KERNELS[step.op.kind](step.op, batch, **args, **step.params)
+            if is_real(y) and y.dtype != self.dtype:
+                y = P.store(y)
             values[step.path] = y
             if state is not None and not decoding and step.path in self.static_kept:
                 state.static[step.path] = y
@@ -367,14 +401,15 @@ def run_op(
     arrays' shapes; the result has the op's declared output shape."""
     if not isinstance(op, Primitive):
         raise ShapeError(f"op of type {type(op).__name__}, but expected a spec primitive [fast.run_op]")
-    D = resolve_dtype(dtype, "fast.run_op")
+    P = Precision.of(resolve_dtype(dtype, "fast.run_op"))
     declared = op.inputs()
 
     def cast(name: str, value: npt.ArrayLike) -> np.ndarray:
         ttype = declared.get(name)
         if ttype is not None and ttype.element is Element.TOKEN:
             return token_array(value, op.id_bound() or 2**62, None, f"fast {op.kind} input {name}")
-        return as_float64(name, value, f"fast {op.kind}").astype(D)
+        loaded: np.ndarray = P.load(P.store(as_float64(name, value, f"fast {op.kind}")))  # stored in D, computed in D or float32
+        return loaded
 
     ins = {k: cast(k, v) for k, v in inputs.items()}
     ps = {k: cast(k, v) for k, v in (params or {}).items()}
@@ -388,8 +423,8 @@ def run_op(
     )
     y = KERNELS[op.kind](bound, batch, **{k: v[None] for k, v in ins.items()}, **ps)
     if isinstance(y, OneHotIds):
-        y = y.materialize(D)
-    out: npt.NDArray[Any] = np.asarray(y)[0]
+        y = y.materialize(P.compute)
+    out: npt.NDArray[Any] = P.store(np.asarray(y)[0])
     expected = tuple(int(d) for d in bound.output().shape)
     if out.shape != expected:
         raise ShapeError(f"{op.kind} produced shape {out.shape}, but the spec declares {expected} [fast.run_op]")

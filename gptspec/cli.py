@@ -66,6 +66,9 @@ def _report(arch: object) -> None:
         print(line)
 
 
+DTYPE_CHOICES = ["float64", "float32", "float16", "bfloat16"]
+"""The dtypes fast/ runs in (fast.DTYPES)."""
+
 MAX_EXAMPLES = 100_000
 """The most examples per component ``check`` runs in one go (a million would take days)."""
 
@@ -79,21 +82,36 @@ def _at_least(value: int, least: int, option: str, command: str) -> int:
 def cmd_forward(args: argparse.Namespace) -> int:
     from gptspec.files import write_npy
     from gptspec.lm_cli import parse_ids
-    from gptspec.models import check_seed, resolve
+    from gptspec.models import LARGE, Run, check_seed, resolve
     from gptspec.run import runner
 
     ids = parse_ids(args.tokens, "gptspec forward --tokens")
     source = None if args.source is None else parse_ids(args.source, "gptspec forward --source")
     _at_least(args.show, 0, "--show", "forward")
     check_seed(args.seed, "--seed")
-    model = resolve(args.model, args.set, need_theta=True, seed=args.seed)
+    if args.impl == "reference" and args.dtype != "float64":
+        raise ConfigError(f"--dtype {args.dtype}, but expected float64 for --impl reference [gptspec forward]; the reference is the float64 meaning")
+    # a checkpoint is read lazily (memory maps, an entry at a time); the run's cost is estimated and
+    # a run that cannot fit is refused before any θ is drawn or read (gptspec/estimate.py)
+    model = resolve(args.model, args.set, need_theta=True, seed=args.seed, lazy=True,
+                    run=Run(args.impl, args.dtype, max(1, len(ids)), command="forward"))
     if model.theta is None:  # resolve(need_theta=True) always returns one
         raise ConfigError(f"no weights for {args.model} [gptspec forward]")
-    impl = runner(args.impl, model.arch, model.theta, args.dtype, source)
     start = time.perf_counter()
-    logits = impl.logits(ids)
+    large = model.estimate is not None and model.estimate.parameters >= LARGE
+    if args.impl == "reference" and source is None and large:  # the literal reference, with progress per primitive
+        from reference import forward
+        from spec.theta import token_array
+
+        tokens = token_array(ids, model.arch.dim("n_vocab"), model.arch.dim("n_ctx"), "gptspec forward")
+        impl_name = "reference (float64)"
+        logits = forward(model.arch, model.theta, tokens, progress=_Progress("gptspec forward (reference)"))
+    else:
+        impl = runner(args.impl, model.arch, model.theta, args.dtype, source)
+        impl_name = impl.name
+        logits = impl.logits(ids)
     seconds = time.perf_counter() - start
-    print(f"{model.source}: logits {logits.shape[0]} × {logits.shape[1]} float64, impl {impl.name}, {seconds:.2f} s")
+    print(f"{model.source}: logits {logits.shape[0]} × {logits.shape[1]} float64, impl {impl_name}, {seconds:.2f} s")
     if model.note:
         print(f"note: {model.note}")
     log_p = log_softmax(logits) if len(logits) else logits
@@ -108,14 +126,34 @@ def cmd_forward(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """``progress(done, total, path)`` of a long reference run, on standard error: the block being
+    run, the fraction done and the time, at most twice a second (a rewritten line on a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.start, self.shown = label, time.perf_counter(), 0.0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, path: str) -> None:
+        now = time.perf_counter()
+        if now - self.shown < (0.5 if self.tty else 10.0) and done < total:
+            return
+        self.shown = now
+        where = ".".join(path.split(".")[:2])
+        print(f"{self.label}: {done}/{total} ops ({100 * done / total:.0f}%), at {where}, {now - self.start:.1f} s",
+              file=sys.stderr, end="\r" if self.tty and done < total else "\n", flush=True)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     import json
 
-    from gptspec.models import check_seed, resolve
+    from gptspec.models import Run, check_seed, resolve
     from gptspec.typing_report import WithoutDecoding, verdict
     from gptspec.verify import FastImplementation, Target, verify
     from gptspec.verify.engine import Result
+    from gptspec.verify.shard import WHOLE, describe, parse_shard
 
+    shard = WHOLE if args.shard is None else parse_shard(args.shard)
     _at_least(args.examples, 1, "--examples", "check")
     if args.examples > MAX_EXAMPLES:
         raise ConfigError(f"--examples {args.examples}, but expected at most {MAX_EXAMPLES:,} [gptspec check]; split a long campaign into runs with other --seed values")
@@ -123,25 +161,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # the same resolution (and the same θ draw for a preset and a seed) as every other command;
     # it refuses, with the number, a model whose float64 θ would not fit before drawing it
-    model = resolve(args.model, (), need_theta=True, seed=args.seed)
+    model = resolve(args.model, (), need_theta=True, seed=args.seed, run=Run("fast", args.dtype, 16, 3, command="check"))
     if model.theta is None:
         raise ConfigError(f"no weights for {args.model} [gptspec check]")
-    target = Target(model.source, model.arch, model.theta,
+    target = Target(model.source, model.arch, dict(model.theta),
                     f"from gptspec.models import resolve\nmodel = resolve({args.model!r}, need_theta=True, seed={args.seed}, progress=False)\n"
                     "from gptspec.verify import Target\ntarget = Target('model', model.arch, model.theta, '')")
     impl: Any = FastImplementation(args.dtype)
     snippet = f"from gptspec.verify import FastImplementation\nimpl = FastImplementation({args.dtype!r})"
     text = args.format == "text"
     typed = verdict(model.arch)
+    base = impl  # --all-ops runs its own (causal) coverage models with it
     if not typed.causal:  # KV-cache decoding computes row t before the tokens it reads exist (gptspec/typing_report.py)
         impl = WithoutDecoding(impl)
+    from gptspec.verify.coverage import missing_line
+
+    coverage = missing_line(model.arch, args.model, args.all_ops)  # what this run does not exercise (gptspec/verify/coverage.py)
     if text:
         for line in typed.lines():
             print(line)
         if not typed.causal:
             print("  KV-cache decoding is not defined for it, so that component is not run and the check exits 1; every other component is checked")
         print(f"gptspec check: {impl.name} against the float64 reference on {target.label}")
-        print(f"{args.examples} examples per component, hypothesis seed {args.seed}; budget = 4 × e_store + 256 u·scale (docs/tolerances.md)")
+        from gptspec.verify.tolerance import DEFAULT as policy
+
+        print(f"{args.examples} examples per component, hypothesis seed {args.seed}; {policy.describe(args.dtype)}")
+        if shard != WHOLE:
+            print(f"{describe(shard)} (merge the shards' reports: docs/ci.md)")
+        print(coverage)
         print(f"  {'component':<72} {'examples':>8} {'max error':>10} {'budget':>10} {'ratio':>7}  result")
 
     def show(result: Result) -> None:
@@ -163,14 +210,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     from spec.seq2seq import is_seq2seq
 
     run_all = verify_seq2seq if is_seq2seq(model.arch) else verify  # an encoder–decoder's model components take pairs
-    results = run_all(target, impl, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting)
+    results = run_all(target, impl, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting, shard=shard)
+    if args.all_ops:  # every op, mask family and padding mode of the library, and a small model of every family
+        from gptspec.verify.coverage import verify_all_ops
+
+        results += verify_all_ops(base, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting, shard=shard)
     failed = [r for r in results if not r.passed]
     seconds = time.perf_counter() - started
     if text:
         print(f"{len(results) - len(failed)} of {len(results)} components pass ({seconds:.1f} s)" + ("" if not failed else f"; FAILED: {', '.join(r.component for r in failed)}"))
     else:
-        print(json.dumps({"target": target.label, "implementation": impl.name, "examples": args.examples, "seed": args.seed,
-                          "causality": typed.lines(), "passed": not failed, "seconds": seconds, "results": [r.as_dict() for r in results]}, indent=2))
+        print(json.dumps({"target": target.label, "implementation": impl.name, "examples": args.examples, "seed": args.seed, "shard": list(shard),
+                          "causality": typed.lines(), "all_ops": args.all_ops, "coverage": coverage, "passed": not failed, "seconds": seconds, "results": [r.as_dict() for r in results]}, indent=2))
     return 0 if not failed else 1
 
 
@@ -217,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", metavar="IDS", help="an encoder–decoder's source token ids (required for one, e.g. transformer-tiny or a "
                    "Hugging Face Marian directory; refused for a decoder-only model)")
     p.add_argument("--impl", default="reference", choices=["reference", "fast"], help="reference (literal, float64; default) or fast (batched)")
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the precision of --impl fast (default float64)")
+    p.add_argument("--dtype", default="float64", choices=DTYPE_CHOICES, help="the precision of --impl fast (default float64; float16 and "
+                   "bfloat16 are storage types computed in float32, docs/tolerances.md)")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--out", metavar="FILE", help="write the T × n_vocab logits (float64) to exactly this path, in .npy format (written atomically)")
     p.add_argument("--show", type=int, default=8, help="positions to summarise (default 8; 0 shows none)")
@@ -234,8 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default="tiny", metavar="MODEL", help=model_help + " (default: tiny)")
     p.add_argument("--examples", type=int, default=25, help="examples per component (default 25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the examples, and of a preset's random weights (" + seed_help.split("(", 1)[1])
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="the precision fast/ computes in (default float64)")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64", help="the precision fast/ runs in (default float64; float16 and bfloat16 "
+                   "store in the half precision and compute in float32, judged by the policy's half-precision budget: docs/tolerances.md)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1 ≤ I ≤ N): the components at positions k with k mod N = I − 1, "
+                   "each with exactly its unsharded examples; N jobs together run the whole check (docs/ci.md)")
+    p.add_argument("--all-ops", action="store_true", help="also check every op the library has (each from its own examples: every mask "
+                   "family, key padding, rows with no allowed key) and a small model of every family on padded batches and decoding; "
+                   "without it the report names what MODEL does not exercise")
     p.set_defaults(run=cmd_check)
 
     from gptspec.docs_cli import add_docs_parser

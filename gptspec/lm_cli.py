@@ -230,12 +230,12 @@ def _check_common(args: argparse.Namespace, command: str) -> None:
     elif args.impl == "reference" and args.dtype != "float64":
         raise ConfigError(
             f"--dtype {args.dtype} with --impl reference, but expected --dtype float64 [gptspec {command}]; "
-            "the reference computes in float64 only (use --impl fast for float32)"
+            "the reference computes in float64 only (use --impl fast for float32, float16 or bfloat16)"
         )
 
 
 def _model_and_tokens(args: argparse.Namespace, command: str, text: str | None, tokens: str | None) -> tuple[Any, BPE | None, list[int]]:
-    from gptspec.models import resolve
+    from gptspec.models import Run, resolve
 
     if text is not None and tokens is not None:
         raise ConfigError(f"both a text and --tokens, but expected one of them [gptspec {command}]")
@@ -243,7 +243,9 @@ def _model_and_tokens(args: argparse.Namespace, command: str, text: str | None, 
         raise ConfigError(f"no input, but expected a text (with --tokenizer) or --tokens IDS [gptspec {command}]")
     raw = _text_argument(text, command) if text is not None else None  # read the input before the model is built
     bpe = _load_tokenizer(args.tokenizer, command) if args.tokenizer is not None else None
-    model = resolve(args.model, args.set, need_theta=True, seed=args.weights_seed)
+    # a checkpoint is read lazily (memory maps); a run that cannot fit is refused with the numbers first
+    model = resolve(args.model, args.set, need_theta=True, seed=args.weights_seed, lazy=True,
+                    run=Run(args.impl, args.dtype or "float64", command=command))
     if model.theta is None:
         raise ConfigError(f"no weights for {args.model} [gptspec {command}]")
     n_vocab = model.arch.dim("n_vocab")
@@ -273,6 +275,15 @@ def _model_and_tokens(args: argparse.Namespace, command: str, text: str | None, 
     return model, bpe, ids
 
 
+def _runner(args: argparse.Namespace, model: Any, impl: str) -> Any:
+    """The implementation object every model command runs through (gptspec/run.py): the
+    reference or fast/, with an encoder–decoder's source sequence when one is given."""
+    from gptspec.run import runner
+
+    source = None if getattr(args, "source", None) is None else parse_ids(args.source, f"gptspec {args.command} --source")
+    return runner(impl, model.arch, model.theta, args.dtype or "float64", source)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from spec.lm import Sampler, check_generation
 
@@ -290,16 +301,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if bpe is not None and END_OF_TEXT in bpe.special and not args.no_stop:
         stop.add(bpe.special[END_OF_TEXT])
     started = time.perf_counter()
-    if impl == "reference":
-        from reference.lm import generate as reference_generate
-
-        new = reference_generate(model.arch, model.theta, prompt, args.max_new_tokens, sampler, stop)
-    else:
-        import fast
-        from fast.lm import generate as fast_generate
-
-        program = fast.compile(model.arch, model.theta, args.dtype)
-        new = fast_generate(program, [prompt], args.max_new_tokens, sampler, stop)[0]
+    new = _runner(args, model, impl).generate(prompt, args.max_new_tokens, sampler, stop)
     seconds = time.perf_counter() - started
     rule = "greedy" if sampler.greedy else f"sampling, temperature {sampler.temperature}, top-k {sampler.top_k or 'all'}, seed {sampler.seed}"
     print(f"{model.source}: {len(prompt)} prompt + {len(new)} new tokens, {rule}, impl {impl}, {seconds:.2f} s", file=sys.stderr)
@@ -321,17 +323,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     _whole(args.show, "--show", "score", fix="0 lists none")
     model, bpe, ids = _model_and_tokens(args, "score", args.text, args.tokens)
     started = time.perf_counter()
-    if impl == "reference":
-        from reference.lm import token_log_probs
-
-        lp = token_log_probs(model.arch, model.theta, ids)
-    else:
-        import fast
-        from fast.lm import token_log_probs as fast_log_probs
-        from spec.theta import token_array
-
-        token_array(ids, model.arch.dim("n_vocab"), model.arch.dim("n_ctx"), "gptspec score")
-        lp = fast_log_probs(fast.compile(model.arch, model.theta, args.dtype), [ids])[0]
+    lp = _runner(args, model, impl).token_log_probs(ids)
     seconds = time.perf_counter() - started
     import math
 
@@ -413,8 +405,11 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("model", metavar="CHECKPOINT_OR_PRESET", help=model_help)
         p.add_argument("--tokenizer", metavar="DIR", help=tokenizer_help + "; its ids must fit the model's n_vocab")
         p.add_argument("--tokens", metavar="IDS", help="token ids instead of text, e.g. \"1 2 3\"")
+        p.add_argument("--source", metavar="IDS", help="an encoder–decoder's source sequence as token ids (the target is --tokens/--prompt/--text)")
         p.add_argument("--impl", default="fast", help="fast (batched, KV cache; default) or reference (literal float64, no cache)")
-        p.add_argument("--dtype", default=None, choices=["float64", "float32"], help="the precision of --impl fast (default float64; the reference is float64 only)")
+        p.add_argument("--dtype", default=None, choices=["float64", "float32", "float16", "bfloat16"],
+                       help="the precision of --impl fast (default float64; float16 and bfloat16 store in the half precision and compute in "
+                       "float32; the reference is float64 only)")
         p.add_argument("--weights-seed", type=int, default=0, help="seed of a preset's random weights, 0 ≤ seed < 2^63 (default 0)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
 

@@ -18,17 +18,18 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gptspec.estimate import Estimate, available_memory, check_fits, estimate, largest_live_theta, parameters_of
 from spec import Architecture, ConfigError, build, preset
 from spec.architectures import PRESETS
 from spec.config import Config
 from spec.counting import count
-from spec.theta import preset_theta
+from spec.theta import LazyTheta, preset_theta
 
 MAX_RANDOM_THETA_BYTES = 8 * 2**30
 """Seeded random float64 weights are drawn for presets only up to this size (8 GiB)."""
@@ -36,12 +37,27 @@ MAX_RANDOM_THETA_BYTES = 8 * 2**30
 
 @dataclass
 class Model:
-    """An architecture, its θ when there is one, and where they came from."""
+    """An architecture, its θ when there is one, and where they came from. A checkpoint resolved
+    with ``lazy=True`` has a :class:`~spec.theta.LazyTheta` (entries read from memory maps when
+    used); ``estimate`` is the run's cost when :func:`resolve` was told the run (``run=``)."""
 
     arch: Architecture
-    theta: dict[str, np.ndarray] | None
+    theta: Mapping[str, np.ndarray] | None
     source: str
     note: str = ""
+    estimate: Estimate | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """What will be run on the model, for the estimate and the memory check made before any θ is
+    drawn or read (gptspec/estimate.py): the implementation, its dtype, and the positions."""
+
+    impl: str
+    dtype: str = "float64"
+    tokens: int = 16
+    batch: int = 1
+    command: str = "command line"
 
 
 def check_seed(seed: object, option: str) -> int:
@@ -109,10 +125,13 @@ def architecture_of(obj: object, where: str) -> Architecture:
 
 def resolve(
     target: str, overrides: Sequence[str] = (), *, need_theta: bool, seed: int = 0, progress: bool = True,
-    max_theta_bytes: int = MAX_RANDOM_THETA_BYTES,
+    max_theta_bytes: int = MAX_RANDOM_THETA_BYTES, lazy: bool = False, run: Run | None = None,
 ) -> Model:
     """A preset name (with ``--set`` overrides; seeded θ when ``need_theta``), a checkpoint path
-    (its own θ), or a builder reference (seeded θ when ``need_theta``)."""
+    (its own θ; read lazily, from memory maps, with ``lazy``), or a builder reference (seeded θ when
+    ``need_theta``). With ``run``, the run's cost is estimated first (gptspec/estimate.py) and a run
+    that cannot fit in the available memory is refused with the numbers — for a preset before its
+    DAG is built or its θ drawn; the estimate is printed on standard error for a large model."""
     if not isinstance(target, str) or not target:
         raise ConfigError(f"model={target!r}, but expected a preset name, a checkpoint path or module:builder [command line]")
     check_seed(seed, "--seed")
@@ -124,9 +143,16 @@ def resolve(
         from gptspec.checkpoint import load
 
         _say(progress, f"loading checkpoint {target} …")
-        arch, weights = load(target)
-        return Model(arch, weights, f"checkpoint {target}")
+        arch, weights = load(target, lazy=lazy or run is not None)
+        found: Estimate | None = None
+        if run is not None and isinstance(weights, LazyTheta):
+            found = _check_run(arch.config, run, count(arch), progress, weights.nbytes, "lazy" if lazy else "loaded",
+                             largest_live_theta(arch) if run.impl == "reference" else None)
+            if not lazy:
+                weights = {name: weights[name] for name in weights}  # read whole, now that it is known to fit
+        return Model(arch, weights, f"checkpoint {target}", estimate=found)
     note = ""
+    est: Estimate | None = None
     if builder:
         if overrides:
             raise ConfigError(f"--set {list(overrides)}, but expected no overrides for a builder [{target}]; change the builder")
@@ -136,6 +162,11 @@ def resolve(
         chosen = preset(target)  # an unknown name: the error suggests the nearest ones
         config = parse_overrides(chosen.config, overrides)
         note = chosen.note
+        if need_theta:  # refuse a θ that cannot be drawn before building the DAG: a hostile size is refused at once
+            n = parameters_of(config)
+            _check_theta_size(n, target, f"preset {target}", max_theta_bytes)
+            if run is not None:
+                est = _check_run(config, run, n, progress)
         layers = getattr(config, "n_layers", 0)
         _say(progress and isinstance(layers, int) and layers > 12, f"building {target} ({layers} layers) …")
         arch = build(config)
@@ -143,16 +174,42 @@ def resolve(
     theta: dict[str, np.ndarray] | None = None
     if need_theta:
         n = count(arch)
-        if 8 * n > max_theta_bytes:
-            raise ConfigError(
-                f"{target} has {n:,} parameters = {8 * n / 2**30:.1f} GiB in float64, but expected at most "
-                f"{max_theta_bytes / 2**30:.0f} GiB for seeded random weights [{source}]; "
-                "use a smaller preset, or a checkpoint"
-            )
+        _check_theta_size(n, target, source, max_theta_bytes)
+        if run is not None and est is None:
+            est = _check_run(arch.config, run, n, progress)
         _say(progress and n > 10**6, f"drawing random θ for {target} ({n:,} parameters, seed {seed}) …")
         theta = preset_theta(arch, seed)
         source += f" (seeded random weights, seed {seed})"
-    return Model(arch, theta, source, note)
+    return Model(arch, theta, source, note, est)
+
+
+def _check_theta_size(n: int, target: str, source: str, max_theta_bytes: int) -> None:
+    """Seeded random weights are float64 in memory: at most ``max_theta_bytes`` and what the machine has."""
+    if 8 * n > max_theta_bytes:
+        raise ConfigError(
+            f"{target} has {n:,} parameters = {8 * n / 2**30:.1f} GiB in float64, but expected at most "
+            f"{max_theta_bytes / 2**30:.0f} GiB for seeded random weights [{source}]; "
+            "use a smaller preset, or a checkpoint"
+        )
+    if 8 * n > available_memory():
+        raise ConfigError(
+            f"{target} has {n:,} parameters = {8 * n / 2**30:.1f} GiB in float64, but expected at most the "
+            f"{available_memory() / 2**30:.1f} GiB this machine has available [{source}]; use a smaller preset, or a checkpoint"
+        )
+
+
+LARGE = 10**8
+"""Parameters from which a run's estimate is printed before it starts."""
+
+
+def _check_run(
+    config: object, run: Run, n: int, progress: bool, bytes_to_read: int = 0, theta: str = "drawn", largest_block: int | None = None,
+) -> Estimate:
+    est = estimate(config, impl=run.impl, dtype=run.dtype, tokens=run.tokens, batch=run.batch, parameters=n,
+                   bytes_to_read=bytes_to_read, theta=theta, largest_block=largest_block)
+    _say(progress and n >= LARGE, est.line())
+    check_fits(est, f"gptspec {run.command}")
+    return est
 
 
 def _say(enabled: bool, message: str) -> None:

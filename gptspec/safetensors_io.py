@@ -22,14 +22,20 @@ readable regular file (missing, a directory, a FIFO, a symlink loop) is a
 Reading keeps each tensor in a numpy dtype that holds it exactly: F64, F32, F16 and the integer
 types as themselves, BF16 as float32 (a bfloat16 is the top half of a float32: its bits
 shifted left by 16). Writing takes float64 and float32 arrays.
+
+For checkpoints larger than memory, :func:`map_tensor` gives one tensor as an array over a
+memory map of just its bytes (read from storage only as it is used, unmapped when the array is
+dropped), and :func:`to_float64` converts such an array to float64 a chunk at a time, so that
+neither the file nor a whole-tensor temporary is ever resident at once.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -253,6 +259,96 @@ def _decode(raw: bytes, info: TensorInfo) -> np.ndarray:
         bits: npt.NDArray[np.uint32] = array.astype(np.uint32) << np.uint32(16)
         return bits.view(np.float32)  # bfloat16 = the top 16 bits of a float32
     return array.astype(array.dtype.newbyteorder("="))  # a native-order, writable copy
+
+
+def map_tensor(header: Header, name: str) -> np.ndarray:
+    """Tensor ``name`` as a read-only array over a memory map of its bytes alone: nothing is read
+    until the array is used, and the map is released when the array and every view of it are
+    dropped (so a large checkpoint never has more than the tensor in use mapped). The dtype is
+    the stored one, BF16 as its raw bits (uint16; :func:`to_float64` widens them)."""
+    if not isinstance(header, Header) or name not in header.tensors:
+        raise CheckpointError(f"tensor {name!r} is not in the header, but expected one of its tensors [safetensors map_tensor]")
+    info = header.tensors[name]
+    dtype = DTYPES[info.dtype]
+    start, length = header.data_start + info.begin, info.end - info.begin
+    if length == 0:
+        return np.zeros(info.shape, dtype=dtype)
+    stream, size = open_regular(header.path, f"safetensors file {header.path}")
+    end = header.data_start + max(t.end for t in header.tensors.values())
+    try:
+        with stream as f:
+            if size != end:  # mapping past the end of a file that shrank would crash on access (SIGBUS)
+                raise _fail(header.path, name, f"file size={size} bytes, but expected {end} as when its header was read",
+                            "the file changed while it was being read: copy it again")
+            aligned = start - start % mmap.ALLOCATIONGRANULARITY
+            mapped = mmap.mmap(f.fileno(), length + start - aligned, offset=aligned, access=mmap.ACCESS_READ)
+    except OSError as error:
+        raise _fail(header.path, name, f"file {os_problem(error)}, but expected a readable file") from None
+    array = np.frombuffer(mapped, dtype=dtype, count=math.prod(info.shape), offset=start - aligned)
+    return array.reshape(info.shape)
+
+
+CONVERT_CHUNK = 1 << 22
+"""Elements converted at once by :func:`to_float64` (32 MiB of float64)."""
+
+
+def to_float64(array: np.ndarray, stored: str) -> tuple[np.ndarray, int]:
+    """A stored tensor (or any view of one: a slice, a transpose) as a new C-ordered float64
+    array, converted :data:`CONVERT_CHUNK` elements at a time (BF16 given as raw bits, as
+    :func:`map_tensor` gives it), and the number of entries that are not finite."""
+    out = np.empty(array.shape, dtype=np.float64)
+    bad = 0
+    if array.size == 0:
+        return out, 0
+    lead = array.reshape(1) if array.ndim == 0 else array
+    target = out.reshape(1) if out.ndim == 0 else out
+    step = max(1, CONVERT_CHUNK // max(1, lead[0].size))
+    for r in range(0, lead.shape[0], step):
+        part = lead[r : r + step]
+        if stored == "BF16":
+            widened: npt.NDArray[np.uint32] = part.astype(np.uint32) << np.uint32(16)
+            target[r : r + step] = widened.view(np.float32)
+        else:
+            target[r : r + step] = part
+        bad += int(target[r : r + step].size - np.count_nonzero(np.isfinite(target[r : r + step])))
+    return out, bad
+
+
+def write_stream(
+    path: PathLike, tensors: Mapping[str, tuple[str, tuple[int, ...]]], chunks: Callable[[str], Iterable[np.ndarray]],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a safetensors file of any size without holding it in memory: ``tensors`` gives each
+    tensor's dtype name (a key of :data:`DTYPES`; BF16 as raw bits) and shape, in file order, and
+    ``chunks(name)`` yields its data as arrays of that dtype, row-major, in order. Atomic like
+    :func:`write`. For generated checkpoints (benchmarks/reference_memory.py, tests)."""
+    p = as_path(path, "safetensors write_stream")
+    entries: dict[str, object] = {}
+    position = 0
+    for name, (dtype, shape) in tensors.items():
+        if dtype not in DTYPES:
+            raise _fail(p, name, f"dtype={dtype!r}, but expected one of {list(DTYPES)}")
+        size = math.prod(shape) * DTYPES[dtype].itemsize
+        entries[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [position, position + size]}
+        position += size
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    header |= entries
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+
+    def write_all(f: BinaryIO) -> None:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for name, (dtype, shape) in tensors.items():
+            want, wrote = math.prod(shape) * DTYPES[dtype].itemsize, 0
+            for chunk in chunks(name):
+                data = np.ascontiguousarray(chunk, dtype=DTYPES[dtype])
+                f.write(data.tobytes())
+                wrote += data.nbytes
+            if wrote != want:
+                raise _fail(p, name, f"chunks of {wrote} bytes, but expected {want} for shape {shape} × {dtype}")
+
+    return write_atomic(p, write_all, f"safetensors file {p}")
 
 
 def write(path: PathLike, tensors: Mapping[str, npt.ArrayLike], metadata: Mapping[str, str] | None = None) -> Path:

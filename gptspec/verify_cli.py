@@ -26,10 +26,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"gptspec verify: error: --seed {args.seed}, but expected a whole number ≥ 0 [command line]", file=sys.stderr)
         return COULD_NOT_RUN
     components = tuple(args.components.split(",")) if args.components else tuple(COMPONENTS)
+    from gptspec.verify.shard import WHOLE, parse_shard
+
+    try:
+        shard = WHOLE if args.shard is None else parse_shard(args.shard)
+    except GptSpecError as error:
+        print(f"gptspec verify: error: {error}", file=sys.stderr)
+        return COULD_NOT_RUN
     options = Options(
         layout=args.layout, model=args.model, weights=args.weights, dtype=args.dtype, attn_implementation=args.attn_implementation,
         empty_rows=args.empty_rows, examples=args.examples, generation_examples=args.generation_examples, op_examples=args.op_examples,
         seed=args.seed, max_len=args.max_len, shrink=not args.no_shrink, localise=not args.no_localise, components=components,
+        shard=shard,
     )
     interactive = sys.stderr.isatty()
     started = time.perf_counter()
@@ -126,6 +134,9 @@ def add_verify_parser(sub: Any) -> None:
     p.add_argument("--components", help="comma-separated subset of model,decode,generate,weights,ops (default: all)")
     p.add_argument("--format", choices=["text", "json", "junit"], default="text", help="report format (default text)")
     p.add_argument("--out", metavar="FILE", help="write the report to FILE (written atomically); the text summary still goes to stdout")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1 ≤ I ≤ N) of the drawn cases and op components, each with exactly "
+                   "its unsharded draws; N jobs together run the whole campaign; merge their JUnit reports with "
+                   "python -m gptspec.verify.shard merge (docs/ci.md)")
     p.add_argument("--no-shrink", action="store_true", help="report the first failing example as found")
     p.add_argument("--no-localise", action="store_true", help="do not localise failures")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

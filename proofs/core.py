@@ -67,6 +67,16 @@ class Theorem:
     witness: Callable[[int], None]
     refutes: str = ""
     """For a theorem that settles a claim from the sources: the claim, as the source makes it."""
+    derived_from: str = ""
+    """Exactly what the proof derives the statement from (which definitions, which code the
+    interpreters run, which built architectures); docs/proofs.md shows it."""
+    ops: tuple[str, ...] = ()
+    """The primitive kinds (spec.op.PRIMITIVES) the statement is about: it applies to an
+    architecture that uses all of them (``gptspec docs`` lists it there); () for a statement
+    about the spec's machinery (Θ, the dependency typing) that applies to every architecture."""
+    families: tuple[str, ...] = ()
+    """The registered families (spec.architectures.registry) the statement is about, when it is
+    about what a builder builds (a parameter count, causality by typing); () for every family."""
 
 
 THEOREMS: dict[str, Theorem] = {}
@@ -83,13 +93,16 @@ def theorem(
     scope: Scope,
     witness: Callable[[int], None],
     refutes: str = "",
+    derived_from: str = "",
+    ops: Sequence[str] = (),
+    families: Sequence[str] = (),
 ) -> Callable[[Callable[[], None]], Theorem]:
     """Decorator: the decorated function is the proof; register the theorem under ``name``."""
 
     def register(prove: Callable[[], None]) -> Theorem:
         if name in THEOREMS:
             raise ProofFailed(f"theorem name={name!r} is registered twice, but expected unique names [proofs]")
-        thm = Theorem(name, title, statement, latex, tuple(hypotheses), scope, prove, witness, refutes)
+        thm = Theorem(name, title, statement, latex, tuple(hypotheses), scope, prove, witness, refutes, derived_from, tuple(ops), tuple(families))
         THEOREMS[name] = thm
         return thm
 

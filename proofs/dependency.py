@@ -183,8 +183,114 @@ ALL = Windows.of((-oo, oo))
 def windows(rule: Relation) -> Windows:
     """A positional rule as windows: the relation's own :meth:`~spec.masks.Relation.spans` (exact
     for every family but key padding, which reads a data-dependent set of keys and says "every
-    s"; a relation that gives no spans is read as every s, which is sound)."""
-    return Windows.of(*rule.spans())
+    s"; a relation that gives no spans is read as every s, which is sound).
+
+    The declared windows are not taken on trust: before the typing uses them they are checked
+    against the relation's own :meth:`~spec.masks.Relation.allowed` on every pair of positions
+    in [0, N)² (:func:`uncovered_pair`; N covers every finite bound twice over, at least
+    :data:`CHECK_POSITIONS`), so a relation — a family of spec.masks or one a user wrote — whose
+    spans() leave out a pair it allows is refused with that pair, rather than typed as if it did
+    not read it. (The check is exhaustive on [0, N)², not a proof for every T; proofs/definitions.py
+    also checks the indicator and, for the theorems, that the windows are exact.)"""
+    key = implementation_key(rule)
+    known = _CHECKED.get(key) if key is not None else None
+    if known is not None:
+        return known
+    declared = Windows.of(*rule.spans())
+    pair = uncovered_pair(rule, declared)
+    if pair is not None:
+        raise DependencyError(
+            f"relation {rule!r} allows (t, s) = {pair}, but expected every allowed pair inside its declared windows "
+            f"{declared.text()} [dependency typing]; spans() must contain every pair allowed() admits (the default, "
+            "every s, is always sound)"
+        )
+    if key is not None:
+        _CHECKED[key] = declared
+    return declared
+
+
+CHECK_POSITIONS = 12
+"""The least N for which declared windows are checked against ``allowed`` on [0, N)²."""
+MAX_CHECK_POSITIONS = 260
+"""The most: a band of width 4096 is checked on [0, 260)², where it already behaves as causal."""
+
+_CHECKED: dict[Hashable, Windows] = {}
+
+
+IMPLEMENTATION = ("allowed", "allowed_array", "spans", "row_local", "indicator", "definition", "dependency", "support")
+"""The methods whose answers a cached check depends on."""
+
+
+def implementation_key(value: object) -> Hashable | None:
+    """What the answers of a relation or an op depend on: its value and the functions that
+    compute them (for it and every relation or op inside it), so a value whose class is changed —
+    a monkeypatched ``allowed`` or ``definition`` in a mutation test — is checked again. None
+    when the value is not hashable."""
+
+    def parts(r: object) -> tuple[Hashable, ...]:
+        cls = type(r)
+        own: tuple[Hashable, ...] = (id(cls), cls.__qualname__, *(getattr(cls, m, None) for m in IMPLEMENTATION))
+        inner: tuple[Hashable, ...] = ()
+        for item in vars(r).values() if hasattr(r, "__dict__") else ():
+            for part in item if isinstance(item, tuple) else (item,):
+                if isinstance(part, (Relation, Op)):
+                    inner += parts(part)
+        return own + inner
+
+    try:
+        key = (value, parts(value))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def check_size(spans: Iterable[Span], least: int = CHECK_POSITIONS) -> int:
+    """N for a check on [0, N)²: at least ``least`` and twice every finite bound plus 3 (so a
+    band one wider than declared shows), at most :data:`MAX_CHECK_POSITIONS`."""
+    widest = max((abs(int(b)) for span in spans for b in span if isinstance(b, sympy.Integer)), default=0)
+    return int(min(max(least, 2 * widest + 3), MAX_CHECK_POSITIONS))
+
+
+def allowed_matrix(rule: Relation, n: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``rule.allowed(t, s)`` on [0, n)², and where it is defined: a relation may refuse pairs
+    outside its domain (key padding refuses a key beyond its valid list); those are left out."""
+    allowed = np.zeros((n, n), dtype=bool)
+    defined = np.ones((n, n), dtype=bool)
+    for t in range(n):
+        for s in range(n):
+            try:
+                allowed[t, s] = bool(rule.allowed(t, s))
+            except GptSpecError:
+                defined[t, s] = False
+    return allowed, defined
+
+
+def windows_matrix(declared: Windows, n: int) -> npt.NDArray[np.bool_] | None:
+    """The pairs of [0, n)² inside ``declared`` (None when a bound is symbolic: undecidable here)."""
+    offset = np.arange(n)[None, :] - np.arange(n)[:, None]  # s − t
+    inside = np.zeros((n, n), dtype=bool)
+    for lo, hi in declared.spans:
+        a, b = _number(lo), _number(hi)
+        if a is None or b is None:
+            return None
+        inside |= (offset >= a) & (offset <= b)
+    return inside
+
+
+def uncovered_pair(rule: Relation, declared: Windows | None = None) -> tuple[int, int] | None:
+    """The first pair (t, s) of [0, N)² that ``rule.allowed`` admits outside its declared
+    windows, or None (also when a bound is symbolic, which this cannot decide)."""
+    declared = Windows.of(*rule.spans()) if declared is None else declared
+    if declared == ALL:
+        return None  # every pair is covered
+    n = check_size(declared.spans)
+    inside = windows_matrix(declared, n)
+    if inside is None:
+        return None
+    allowed, defined = allowed_matrix(rule, n)
+    bad = np.argwhere(allowed & defined & ~inside)
+    return None if not bad.size else (int(bad[0][0]), int(bad[0][1]))
 
 
 # -- abstract values -----------------------------------------------------------------------

@@ -44,7 +44,18 @@ positions each output position can depend on: every op declares a rule per input
 (`spec.masks`: row-wise, causal, banded w, a window, key padding, full, and for T × S values
 `KeyRow`, `WithinRow`, `SupportOf` with the op's `support`); rules compose along paths and
 unite over paths, as windows `t + lo ≤ s ≤ t + hi`. `proofs.dependency.causality(arch)` says
-whether an architecture is causal and, if not, names the node where causality is lost.
+whether an architecture is causal and, if not, names the node where causality is lost. The typing
+refuses a relation whose declared windows (`spans()`) leave out a pair its own `allowed` admits
+(checked on every pair of positions in [0, N)², N ≥ 12). The theorems that rely on the typing
+first check, as proof steps, every declaration they compose against what it declares about
+(proofs/definitions.py): each op's rules against its sympy definition, entry by entry, and each
+mask's windows, `allowed_array` and `indicator` against its `allowed` (exactly, for the masks whose
+window a statement computes). The KV-cache theorem runs spec/decoding.py's prefill and extension
+on the ops' definitions.
+
+Each theorem says what it is **derived from** — the definitions, the code the interpreters run
+(`ParamRef.resolve`, spec/online_softmax.py, spec/decoding.py) or the built architectures — and
+what it **applies to** (the op kinds and families `gptspec docs` selects it by).
 """
 
 
@@ -55,6 +66,10 @@ def _section(thm: Theorem) -> str:
     lines += [f"**Statement.** {thm.statement}", "", "$$", thm.statement_latex, "$$", ""]
     lines += ["**Hypotheses.**", ""] + [f"- {h}" for h in thm.hypotheses] + [""]
     lines += [f"**Scope ({thm.scope.kind.value}).** {thm.scope.detail}.", ""]
+    lines += [f"**Derived from.** {thm.derived_from}.", ""]
+    about = [f"architectures that use {', '.join(f'`{k}`' for k in thm.ops)}" if thm.ops else "",
+             f"the {', '.join(f'`{f}`' for f in thm.families)} {'family' if len(thm.families) == 1 else 'families'}" if thm.families else ""]
+    lines += [f"**Applies to.** {' in '.join(a for a in about if a) or 'every architecture'}.", ""]
     proof = (thm.prove.__doc__ or "").strip()
     if proof:
         lines += [f"**Proof idea.** {proof}", ""]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,46 @@ from spec.errors import ConfigError, ShapeError, TokenError
 from spec.graph import Architecture
 
 Theta = dict[str, np.ndarray]
+
+
+class LazyTheta(Mapping[str, np.ndarray]):
+    """θ whose entries are made only when read: ``theta[name]`` calls ``load(name)`` every time
+    and keeps nothing, so an interpreter that reads an entry when the node using it runs and
+    drops it after its last use holds about one block's parameters at a time, whatever the depth
+    (how a checkpoint too large for memory in float64 is evaluated: gptspec.checkpoint reads each
+    entry from a memory-mapped file; docs/performance.md). ``shapes`` gives every entry's shape
+    without loading it; ``nbytes`` is what reading every entry once reads from storage."""
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], load: Callable[[str], np.ndarray], nbytes: int = 0, where: str = "lazy θ") -> None:
+        self.shapes: dict[str, tuple[int, ...]] = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
+        self._load = load
+        self.nbytes = nbytes
+        self.where = where
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.shapes:
+            raise KeyError(name)
+        return self._load(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.shapes
+
+    def __repr__(self) -> str:
+        return f"LazyTheta({len(self.shapes)} entries, {self.where})"
+
+
+def entry_shape(theta: Mapping[str, object], name: str) -> tuple[int, ...]:
+    """The shape of a θ entry, without loading it when θ is a :class:`LazyTheta`."""
+    if isinstance(theta, LazyTheta):
+        return theta.shapes[name]
+    value: npt.ArrayLike = theta[name]  # type: ignore[assignment]
+    return tuple(np.shape(value))
 
 
 def check_theta(arch: Architecture, theta: Mapping[str, np.ndarray], where: str = "θ") -> None:
@@ -38,24 +78,25 @@ def check_theta(arch: Architecture, theta: Mapping[str, np.ndarray], where: str 
         )
     for name, symbolic in arch.theta.items():
         want = concrete_shape(symbolic, arch.dims)
-        got = tuple(np.shape(theta[name]))
+        got = entry_shape(theta, name)
         if got != want:
             raise ShapeError(
                 f"{name} has shape {got}, but the spec expects {show(symbolic)} = {want} [{where}]"
             )
 
 
-def as_float64(name: str, value: object, where: str) -> np.ndarray:
+def as_float64(name: str, value: object, where: str, copy: bool = True) -> np.ndarray:
     """A θ entry as a float64 array: real numbers only (bools, complex numbers, strings and
     objects are refused, not converted), every entry finite (NaN or ±∞ parameters define no
-    function)."""
+    function). ``copy=False`` returns a float64 array as it is (for an entry made fresh by a
+    :class:`LazyTheta`, which a copy would only double)."""
     array = np.asarray(value)
     if array.dtype.kind not in "fiu" or array.dtype.kind == "b":
         raise ShapeError(
             f"{name} has dtype {array.dtype}, but expected real numbers (a float or integer array) [{where}]"
             + ("; a complex θ would lose its imaginary part" if array.dtype.kind == "c" else "")
         )
-    out = array.astype(np.float64)
+    out = array.astype(np.float64, copy=copy)
     if not np.all(np.isfinite(out)):
         bad = int(np.count_nonzero(~np.isfinite(out)))
         raise ShapeError(f"{name} has {bad} non-finite entries (NaN or ±∞), but expected finite parameters [{where}]")

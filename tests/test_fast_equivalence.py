@@ -1,24 +1,48 @@
 """fast/ against the reference, driven by one declarative table, through the verification
 engine (the same checks `gptspec check` runs), plus the invariances a batched implementation
-must keep. Failures shrink to a minimal example; the assertion prints how to reproduce it."""
+must keep. Failures shrink to a minimal example; the assertion prints how to reproduce it.
+
+A failing example is reported in the suite's normal time: hypothesis's shrinking of a failure
+is capped at :data:`SHRINK_SECONDS` per test (the examples here are whole models, and shrinking
+one re-runs it hundreds of times). Deterministic tests kill what random draws rarely reach: the
+op-by-op attention path on padded batches, row-wise kernels cut into tiny chunks, ids outside
+the vocabulary at real and at padded positions, sequences longer than n_ctx
+(docs/mutation.md lists the mutants each one kills)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import hypothesis.internal.conjecture.engine as hypothesis_engine
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fast
+import fast.kernels.table
+import fast.program
 import reference
 from gptspec.verify import FastImplementation, Outcome, check_decode, check_model, check_op
 from gptspec.verify.strategies import BatchExample, OpExample, batch_examples, gpt_configs, small_op_examples
 from gptspec.verify.tolerance import DEFAULT, storer, unit_roundoff
 from spec import GPTConfig, build_gpt
+from spec.errors import TokenError
 from spec.op import PRIMITIVES, Primitive
 from spec.theta import random_theta
 
 DTYPES = ("float64", "float32")
+
+SHRINK_SECONDS = 20
+"""The most seconds hypothesis spends shrinking one failure here (its default is 300: a failing
+whole-model example would keep the suite busy for minutes before reporting it)."""
+
+
+@pytest.fixture(autouse=True)
+def _shrink_budget(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Cap the shrinking of a failure (hypothesis documents the constant as monkeypatchable)."""
+    monkeypatch.setattr(hypothesis_engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)
+    yield
 
 
 def explain(outcome: Outcome, repro: str) -> str:
@@ -128,3 +152,100 @@ def test_storing_in_float64_moves_each_value_by_one_ulp_and_float32_rounds() -> 
     ids = np.array([1, 2, 3])
     exact, noisy = reference.forward(arch, theta, ids), reference.forward(arch, theta, ids, store=storer("float64"))  # type: ignore[arg-type]
     assert 0 < np.max(np.abs(noisy - exact)) < 1e-13
+
+
+# -- what random whole-model draws rarely reach ---------------------------------------------
+
+
+CONFIGS = {
+    "dense, learned, biases": GPTConfig(n_vocab=11, n_ctx=12, d_model=6, n_layers=2, n_heads=2, d_mlp=5),
+    "banded, sinusoidal, untied, no biases": GPTConfig(n_vocab=11, n_ctx=12, d_model=6, n_layers=2, n_heads=3, d_head=2, d_mlp=5,
+                                                       attention=("dense", "banded"), band_width=2, positional="sinusoidal",
+                                                       tied=False, bias=False, activation="gelu_erf"),
+}
+BATCHES = [BatchExample((5, 2, 7), (False, True, True), 3), BatchExample((1, 6), (True, False), 4), BatchExample((7,), (False,), 5)]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_op_by_op_attention_matches_reference_on_padded_batches(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the fused attention switched off, attention runs primitive by primitive (as for any
+    composite fast/ does not fuse): the op-level mask must drop padded keys and queries too."""
+    monkeypatch.setattr(fast.program, "match", lambda node: None)
+    arch, theta = theta_for(CONFIGS[name], 7)
+    for dtype in DTYPES:
+        impl = FastImplementation(dtype, block=3)
+        assert all(step.plan is None for step in impl._program(arch, theta).steps), "the fused path was not switched off"  # type: ignore[arg-type]
+        for batch in BATCHES:
+            outcome = check_model(impl, arch, theta, batch)  # type: ignore[arg-type]
+            assert outcome.passed, explain(outcome, f"op by op, {name}, {dtype}, {batch!r}")
+            decoded = check_decode(impl, arch, theta, batch)  # type: ignore[arg-type]
+            assert decoded is not None and decoded.passed, explain(decoded, f"op by op, decode, {name}, {dtype}, {batch!r}") if decoded else "no decode"
+
+
+ROW_WISE = ("layer_norm", "rms_norm", "gelu_tanh", "silu")
+"""The kernels that cut their rows into chunks (fast/kernels/table.py: by_rows)."""
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8])
+def test_row_wise_kernels_cut_into_small_chunks(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """by_rows cuts rows into chunks of CHUNK elements (2¹⁸: never more than one chunk at test
+    sizes); with tiny chunks every row must still be computed once, chunk boundaries anywhere."""
+    monkeypatch.setattr(fast.kernels.table, "CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    for kind in ROW_WISE:
+        for op in PRIMITIVES[kind].instances(7):
+            bound = op.bind({})
+            inputs = {name: rng.normal(size=tuple(int(d) for d in t.shape)) for name, t in bound.inputs().items()}
+            params = {name: rng.normal(size=tuple(int(d) for d in shape)) for name, shape in bound.params().items()}
+            want = reference.run_op(bound, inputs, params)
+            got = fast.run_op(bound, inputs, params, "float64")
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13, err_msg=f"{kind} in chunks of {chunk} elements")
+    arch, theta = theta_for(CONFIGS["dense, learned, biases"], 1)
+    outcome = check_model(FastImplementation("float64"), arch, theta, BATCHES[0])  # type: ignore[arg-type]
+    assert outcome.passed, explain(outcome, f"CHUNK = {chunk}, {BATCHES[0]!r}")
+
+
+def test_ids_outside_the_vocabulary_are_refused_at_real_positions() -> None:
+    arch, theta = theta_for(CONFIGS["dense, learned, biases"], 2)
+    program = fast.compile(arch, theta, "float64")
+    V = arch.dim("n_vocab")  # type: ignore[attr-defined]
+    for bad in (V, V + 1, -1):
+        with pytest.raises(TokenError, match="n_vocab"):
+            program.forward(np.array([[1, bad, 2]]))
+        with pytest.raises(TokenError, match="n_vocab"):
+            program.prefill(np.array([[bad]]))
+        _, state = program.prefill(np.array([[1, 2]]))
+        with pytest.raises(TokenError, match="n_vocab"):
+            program.decode(state, np.array([bad]))
+    program.forward(np.array([[0, V - 1]]))  # the ends of the vocabulary are fine
+
+
+def test_padded_positions_may_hold_any_id() -> None:
+    """Padding is marked by ``valid``; what the padded slots hold must not matter (nor raise)."""
+    arch, theta = theta_for(CONFIGS["banded, sinusoidal, untied, no biases"], 3)
+    V = arch.dim("n_vocab")  # type: ignore[attr-defined]
+    program = fast.compile(arch, theta, "float64", block=2)
+    valid = np.array([[False, False, True, True, True], [True, True, True, False, False]])
+    clean = np.where(valid, np.array([[0, 0, 3, 4, 5], [6, 7, 8, 0, 0]]), 0)
+    want = program.forward(clean, valid)
+    for junk in (V, V + 7, -1, -(2**40), 2**40):
+        dirty = np.where(valid, clean, junk)
+        np.testing.assert_array_equal(program.forward(dirty, valid), want, err_msg=f"padded slots holding {junk}")
+        first, state = program.prefill(dirty[:, :3], valid[:, :3])
+        steps = [first] + [program.decode(state, dirty[:, t], valid[:, t]) for t in range(3, 5)]
+        assert close(np.concatenate(steps, axis=1), want, "float64"), f"decoding with padded slots holding {junk}"
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+def test_sequences_longer_than_n_ctx_are_refused(positional: str) -> None:
+    config = GPTConfig(n_vocab=5, n_ctx=4, d_model=4, n_layers=1, n_heads=2, positional=positional)  # type: ignore[arg-type]
+    arch, theta = theta_for(config, 0)
+    program = fast.compile(arch, theta, "float64")
+    program.forward(np.array([[1, 2, 3, 4]]))
+    with pytest.raises(TokenError, match="n_ctx"):
+        program.forward(np.array([[1, 2, 3, 4, 0]]))
+    _, state = program.prefill(np.array([[1, 2, 3, 4]]))
+    with pytest.raises(TokenError, match="n_ctx"):
+        program.decode(state, np.array([1]))
+    left = np.array([[0, 0, 1, 2, 3, 4]])  # padding does not count: 4 real tokens fit
+    program.forward(left, np.array([[False, False, True, True, True, True]]))

@@ -62,6 +62,22 @@ def test_a_tiny_llama_passes_with_no_verify_code_of_its_own() -> None:
     assert report.layout == "hf-llama" and report.exit_code == 0, [(r.component, r.status, r.detail, r.error) for r in report.results]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(
+    ("target", "layout_name"),
+    [("transformers:LlamaForCausalLM", "hf-llama"), ("transformers:MistralForCausalLM", "hf-mistral"), ("transformers:Qwen2ForCausalLM", "hf-qwen2")],
+)
+def test_real_llama_family_models_pass_on_their_layouts_default(target: str, layout_name: str, dtype: str) -> None:
+    """Each Llama-family class on its layout's default (grouped-query heads; Mistral with a window
+    shorter than the sequence; Qwen2 with Q/K/V biases and a tied head), as it is, in float32 and
+    bfloat16: padded batches, incremental decoding and generation pass."""
+    report = verify_target(target, dtype=dtype, seed=3, examples=2, generation_examples=1)
+    statuses = {r.key: r.status for r in report.results}
+    assert report.layout == layout_name and statuses == {"model": "passed", "decode": "passed", "generate": "passed"}, [
+        (r.component, r.status, r.detail, r.error) for r in report.results
+    ]
+
+
 def test_a_llama_norm_bug_is_localised_by_the_layout_module_table() -> None:
     def factory(config: dict[str, object]) -> LlamaForCausalLM:
         kwargs = {k: v for k, v in config.items() if k != "model_type"}

@@ -217,7 +217,11 @@ def test_the_pytest_plugin_makes_one_item_per_component(pytester: pytest.Pyteste
             gptspec_verify("tests.test_verify_blackbox:buggy_mask", layout="hf-gpt2", examples=1, components=("model",), shrink=False)
         """
     )
-    result = pytester.runpytest("-p", "gptspec.pytest_plugin", "-v", "-p", "no:cacheprovider")
+    from importlib.metadata import entry_points
+
+    installed = any(e.value == "gptspec.pytest_plugin" for e in entry_points(group="pytest11"))
+    load = [] if installed else ["-p", "gptspec.pytest_plugin"]  # a source checkout not reinstalled since the entry point was added
+    result = pytester.runpytest(*load, "-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, failed=1, skipped=7)
     out = result.stdout.str()
     for item in ("test_my_gpt[model] PASSED", "test_my_gpt[decode] SKIPPED", "test_my_gpt[generate] PASSED", "test_buggy[model] FAILED"):
@@ -230,3 +234,25 @@ def test_the_plugin_is_registered_for_pytest() -> None:
 
     project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["pytest11"] == {"gptspec": "gptspec.pytest_plugin"}
+
+
+# -- the tolerance policy's half precisions --------------------------------------------------
+
+
+def test_bfloat16_rounding_is_round_to_nearest_even() -> None:
+    from gptspec.verify.tolerance import round_bfloat16
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=20000) * 10.0 ** rng.integers(-40, 38, size=20000)).astype(np.float32)  # float32: torch rounds once
+    x = np.concatenate([x, np.float32([0.0, -0.0, 1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 3.3895314e38, np.inf, -np.inf])])
+    want = torch.from_numpy(x).to(torch.bfloat16).to(torch.float64).numpy()
+    np.testing.assert_array_equal(round_bfloat16(x.astype(np.float64)), want)
+    assert round_bfloat16(np.array([1.0 + 2.0**-8]))[0] == 1.0  # a tie goes to even
+
+
+def test_verify_policy_formula() -> None:
+    from gptspec.verify.tolerance import DEFAULT, VERIFY, unit_roundoff
+
+    assert VERIFY.budget("float32", 1e-6, 2.0, scores=100.0) == 8e-6 + (256 + 100) * 2.0**-24 * 2.0
+    assert VERIFY.budget("bfloat16", 0.0, 1.0) == 8 * unit_roundoff("bfloat16")
+    assert DEFAULT.budget("float64", 1.0, 0.0) == 4.0  # gptspec check's factor is unchanged

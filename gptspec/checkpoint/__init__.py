@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from spec import build
 from spec.config import Config
 from spec.errors import CheckpointError, FileError
 from spec.graph import Architecture
-from spec.theta import Theta, float64_theta
+from spec.theta import LazyTheta, Theta, float64_theta
 
 
 def hf_gpt2_config(raw: Mapping[str, object], where: str, name: str = "gpt2") -> Config:
@@ -54,7 +55,7 @@ def hf_gpt2_config(raw: Mapping[str, object], where: str, name: str = "gpt2") ->
 
 def load_hf_gpt2(directory: PathLike) -> tuple[Architecture, Theta]:
     """The architecture and float64 θ of a Hugging Face GPT-2 directory."""
-    return load_directory(directory, HF_GPT2)
+    return load_directory(directory, HF_GPT2, False)
 
 
 def export_state_dict(arch: Architecture, theta: Mapping[str, np.ndarray], layout_name: str = "hf-gpt2", prefixed: bool = True) -> dict[str, np.ndarray]:
@@ -100,8 +101,19 @@ EXPECTED = (
 )
 
 
-def load(path: PathLike) -> tuple[Architecture, Theta]:
-    """Load any checkpoint gptspec reads (see :data:`EXPECTED`): the architecture and θ."""
+@overload
+def load(path: PathLike, lazy: Literal[False] = False) -> tuple[Architecture, Theta]: ...
+@overload
+def load(path: PathLike, lazy: Literal[True]) -> tuple[Architecture, LazyTheta]: ...
+@overload
+def load(path: PathLike, lazy: bool) -> tuple[Architecture, Theta | LazyTheta]: ...
+
+
+def load(path: PathLike, lazy: bool = False) -> tuple[Architecture, Theta | LazyTheta]:
+    """Load any checkpoint gptspec reads (see :data:`EXPECTED`): the architecture and θ.
+    ``lazy``: θ as a :class:`~spec.theta.LazyTheta` over memory maps of the files, each entry read
+    and made float64 only when used (for checkpoints larger than memory in float64; the values
+    are the same, bit for bit)."""
     p = Path(path)
     if p.is_symlink() and not p.exists():
         raise FileError(f"path={p} is a broken symbolic link or a symlink loop, but expected {EXPECTED} [load]")
@@ -109,7 +121,7 @@ def load(path: PathLike) -> tuple[Architecture, Theta]:
         raise CheckpointError(f"path={p} does not exist, but expected {EXPECTED} [load]")
     if p.is_dir():
         if (p / "config.json").exists():
-            return load_directory(p)
+            return load_directory(p, None, lazy)
         found = pickles(p)
         if found:
             raise refuse_pickle(p / found[0], p)
@@ -120,7 +132,7 @@ def load(path: PathLike) -> tuple[Architecture, Theta]:
         raise CheckpointError(f"file={p.name}, but expected {EXPECTED} [load]")
     header = safetensors_io.read_header(p)
     if header.metadata.get("format") == THETA_FORMAT:
-        return load_theta(p)
+        return load_theta(p, lazy=lazy)
     if (p.parent / "config.json").is_file():
         raise CheckpointError(
             f"file={p.name} has no gptspec metadata, but expected {EXPECTED} [load {p}]; "

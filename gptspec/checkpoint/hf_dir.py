@@ -7,19 +7,30 @@ Only safetensors and JSON are read: pickle-based files (``pytorch_model.bin``, `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 
 from gptspec import safetensors_io
-from gptspec.checkpoint.layout import Layout, layout_for_model_type, others, read_native_config, spelling, strip_prefix, to_theta
+from gptspec.checkpoint.layout import (
+    Layout,
+    Stored,
+    layout_for_model_type,
+    lazy_theta,
+    others,
+    read_native_config,
+    spelling,
+    strip_prefix,
+    to_theta,
+)
 from gptspec.files import read_json
 from gptspec.safetensors_io import PathLike
 from spec import build
 from spec.errors import CheckpointError
 from spec.graph import Architecture
-from spec.theta import Theta
+from spec.theta import LazyTheta, Theta
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 """File suffixes of pickle-based checkpoints, which are refused."""
@@ -117,10 +128,33 @@ def read_state(headers: Mapping[str, safetensors_io.Header], names: list[str] | 
     return out
 
 
-def load_directory(directory: PathLike, expected: Layout | None = None) -> tuple[Architecture, Theta]:
+def stored_tensors(headers: Mapping[str, safetensors_io.Header]) -> dict[str, Stored]:
+    """Every tensor of the files as a :class:`Stored` whose ``open`` memory-maps it."""
+    out: dict[str, Stored] = {}
+    for name, header in headers.items():
+        info = header.tensors[name]
+        out[name] = Stored(info.shape, info.dtype, info.end - info.begin, _mapper(header, name))
+    return out
+
+
+def _mapper(header: safetensors_io.Header, name: str) -> Callable[[], np.ndarray]:
+    return lambda: safetensors_io.map_tensor(header, name)
+
+
+@overload
+def load_directory(directory: PathLike, expected: Layout | None = None, lazy: Literal[False] = False) -> tuple[Architecture, Theta]: ...
+@overload
+def load_directory(directory: PathLike, expected: Layout | None, lazy: Literal[True]) -> tuple[Architecture, LazyTheta]: ...
+@overload
+def load_directory(directory: PathLike, expected: Layout | None, lazy: bool) -> tuple[Architecture, Theta | LazyTheta]: ...
+
+
+def load_directory(directory: PathLike, expected: Layout | None = None, lazy: bool = False) -> tuple[Architecture, Theta | LazyTheta]:
     """The architecture and float64 θ of a Hugging Face directory, through the layout its
     ``model_type`` selects (or ``expected``, which it must then match). Everything the layout does
-    not model is refused with a :class:`CheckpointError`."""
+    not model is refused with a :class:`CheckpointError`. ``lazy``: θ as a
+    :class:`~spec.theta.LazyTheta` over memory maps of the files (single or sharded), each entry
+    read and made float64 when used (the same values, bit for bit)."""
     path = Path(directory)
     if not path.is_dir():
         raise CheckpointError(f"path={path} is not a directory, but expected a Hugging Face checkpoint directory (config.json + model.safetensors) [load]")
@@ -139,6 +173,9 @@ def load_directory(directory: PathLike, expected: Layout | None = None) -> tuple
     arch = build(config)
     headers = weight_headers(path)
     by_key = strip_prefix(lay, headers, str(path))
+    if lazy:
+        stored = stored_tensors(headers)
+        return arch, lazy_theta(lay, arch, {key: stored[name] for key, name in by_key.items()}, str(path), spelling(lay, by_key))
     state = read_state(headers)
     theta = to_theta(lay, arch, {key: state[name] for key, name in by_key.items()}, str(path), spelling(lay, by_key))
     return arch, theta

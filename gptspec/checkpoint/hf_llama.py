@@ -499,28 +499,37 @@ once, which the spec computes head by head, so they are not either)."""
 
 
 def _layout(model_type: str, name: str, keys: Mapping[str, ConfigKey], read: Callable[[Mapping[str, object], str], Config],
-            write: Callable[[Any], dict[str, object]], cls: str, tensors: tuple[Tensor | Alias, ...], notes: tuple[str, ...]) -> Layout:
+            write: Callable[[Any], dict[str, object]], cls: str, tensors: tuple[Tensor | Alias, ...], notes: tuple[str, ...],
+            default: LlamaConfig) -> Layout:
     return register_layout(Layout(
         name=name, family="llama", description=f"Hugging Face {cls} ({model_type}): config.json + safetensors",
         model_type=model_type, config_keys=keys, read_config=read, write_config=write, layers=lambda c: c.n_layers,
-        prefix="model.", unprefixed=("lm_head.weight",), tensors=tensors, modules=MODULES, notes=notes,
+        prefix="model.", unprefixed=("lm_head.weight",), tensors=tensors, modules=MODULES, notes=notes, default=default,
     ))
+
+
+_SMALL = {"n_vocab": 61, "n_ctx": 16, "d_model": 16, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_mlp": 24}
+"""gptspec verify's default size for these layouts: two layers, grouped-query heads (2 query heads per
+key/value head), so residual wiring, layer-dependent code and the GQA grouping are exercised."""
 
 
 HF_LLAMA = _layout(
     "llama", "hf-llama", LLAMA_KEYS, read_llama, write_llama, "LlamaForCausalLM",
     _tensors(lambda c: c.qkv_bias, lambda c: c.out_bias, lambda c: c.mlp_bias),
     ("attention_bias covers q_proj, k_proj, v_proj and o_proj together",),
+    LlamaConfig(**_SMALL, name="hf-llama-small-default"),  # type: ignore[arg-type]
 )
 HF_MISTRAL = _layout(
     "mistral", "hf-mistral", MISTRAL_KEYS, read_mistral, write_mistral, "MistralForCausalLM",
     _tensors(None, None, None),
     ("no biases; one sliding window for every layer (or none)",),
+    LlamaConfig(**_SMALL, attention=("sliding",), sliding_window=3, name="hf-mistral-small-default"),  # type: ignore[arg-type]
 )
 HF_QWEN2 = _layout(
     "qwen2", "hf-qwen2", QWEN2_KEYS, read_qwen2, write_qwen2, "Qwen2ForCausalLM",
     _tensors(lambda c: c.qkv_bias, None, None),
     ("biases on q_proj, k_proj and v_proj only; per-layer windows by layer_types",),
+    LlamaConfig(**_SMALL, qkv_bias=True, tied=True, name="hf-qwen2-small-default"),  # type: ignore[arg-type]
 )
 
 LLAMA_LAYOUTS = (HF_LLAMA, HF_MISTRAL, HF_QWEN2)

@@ -44,7 +44,7 @@ from spec.config import Config
 from spec.dims import Shape, show
 from spec.errors import CheckpointError, ConfigError
 from spec.graph import Architecture
-from spec.theta import Theta
+from spec.theta import LazyTheta, Theta
 
 # -- the pattern language ------------------------------------------------------------------
 
@@ -480,18 +480,138 @@ def _matches(template: str, name: str) -> bool:
     return re.fullmatch(re.escape(template).replace(re.escape("{i}"), r"\d+"), name) is not None
 
 
-def _split(rule: Tensor, value: np.ndarray, names: list[str], shapes: Mapping[str, tuple[int, ...]]) -> list[np.ndarray]:
-    """External array → the Θ arrays (reshape to every axis, then one transpose per entry)."""
+def _part(rule: Tensor, value: np.ndarray, names: list[str], shapes: Mapping[str, tuple[int, ...]], k: int) -> np.ndarray:
+    """The view of external array ``value`` that is the rule's k-th Θ entry (reshape to every
+    axis, take k along the stacked axis, transpose): no copy, so it applies as well to a
+    memory-mapped tensor as to one in memory."""
     ext, th = Pattern.parse(rule.external_pattern), Pattern.parse(rule.theta_pattern)
     sizes = _sizes(rule, names, shapes)
-    full = value.reshape([sizes[a] for a in ext.axes])
     axes = list(ext.axes)
-    parts = []
-    for k in range(len(names)):
-        part = np.take(full, k, axis=axes.index(STACK)) if STACK in axes else full
-        remaining = [a for a in axes if a != STACK]
-        parts.append(np.ascontiguousarray(part.transpose([remaining.index(a) for a in th.axes])))
-    return parts
+    full = value.reshape([sizes[a] for a in axes])
+    part = full[(slice(None),) * axes.index(STACK) + (k,)] if STACK in axes else full
+    remaining = [a for a in axes if a != STACK]
+    return part.transpose([remaining.index(a) for a in th.axes])
+
+
+def _split(rule: Tensor, value: np.ndarray, names: list[str], shapes: Mapping[str, tuple[int, ...]]) -> list[np.ndarray]:
+    """External array → the Θ arrays (:func:`_part` of each, made contiguous)."""
+    return [np.ascontiguousarray(_part(rule, value, names, shapes, k)) for k in range(len(names))]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An external tensor not yet read: its shape, its stored dtype (a safetensors name, e.g.
+    ``BF16``), its size in bytes, and how to get it as an array (e.g. a memory map:
+    :func:`gptspec.safetensors_io.map_tensor`, BF16 as raw bits)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    open: Callable[[], np.ndarray]
+
+    @property
+    def floating(self) -> bool:
+        return self.dtype in ("F64", "F32", "F16", "BF16")
+
+
+def stored_float64(name: str, stored: Stored, view: Callable[[np.ndarray], np.ndarray], where: str) -> np.ndarray:
+    """``view`` of a stored tensor as float64, converted a chunk at a time, every entry finite
+    (:func:`float_tensor`'s rule and message)."""
+    from gptspec.safetensors_io import to_float64
+
+    out, bad = to_float64(view(stored.open()), stored.dtype)
+    if bad:
+        raise CheckpointError(
+            f"{name} has {bad} non-finite entries, but expected real numbers "
+            f"[checkpoint {where}]; the checkpoint is corrupt or diverged"
+        )
+    return out
+
+
+def lazy_theta(
+    lay: Layout, arch: Architecture, state: Mapping[str, Stored], where: str, spell: Callable[[str], str] | None = None
+) -> LazyTheta:
+    """θ as :func:`to_theta` gives it, but read lazily: the same checks up front from the
+    tensors' shapes and dtypes (buffers and tied aliases are read and compared now, a chunk at a
+    time), and each Θ entry read, split, transposed and made float64 only when it is used, every
+    time it is used (:class:`~spec.theta.LazyTheta`). Bit-identical to :func:`to_theta`."""
+    shown = spell or (lambda key: key)
+    expected = expected_shapes(lay, arch)
+    rules = {name: (rule, i) for name, rule, i in lay.rules(arch.config)}
+    missing = [n for n, (rule, _) in rules.items() if isinstance(rule, Tensor) and n not in state]
+    if missing:
+        shape, sym = expected[missing[0]]
+        raise CheckpointError(
+            f"{shown(missing[0])} is missing{others([shown(m) for m in missing])}, but expected a tensor of shape {sym} = {shape} [checkpoint {where}]; "
+            "the file does not hold the model its config describes"
+        )
+    buffers = {b.external: b for b in lay.buffers}
+    unexpected = []
+    for name, value in state.items():
+        if name in rules or name.startswith(lay.ignored_prefixes):
+            continue
+        buffer = next((b for pattern, b in buffers.items() if _matches(pattern, name)), None)
+        if buffer is not None:
+            buffer.check(shown(name), np.array(value.open()), where)
+            continue
+        unexpected.append(shown(name))
+    if unexpected:
+        raise CheckpointError(
+            f"{unexpected[0]} is unexpected{others(unexpected)}, but expected only the tensors of a model with this config "
+            f"[checkpoint {where}]; the file holds something the config does not describe (another model, another depth?)"
+        )
+    shapes = arch.theta_shapes()
+    sources: dict[str, tuple[str, Tensor, list[str], int]] = {}
+    nbytes = 0
+    for name, (rule, i) in rules.items():
+        if isinstance(rule, Alias):
+            continue
+        value = state[name]
+        if not value.floating:
+            raise CheckpointError(
+                f"{shown(name)} has dtype {value.dtype}, but expected floating-point values [checkpoint {where}]; "
+                "integer weights are quantised values, which the spec does not model: dequantise them first"
+            )
+        shape, sym = expected[name]
+        if value.shape != shape:
+            raise CheckpointError(f"{shown(name)} has shape {value.shape}, but expected {sym} = {shape} [checkpoint {where}]")
+        names = [t.format(i=i) for t in rule.theta]
+        nbytes += value.nbytes
+        for k, theta_name in enumerate(names):
+            sources[theta_name] = (name, rule, names, k)
+    for name, (rule, _) in rules.items():
+        if isinstance(rule, Alias) and name in state:
+            _check_alias(shown(name), state[name], shown(rule.of), state[rule.of], where, rule.reason)
+    missing_theta = [n for n in arch.theta if n not in sources]
+    if missing_theta:
+        raise CheckpointError(f"Θ entries {missing_theta[:4]} are not filled by layout {lay.name} [checkpoint {where}]; the layout's table is incomplete")
+
+    def load(theta_name: str) -> np.ndarray:
+        name, rule, names, k = sources[theta_name]
+        return stored_float64(shown(name), state[name], lambda raw: _part(rule, raw, names, shapes, k), where)
+
+    return LazyTheta({n: shapes[n] for n in arch.theta}, load, nbytes, where)
+
+
+def _rows(start: int, stop: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda raw: raw[start:stop] if raw.ndim else raw
+
+
+def _check_alias(name: str, value: Stored, base_name: str, base: Stored, where: str, reason: str) -> None:
+    """A tied alias equals the tensor it names (compared a chunk of rows at a time, as float64)."""
+    if value.shape != base.shape:
+        raise CheckpointError(f"{name} differs from {base_name} (shape {value.shape}), but expected them equal [checkpoint {where}]; {reason}")
+    rows = value.shape[0] if value.shape else 1
+    step = max(1, (1 << 20) // max(1, int(np.prod(value.shape[1:], dtype=np.int64))))
+    worst = 0.0
+    for r in range(0, rows, step):
+        rows_of = _rows(r, r + step)
+        x = stored_float64(name, value, rows_of, where)
+        y = stored_float64(base_name, base, rows_of, where)
+        if not np.array_equal(x, y):
+            worst = max(worst, float(np.max(np.abs(x - y))))
+    if worst:
+        raise CheckpointError(f"{name} differs from {base_name} (max |Δ| = {worst:.3g}), but expected them equal [checkpoint {where}]; {reason}")
 
 
 def _join(rule: Tensor, arrays: list[np.ndarray], names: list[str], shapes: Mapping[str, tuple[int, ...]]) -> np.ndarray:

@@ -5,14 +5,15 @@ family."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 
 from gptspec import safetensors_io
 from gptspec.checkpoint.hf_dir import FLOAT_DTYPES
-from gptspec.checkpoint.layout import float_tensor, others
+from gptspec.checkpoint.layout import Stored, float_tensor, others, stored_float64
 from gptspec.safetensors_io import PathLike
 from spec import build, family_of
 from spec.architectures import family
@@ -20,7 +21,7 @@ from spec.config import Config
 from spec.dims import show
 from spec.errors import CheckpointError, ConfigError
 from spec.graph import Architecture
-from spec.theta import Theta, float64_theta
+from spec.theta import LazyTheta, Theta, float64_theta
 
 THETA_FORMAT = "gptspec.theta/1"
 """The ``format`` entry of the ``__metadata__`` of files :func:`save_theta` writes. Files with no
@@ -52,8 +53,18 @@ def save_theta(path: PathLike, arch: Architecture, theta: Mapping[str, np.ndarra
     return p
 
 
-def load_theta(path: PathLike) -> tuple[Architecture, Theta]:
-    """Read a file :func:`save_theta` wrote: the architecture and θ (float64, finite)."""
+@overload
+def load_theta(path: PathLike, lazy: Literal[False] = False) -> tuple[Architecture, Theta]: ...
+@overload
+def load_theta(path: PathLike, lazy: Literal[True]) -> tuple[Architecture, LazyTheta]: ...
+@overload
+def load_theta(path: PathLike, lazy: bool) -> tuple[Architecture, Theta | LazyTheta]: ...
+
+
+def load_theta(path: PathLike, lazy: bool = False) -> tuple[Architecture, Theta | LazyTheta]:
+    """Read a file :func:`save_theta` wrote: the architecture and θ (float64, finite). ``lazy``:
+    θ as a :class:`~spec.theta.LazyTheta` over a memory map of the file, each entry read when
+    used."""
     p = Path(path)
     header = safetensors_io.read_header(p)
     where = f"checkpoint {p}"
@@ -83,5 +94,21 @@ def load_theta(path: PathLike) -> tuple[Architecture, Theta]:
             raise CheckpointError(f"{name} has shape {info.shape}, but expected {show(arch.theta[name])} = {want} [{where}]")
         if info.dtype not in FLOAT_DTYPES:
             raise CheckpointError(f"{name} has dtype {info.dtype}, but expected one of {list(FLOAT_DTYPES)} [{where}]")
+    if lazy:
+        stored = {name: Stored(info.shape, info.dtype, info.end - info.begin, _mapper(header, name))
+                  for name, info in ((n, header.tensors[n]) for n in shapes)}
+
+        def entry(name: str) -> np.ndarray:
+            return stored_float64(name, stored[name], _whole, str(p))
+
+        return arch, LazyTheta(shapes, entry, sum(s.nbytes for s in stored.values()), str(p))
     arrays = safetensors_io.read_tensors(header, list(shapes))
     return arch, {name: float_tensor(name, value, str(p)) for name, value in arrays.items()}
+
+
+def _whole(raw: np.ndarray) -> np.ndarray:
+    return raw
+
+
+def _mapper(header: safetensors_io.Header, name: str) -> Callable[[], np.ndarray]:
+    return lambda: safetensors_io.map_tensor(header, name)

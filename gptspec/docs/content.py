@@ -14,7 +14,6 @@ import fnmatch
 import functools
 import inspect
 import re
-import types
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -374,51 +373,37 @@ class Applicable:
     theorem: Any
     """A proofs.core.Theorem."""
     ops: tuple[str, ...]
-    """The op kinds its proof and witness read (all used by this architecture); () when it reads
-    none: a statement about the spec's machinery (Θ, the dependency typing) rather than an op."""
+    """The op kinds the theorem is about (its ``Theorem.ops``; all used by this architecture); ()
+    when it is about the spec's machinery (Θ, the dependency typing) rather than an op."""
 
 
 def theorem_ops(thm: Any) -> tuple[str, ...]:
-    """The primitive kinds a theorem's proof and witness name, with the helpers of its own module
-    they call: read off the code objects, so it follows the proofs as they change."""
-    home = thm.prove.__module__
-    found: set[str] = set()
-    seen: set[types.FunctionType] = set()
-
-    def visit(fn: types.FunctionType) -> None:
-        if fn in seen:
-            return
-        seen.add(fn)
-        scope = fn.__globals__
-
-        def walk(code: types.CodeType) -> None:
-            for name in code.co_names:
-                value = scope.get(name)
-                if isinstance(value, type) and issubclass(value, Primitive) and value is not Primitive and getattr(value, "kind", "") in PRIMITIVES:
-                    found.add(value.kind)
-                elif isinstance(value, types.FunctionType) and value.__module__ == home:
-                    visit(value)
-            for const in code.co_consts:
-                if isinstance(const, types.CodeType):
-                    walk(const)
-
-        walk(fn.__code__)
-
-    for fn in (thm.prove, thm.witness):
-        if isinstance(fn, types.FunctionType):
-            visit(fn)
-    return tuple(k for k in PRIMITIVES if k in found)
+    """The primitive kinds a theorem is about: its explicit ``Theorem.ops`` field."""
+    return tuple(thm.ops)
 
 
-def applicable_theorems(kinds: set[str]) -> list[Applicable]:
-    """The theorems whose proofs read only op kinds this architecture uses (or none)."""
+def architecture_family(arch: Architecture) -> str | None:
+    """The registered family ``arch`` was built by (None: built by hand, no registered config)."""
+    from spec.architectures.registry import family_of
+
+    config = getattr(arch, "config", None)
+    if config is None:
+        return None
+    try:
+        return family_of(config).name
+    except GptSpecError:
+        return None
+
+
+def applicable_theorems(kinds: set[str], family: str | None = None) -> list[Applicable]:
+    """The theorems about this architecture: those whose ``Theorem.ops`` it all uses, and whose
+    ``Theorem.families`` (when given) include its family."""
     from proofs.core import select
 
     out = []
     for thm in select():
-        ops = theorem_ops(thm)
-        if set(ops) <= kinds:
-            out.append(Applicable(thm, ops))
+        if set(thm.ops) <= kinds and (not thm.families or family in thm.families):
+            out.append(Applicable(thm, tuple(thm.ops)))
     return out
 
 
@@ -517,7 +502,7 @@ def collect(arch: Architecture, source: str = "", note: str = "") -> Site:
     return Site(
         arch=arch, source=source, note=note, levels=lv, ops=ops, composites=composites, variant_of=variant_of,
         theta=theta_entries(arch, reads, list(groups)), total=count(arch), formula=symbolic_count(arch), groups=groups,
-        theorems=applicable_theorems(kinds), verdict=typing_lines, conventions=applicable_conventions(kinds), kinds=kinds,
+        theorems=applicable_theorems(kinds, architecture_family(arch)), verdict=typing_lines, conventions=applicable_conventions(kinds), kinds=kinds,
     )
 
 

@@ -112,6 +112,13 @@ class Verdict:
 PASS = Verdict(Comparison(0.0, 0.0, (), 0.0, 0.0), 0.0, 0.0)
 
 
+def max_score(arch: Architecture, values: Mapping[str, np.ndarray]) -> float:
+    """The largest |attention score| among a sequence's reference values (0 if none)."""
+    from gptspec.verify.structure import structure
+
+    return max((float(np.max(np.abs(values[p]), initial=0.0)) for p in structure(arch).score_params if p in values), default=0.0)
+
+
 @dataclass
 class Context:
     """What a check needs besides the case: the architecture built from the case's config, the
@@ -126,9 +133,10 @@ class Context:
     theta: Mapping[str, np.ndarray] | None = None
     theta_key: Hashable | None = None
 
-    def budget(self, case: Case, e_store: float, scale: float) -> float:
-        """The policy's budget for a value of ``case`` (large-score draws: ``large_factor``)."""
-        return self.policy.budget(self.dtype, e_store, scale, large=case.draw.magnitude == "large")
+    def budget(self, e_store: float, scale: float, values: Mapping[str, np.ndarray]) -> float:
+        """The policy's budget for a value of a sequence whose reference values are ``values``
+        (their largest attention score enters the budget: Policy.budget)."""
+        return self.policy.budget(self.dtype, e_store, scale, max_score(self.arch, values))
 
     def theta_for(self, case: Case) -> tuple[Mapping[str, np.ndarray], Hashable]:
         if self.theta is not None:
@@ -145,12 +153,13 @@ def judge_rows(ctx: Context, case: Case, got: np.ndarray, ids: np.ndarray, valid
         where = np.flatnonzero(valid[b])
         if where.size:
             real = ids[b, valid[b]]
-            want = ctx.oracle.logits(ctx.arch, theta, key, real)
+            values = ctx.oracle.values(ctx.arch, theta, key, real)
+            want = values["logits"]
             stored = ctx.oracle.logits(ctx.arch, theta, key, real, ctx.dtype)
             c = compare(got[b, where], want)
             e_store = compare(stored, want).max_abs
             c = Comparison(c.max_abs, c.scale, (b, int(where[c.where[0]]), c.where[1]) if c.where else (b,), c.got, c.want)
-            verdict = Verdict(c, ctx.budget(case, e_store, c.scale), e_store)
+            verdict = Verdict(c, ctx.budget(e_store, c.scale, values), e_store)
             if not verdict.passed:
                 return verdict
             if verdict.ratio >= worst.ratio:
@@ -222,7 +231,8 @@ def run_generate(impl: Any, ctx: Context, case: Case) -> Verdict:
             j = int(bad[0])
             return Verdict(Comparison(float("inf"), 0.0, (b, int(real.size + j)), float(tokens[b, j]), 0.0), 0.0, 0.0, f"generated id {int(tokens[b, j])} is outside the vocabulary")
         seq = np.concatenate([real, tokens[b]])
-        want = ctx.oracle.logits(ctx.arch, theta, key, seq)
+        values = ctx.oracle.values(ctx.arch, theta, key, seq)
+        want = values["logits"]
         stored = ctx.oracle.logits(ctx.arch, theta, key, seq, ctx.dtype)
         e_store = compare(stored, want).max_abs
         for j, token in enumerate(tokens[b]):
@@ -231,7 +241,7 @@ def run_generate(impl: Any, ctx: Context, case: Case) -> Verdict:
             gap = float(np.max(row) - row[token])
             scale = float(np.max(np.abs(row)))
             c = Comparison(gap, scale, (b, p + 1, int(token)), float(row[token]), float(np.max(row)))
-            verdict = Verdict(c, ctx.budget(case, e_store, scale), e_store,
+            verdict = Verdict(c, ctx.budget(e_store, scale, values), e_store,
                               f"generated token {int(token)} at position {p + 1}, but the reference's argmax is {int(np.argmax(row))} (logit gap {gap:.3g})" if gap > 0 else "")
             if not verdict.passed:
                 return verdict

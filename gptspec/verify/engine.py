@@ -333,11 +333,18 @@ def components(target: Target, impl: Implementation, impl_snippet: str, policy: 
 def verify(
     target: Target, impl: Implementation, impl_snippet: str, *, examples: int = 25, seed: int = 0,
     policy: Policy = DEFAULT, on_result: Callable[[Result], None] | None = None,
-    on_start: Callable[[str], None] | None = None,
+    on_start: Callable[[str], None] | None = None, shard: tuple[int, int] = (1, 1),
 ) -> list[Result]:
-    """Run every component; call ``on_result`` as each finishes (progress)."""
+    """Run every component (of ``shard`` i/n only: the components at positions k with
+    k mod n = i − 1, each drawing exactly its unsharded examples; gptspec/verify/shard.py); call
+    ``on_result`` as each finishes (progress)."""
+    from gptspec.verify.shard import check_shard, owns
+
+    check_shard(shard, "--shard")
     results = []
-    for component in components(target, impl, impl_snippet, policy):
+    for k, component in enumerate(components(target, impl, impl_snippet, policy)):
+        if not owns(shard, k):
+            continue
         if on_start is not None:
             on_start(component.name)
         result = run_component(component, examples, seed)

@@ -50,7 +50,9 @@ class FastImplementation:
     """fast/ in a given dtype, seen through the :class:`Implementation` interface."""
 
     def __init__(self, dtype: str = "float64", block: int = 4) -> None:
-        self.dtype: np.dtype[Any] = np.dtype(dtype)
+        from fast import resolve_dtype
+
+        self.dtype: np.dtype[Any] = resolve_dtype(dtype, "FastImplementation")  # float16 and bfloat16 too (fast/precision.py)
         self.name = f"fast[{self.dtype.name}]"
         self.block = block  # small, so even short sequences cross several key blocks
         self._programs: dict[int, Any] = {}

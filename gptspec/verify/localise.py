@@ -157,7 +157,7 @@ def _judge_value(ctx: Context, case: Case, theta: Any, key: Any, ids: np.ndarray
         if got.shape != want.shape:
             return None
         c = compare(got, want)
-        budget = ctx.budget(case, compare(stored, want).max_abs, c.scale)
+        budget = ctx.budget(compare(stored, want).max_abs, c.scale, ctx.oracle.values(ctx.arch, theta, key, real))
         ratio = 0.0 if c.max_abs == 0 else (c.max_abs / budget if budget > 0 else float("inf"))
         if ctx.empty_rows != "ignore" and not np.isfinite(np.asarray(array[b][~valid[b]], dtype=np.float64)).all():
             ratio, c = float("inf"), replace(c, max_abs=float("inf"))  # NaN at a padded position: what leaks into real rows later
@@ -184,7 +184,7 @@ def _wrong_heads(
     for value in concat.inputs.values():
         width = values[value].shape[-1]
         c = compare(got[:, start : start + width], values[value])
-        if c.max_abs > ctx.budget(case, compare(stored[value], values[value]).max_abs, c.scale):
+        if c.max_abs > ctx.budget(compare(stored[value], values[value]).max_abs, c.scale, values):
             wrong.append(value)
         start += width
     if not wrong or len(wrong) == len(concat.inputs):

@@ -137,13 +137,17 @@ def pair_components(target: Target, impl: Implementation, policy: Policy = DEFAU
 def verify_seq2seq(
     target: Target, impl: Implementation, impl_snippet: str, *, examples: int = 25, seed: int = 0, policy: Policy = DEFAULT,
     on_result: Callable[[Result], None] | None = None, on_start: Callable[[str], None] | None = None,
+    shard: tuple[int, int] = (1, 1),
 ) -> list[Result]:
     """:func:`gptspec.verify.engine.verify` for an encoder–decoder: the engine's op components,
-    then :func:`pair_components` in place of its single-sequence model components."""
+    then :func:`pair_components` in place of its single-sequence model components (of ``shard``
+    only, as there)."""
+    from gptspec.verify.shard import check_shard, select
+
     chosen = [c for c in components(target, impl, impl_snippet, policy) if not c.name.startswith("model:")]
     chosen += list(pair_components(target, impl, policy))
     results = []
-    for component in chosen:
+    for component in select(chosen, check_shard(shard, "--shard")):
         if on_start is not None:
             on_start(component.name)
         result = run_component(component, examples, seed)

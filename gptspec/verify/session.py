@@ -43,6 +43,7 @@ from gptspec.verify.conventions import DEFAULT_EMPTY_ROWS, DESCRIPTIONS, check_c
 from gptspec.verify.engine import Component, Result, check_op, run_component
 from gptspec.verify.localise import Localisation, by_intermediates, by_probes, component_only
 from gptspec.verify.oracle import ORACLE
+from gptspec.verify.shard import WHOLE, Shard, check_shard, describe, owns
 from gptspec.verify.shrink import script, shrink
 from gptspec.verify.strategies import distinct_ops, op_examples, small_op_examples
 from gptspec.verify.tolerance import VERIFY, Policy, dtype_name
@@ -82,8 +83,11 @@ class Options:
     localise: bool = True
     components: tuple[str, ...] = tuple(COMPONENTS)
     policy: Policy = VERIFY
+    shard: Shard = WHOLE
+    """``--shard i/n``: run only shard i of n of the drawn cases and op components (gptspec/verify/shard.py)."""
 
     def check(self) -> None:
+        check_shard(self.shard, "--shard")
         check_convention(self.empty_rows)
         for name in ("examples", "generation_examples", "op_examples", "max_len"):
             value = getattr(self, name)
@@ -246,10 +250,12 @@ def describe_config(config: object) -> str:
 class Runner:
     """One verification run: contexts per config, the checks, shrinking and localisation."""
 
-    def __init__(self, s: Setup, options: Options, progress: Callable[[str], None] | None) -> None:
+    def __init__(self, s: Setup, options: Options, progress: Callable[[str], None] | None, target: str | None = None) -> None:
         self.s = s
         self.options = options
         self.progress = progress or (lambda _m: None)
+        self.options_target = target
+        """The target as a string, for scripts that reproduce a failure (None: an object)."""
         self._archs: dict[Hashable, Architecture] = {s.arch.config: s.arch}
         self.passed: dict[str, bool] = {}
 
@@ -351,8 +357,6 @@ class Runner:
         if isinstance(self.options_target, str):
             result.counterexample = script(self.options_target, self.script_options(), key, case)
 
-    options_target: object = None
-
     def script_options(self) -> dict[str, Any]:
         o = self.options
         out: dict[str, Any] = {"layout": self.s.layout.name, "dtype": self.s.dtype, "empty_rows": o.empty_rows}
@@ -394,7 +398,10 @@ class Runner:
         if not callable(getattr(impl, "op", None)):
             return [Result("ops", key="ops", skipped="the target exposes no op-level functions (an Implementation with op() does)", passed=False)]
         results = []
+        mine = set(self.plan()["ops"])  # this shard's op components (all when unsharded)
         for label, (op, paths) in distinct_ops(self.s.arch).items():
+            if ("op", label) not in mine:
+                continue
             where = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
 
             def check(example: Any, op: Any = op) -> Any:
@@ -421,6 +428,8 @@ class Runner:
                 result.localisation = Localisation(where.split(" and ")[0], op.kind, "component", "the op alone differs from the reference").as_dict()
             results.append(result)
         for kind in dict.fromkeys(op.kind for op, _ in distinct_ops(self.s.arch).values()):
+            if ("hard cases", kind) not in mine:
+                continue
             # each kind's own hard cases too (every mask family, rows with no allowed key, width 1):
             # where the empty-row conventions and the masks the architecture does not use are judged
             def check_pair(pair: Any) -> Any:
@@ -448,10 +457,28 @@ class Runner:
             results.append(result)
         return results
 
+    def plan(self) -> dict[str, list[Any]]:
+        """What this run checks, by component key, in order: the model-level cases (each a
+        :class:`Case`: config, θ draw, batch) and the op components (``("op", label)``,
+        ``("hard cases", kind)``) — of its shard only (``Options.shard``), so the shards' plans
+        partition the unsharded plan (gptspec/verify/shard.py)."""
+        s, o = self.s, self.options
+        n_ctx, n_vocab = s.arch.dim("n_ctx"), s.arch.dim("n_vocab")
+        cases = model_cases(s.arch.config, n_ctx, n_vocab, examples=o.examples, seed=o.seed, max_len=o.max_len)
+        generation = generation_cases(s.arch.config, n_ctx, n_vocab, examples=o.generation_examples, seed=o.seed, max_len=o.max_len)
+        ops = [("op", label) for label in distinct_ops(s.arch)]
+        ops += [("hard cases", kind) for kind in dict.fromkeys(op.kind for op, _ in distinct_ops(s.arch).values())]
+        mine = [c for k, c in enumerate(cases) if owns(o.shard, k)]
+        return {
+            "model": mine, "decode": [c for k, c in enumerate(cases) if owns(o.shard, k) and c.batch.width > 1],
+            "generate": [c for k, c in enumerate(generation) if owns(o.shard, k)],
+            "weights": [replace(c, draw=replace(c.draw, magnitude="plain")) for c in mine],
+            "ops": [item for k, item in enumerate(ops) if owns(o.shard, k)],
+        }
+
     def run(self, on_result: Callable[[Result], None] | None) -> list[Result]:
         s, o = self.s, self.options
         arch = s.arch
-        n_ctx, n_vocab = arch.dim("n_ctx"), arch.dim("n_vocab")
         results: list[Result] = []
 
         def done(result: Result) -> None:
@@ -460,20 +487,20 @@ class Runner:
             if on_result is not None:
                 on_result(result)
 
-        cases = model_cases(arch.config, n_ctx, n_vocab, examples=o.examples, seed=o.seed, max_len=o.max_len)
-        if "model" in o.components:
-            done(self.run_cases("model", cases))
-        if "decode" in o.components:
+        planned = self.plan()  # this shard's cases (all of them when unsharded)
+        if "model" in o.components and planned["model"]:
+            done(self.run_cases("model", planned["model"]))
+        if "decode" in o.components and (planned["decode"] or o.shard == WHOLE):
             can = getattr(s.impl, "can_decode", None)
             if callable(getattr(s.impl, "decode", None)) and (can is None or can(arch)):
-                done(self.run_cases("decode", [c for c in cases if c.batch.width > 1]))
+                done(self.run_cases("decode", planned["decode"]))
             else:
                 done(Result(COMPONENTS["decode"], key="decode", passed=False,
                             skipped="the target offers no incremental decoding (a Hugging Face cache: past_key_values/cache; or a decode attribute)"))
-        if "generate" in o.components:
-            done(self.run_cases("generate", generation_cases(arch.config, n_ctx, n_vocab, examples=o.generation_examples, seed=o.seed, max_len=o.max_len)))
-        if "weights" in o.components and s.weights is not None:
-            done(self.run_cases("weights", [replace(c, draw=replace(c.draw, magnitude="plain")) for c in cases]))
+        if "generate" in o.components and (planned["generate"] or o.shard == WHOLE):
+            done(self.run_cases("generate", planned["generate"]))
+        if "weights" in o.components and s.weights is not None and planned["weights"]:
+            done(self.run_cases("weights", planned["weights"]))
         if "ops" in o.components and callable(getattr(s.impl, "op", None)):
             for result in self.run_ops():
                 done(result)
@@ -498,8 +525,7 @@ def verify_target(
     options = replace(options or Options(), **changes)
     start = time.perf_counter()
     s = setup(target, options)
-    runner = Runner(s, options, progress)
-    runner.options_target = target if isinstance(target, str) else None
+    runner = Runner(s, options, progress, target if isinstance(target, str) else None)
     report = Report(
         target=s.label, implementation=s.impl.name, layout=s.layout.name, architecture=f"{s.arch.name}: {describe_config(s.arch.config)}",
         dtype=s.dtype, empty_rows=options.empty_rows, policy=options.policy.describe(s.dtype), seed=options.seed,
@@ -507,6 +533,8 @@ def verify_target(
     n_ctx = s.arch.dim("n_ctx")
     if options.max_len < n_ctx:
         report.notes.append(f"sequences up to {options.max_len} of n_ctx {n_ctx} (--max-len)")
+    if options.shard != WHOLE:
+        report.notes.append(describe(options.shard))
     report.results = runner.run(on_result)
     report.seconds = time.perf_counter() - start
     return report

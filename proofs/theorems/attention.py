@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 import reference
 from proofs.algebra import evaluate_graph, replace_entries, require_sums_equal, resolve_piecewise, symbols_array
-from proofs.core import Kind, Scope, for_all, require, require_zero, theorem
+from proofs.core import Kind, ProofFailed, Scope, for_all, require, require_zero, theorem
 from proofs.theorems._common import attention_only, close, index, j, s, seeds, t
 from spec import dims as D
+from spec.dims import concrete_shape
+from spec.graph import Composite
 from spec.masks import Causal, Full
 from spec.ops import Affine, AttentionScores, ConcatHeads, WeightedSum
 from spec.theta import random_theta
@@ -63,6 +65,23 @@ def _slice_of(W: sympy.IndexedBase, h: int) -> Callable[[tuple[sympy.Expr, ...]]
     return entry
 
 
+def _w_o_view_law(H: int, width: int, d_model: int) -> bool:
+    """In a built attention, the W_O node's view (its ParamRef, through ParamRef.resolve — what
+    reference/ and fast/ apply) puts Θ entry W_O[h, k, j] at row h·d_head + k, column j."""
+    arch = attention_only(H, width, d_model, Causal(), bias=False)
+    mha = arch.nodes["attn"].op
+    if not isinstance(mha, Composite):
+        raise ProofFailed("attn is not a composite")
+    ref = mha.body.nodes["W_O"].params["W"]
+    shape = tuple(int(n) for n in concrete_shape(arch.theta[ref.name], arch.dims))
+    where = np.empty(shape, dtype=object)
+    for idx in itertools.product(*(range(n) for n in shape)):
+        where[idx] = idx
+    view = ref.resolve(where, arch.dims)
+    require(shape == (H, width, d_model) and view.shape == (H * width, d_model), f"W_O is ({H}, {width}, {d_model}) viewed as ({H * width}, {d_model})")
+    return all(view[h * width + kk, jj] == (h, kk, jj) for h in range(H) for kk in range(width) for jj in range(d_model))
+
+
 def _witness_heads(examples: int) -> None:
     def check(case: AttentionCase) -> None:
         values, theta, _ = _evaluate(case)
@@ -85,11 +104,19 @@ def _witness_heads(examples: int) -> None:
     r"\qquad (W_O^{h})_{kj} = (W_O)_{h d_\mathrm{head} + k,\ j}",
     hypotheses=("W_O is the Θ entry of shape (n_heads, d_head, d_model) read row-major as (n_heads·d_head, d_model), "
                 "as spec.graph.ParamRef reshapes it; the bias b_O, if any, is added once after the sum",),
-    scope=Scope(Kind.MIXED, f"symbolic in T, d_head, d_model and every entry; exhaustive in n_heads ≤ {MAX_HEADS}"),
+    scope=Scope(Kind.MIXED, f"symbolic in T, d_head, d_model and every entry; exhaustive in n_heads ≤ {MAX_HEADS}; the "
+                f"layout of the W_O view: ParamRef.resolve on built attentions, n_heads ≤ {MAX_HEADS}, d_head ≤ 3, d_model ≤ 2"),
     witness=_witness_heads,
+    derived_from='the definitions of `Affine` and `ConcatHeads`; the W_O view is the `ParamRef` that spec.blocks binds in a built attention, read through `ParamRef.resolve` (the code the interpreters run)',
+    ops=('concat_heads', 'affine'),
 )
 def heads_concat_then_project() -> None:
-    """The projection's sum over the concatenated width is split into the head blocks [h d_head, (h+1) d_head); inside block h the concatenation's Piecewise picks head h (decided with d_head = k + 1 + r); the result is compared with Σ_h z_h W_O[h] in the sum normal form."""
+    """The W_O view is read off the interpreters' own code: in built attentions (every n_heads ≤ 6, d_head ≤ 3, d_model ≤ 2) the W_O node's ParamRef, resolved by ParamRef.resolve on an array of its entries' indices, puts Θ entry (h, k, j) at row h·d_head + k — the row-major law the symbolic part uses. Then the projection's sum over the concatenated width is split into the head blocks [h d_head, (h+1) d_head); inside block h the concatenation's Piecewise picks head h (decided with d_head = k + 1 + r); the result is compared with Σ_h z_h W_O[h] in the sum normal form."""
+    for H in range(1, MAX_HEADS + 1):
+        for width in range(1, 4):
+            for d_model in range(1, 3):
+                law = _w_o_view_law(H, width, d_model)
+                require(law, f"n_heads={H}, d_head={width}, d_model={d_model}: ParamRef.resolve reads W_O[h, k, j] at row h·d_head + k")
     k = index("k")
     W3 = sympy.IndexedBase("W_O", shape=(D.n_heads, dh, d))  # the Θ entry
     for H in range(1, MAX_HEADS + 1):
@@ -150,6 +177,8 @@ def _witness_qk(examples: int) -> None:
                 "without biases (b_Q = b_K = 0) only the bilinear term remains"),
     scope=Scope(Kind.SYMBOLIC, "every T, S, d_model, d_head, scale and every entry; with and without biases"),
     witness=_witness_qk,
+    derived_from='the definitions of `Affine` and `AttentionScores`',
+    ops=('affine', 'attention_scores'),
 )
 def qk_circuit() -> None:
     """The Q and K entries of the scores' definition are replaced by the affine maps' definitions; the result and the bilinear form (plus bias terms) are compared in the sum normal form."""
@@ -200,6 +229,8 @@ def _witness_ov(examples: int) -> None:
     hypotheses=("z_h = A^h V^h is head h's output, A^h its attention weights; W_O^h as in heads_concat_then_project",),
     scope=Scope(Kind.SYMBOLIC, "every T, S, d_model, d_head, every entry; with and without the value bias"),
     witness=_witness_ov,
+    derived_from='the definitions of `Affine` and `WeightedSum`',
+    ops=('affine', 'weighted_sum'),
 )
 def ov_circuit() -> None:
     """The W_O projection of the weighted sum of the affine V is expanded from the three definitions and compared with A x (W_V W_O) (plus (Σ_s A_ts) b_V W_O) in the sum normal form."""
@@ -261,6 +292,8 @@ def _witness_permutation(examples: int) -> None:
     scope=Scope(Kind.EXHAUSTIVE, f"T ≤ {PERMUTATION_T}, every permutation, 2 heads of width 1 with symbolic weights, "
                 "biases and inputs; the counterexample is exact"),
     witness=_witness_permutation,
+    derived_from="the `multi_head_attention` composite as spec.blocks builds it, evaluated from its ops' definitions with parameter views by `ParamRef.resolve` (proofs.algebra.evaluate_graph)",
+    ops=('attention_scores', 'masked_softmax', 'weighted_sum'),
 )
 def permutation_equivariance() -> None:
     """The multi-head attention composite is evaluated from its ops' definitions on symbolic inputs and weights, for the inputs and for every row permutation of them; the outputs agree up to the same permutation. The causal counterexample is evaluated exactly."""

@@ -1,33 +1,41 @@
 """Causality by typing: the rules, their composition, causality at any depth, the receptive
-field of banded layers, KV-cache decoding, and a ConvGPT-style reducer that breaks it."""
+field of banded layers, KV-cache decoding, and a ConvGPT-style reducer that breaks it.
+
+The theorems that rely on the typing first check what it composes — every op's rules and every
+mask's windows — against the definitions (proofs/definitions.py); the KV-cache theorem runs
+spec/decoding.py's prefill and extension on the ops' definitions."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import sympy
 from hypothesis import strategies as st
 
 import reference
-from proofs.algebra import entries_as_symbols, replace_entries, require_entails, require_sums_equal, resolve_piecewise
+from proofs.algebra import replace_entries, require_entails, require_sums_equal, resolve_piecewise
 from proofs.core import Kind, ProofFailed, Scope, for_all, require, theorem, witness_check
+from proofs.definitions import bind, check_ops, check_relation, check_rules, entries, relations_of
 from proofs.dependency import ALL, SAME, Windows, causality, relation, type_graph, windows
-from proofs.theorems._common import gpt_configs, j, seeds, t
+from proofs.theorems._common import close, gpt_configs, j, seeds, t
+from spec import decoding
 from spec import dims as D
-from spec.architectures.conv_gpt import conv_gpt
+from spec.architectures.conv_gpt import ConvGPTConfig, build_conv_gpt, conv_gpt
 from spec.architectures.gpt import GPTConfig, build_gpt
-from spec.graph import Composite
-from spec.masks import Banded, Causal, KeyRow, SupportOf, WithinRow
+from spec.graph import Architecture, Composite
+from spec.masks import Banded, Causal, KeyRow, Relation, SupportOf
 from spec.op import PRIMITIVES, Primitive
 from spec.ops import (
     Affine,
     Conv1d,
 )
 from spec.theta import random_theta
-from spec.types import Axis
+from spec.types import Element
 
 oo = sympy.oo
 
@@ -109,6 +117,7 @@ def _witness_composition(examples: int) -> None:
     scope=Scope(Kind.MIXED, "symbolic: Farkas certificates over all integers t, u, s, T and bounds a, b, c, d (finite or "
                 "infinite); the union and the brute-force composition: exhaustive on [0, T), T ≤ 9 in the witness"),
     witness=_witness_composition,
+    derived_from='the window algebra of proofs/dependency.py (`Windows`), by Farkas certificates and brute force',
 )
 def window_composition() -> None:
     """Each inclusion is a linear implication proved by a Farkas certificate (exact LP, then checked by expansion); exactness exhibits u = t + a or u = s − d, each case checked the same way; infinite bounds drop their hypotheses."""
@@ -134,48 +143,6 @@ def instances(n: int) -> dict[str, list[Primitive]]:
     return {kind: cls.instances(n) for kind, cls in PRIMITIVES.items()}
 
 
-def _entries(op: Primitive) -> dict[tuple[int, ...], sympy.Expr]:
-    bases = {name: sympy.IndexedBase(name, shape=ttype.shape) for name, ttype in op.inputs().items()}
-    params = {name: sympy.IndexedBase(name, shape=shape) for name, shape in op.params().items()}
-    shape = tuple(int(x) for x in op.output().shape)
-    return {
-        index: sympy.sympify(op.definition(tuple(sympy.Integer(i) for i in index), bases, params)).doit()
-        for index in itertools.product(*(range(k) for k in shape))
-    }
-
-
-def _reads(entry: sympy.Expr, port: str) -> list[tuple[int, ...]]:
-    """The indices of the input ``port``'s entries an expression reads."""
-    return [tuple(int(i) for i in e.indices) for e in entry.atoms(sympy.Indexed) if str(e.base.label) == port]
-
-
-def check_rules(op: Primitive) -> None:
-    """Every entry of ``op``'s definition reads only what its declared rules allow."""
-    rules = op.dependency()
-    out = op.output()
-    pairs_out = Axis.KEY in out.axes
-    support = op.support()
-    where = f"{op.kind} {op!r}"
-    for index, entry in _entries(op).items():
-        t_, s_ = index[0], (index[1] if pairs_out else None)
-        if support is not None and s_ is not None and not support.allowed(t_, s_):
-            require(entry == 0, f"{where}: entry {index} is outside the support {support!r}, so it must be 0")
-        for port, rule in rules.items():
-            in_type = op.inputs()[port]
-            for read in _reads(entry, port):
-                r = read[0]
-                if isinstance(rule, SupportOf):
-                    weight = sympy.Indexed(sympy.IndexedBase(rule.port, shape=op.inputs()[rule.port].shape), t_, r)
-                    require(not entry.xreplace({weight: 0}).has(sympy.Indexed(sympy.IndexedBase(port, shape=in_type.shape), *read)),
-                            f"{where}: entry {index} reads {port}{list(read)} other than through {rule.port}[{t_}, {r}]")
-                elif isinstance(rule, KeyRow) and pairs_out:
-                    require(r == s_, f"{where}: entry {index} reads {port} row {r}, but KeyRow allows row {s_} only")
-                elif isinstance(rule, WithinRow):
-                    require(r == t_ and rule.mask.allowed(t_, read[1]), f"{where}: entry {index} reads {port}{list(read)} outside row {t_} ∩ the mask")
-                else:
-                    require(rule.allowed(t_, r), f"{where}: entry {index} reads {port} row {r}, outside {rule!r}")
-
-
 def _witness_rules(examples: int) -> None:
     def check(case: tuple[str, int, int]) -> None:
         kind, which, T_ = case
@@ -192,17 +159,21 @@ def _witness_rules(examples: int) -> None:
     statement="For every registered primitive, each output entry's definition reads only input positions its rule "
     "allows: row-wise ops read row t; attention scores read Q row t and K row s (KeyRow); the masked softmax reads only "
     "allowed scores of row t and is identically 0 outside its mask (its support); the weighted sum reads V row s only "
-    "through the weight A_ts (SupportOf A); a convolution reads its offset window; positional tables read no token.",
+    "through the weight A_ts (SupportOf A); a convolution reads its offset window; positional tables read no token. "
+    "Every relation these rules, masks and supports use agrees with itself: its declared windows contain every pair "
+    "it allows, and its allowed_array and indicator say what allowed says.",
     latex=r"y_{t\cdots} \text{ reads } x_{s\cdots} \Rightarrow (t, s) \in R_x,"
     r"\qquad s \notin \operatorname{supp}_t \Rightarrow y_{ts} \equiv 0",
     hypotheses=("the instances cover every mask family (causal, banded, full, key padding, intersection, a window) and "
                 "every convolution padding for kernels ≤ 3",),
     scope=Scope(Kind.EXHAUSTIVE, f"every registered primitive, T = S = {RULE_T}, every output entry (read off the sympy "
-                "definition); the witness re-checks T = S ≤ 5"),
+                "definition); every relation on every pair of positions in [0, N)², N ≥ 8; the witness re-checks T = S ≤ 5"),
     witness=_witness_rules,
+    derived_from="each registered primitive's own `definition` (sympy, every output entry) and `instances(n)`, against its "
+    "declared `dependency()` and `support()`; each relation's own `allowed`, `allowed_array`, `indicator` and `spans`",
 )
 def dependency_rules_sound() -> None:
-    """Every output entry of every instance is expanded from its definition and the input entries it reads are checked against the declared rule (and entries outside a support are checked to be 0)."""
+    """Every output entry of every instance is expanded from its definition and the input entries it reads are checked against the declared rule (and entries outside a support are checked to be 0); every relation read is checked against itself (proofs/definitions.py)."""
     table = instances(RULE_T)
     missing = sorted(kind for kind, ops in table.items() if not ops)
     if missing:
@@ -210,6 +181,29 @@ def dependency_rules_sound() -> None:
     for ops in table.values():
         for op in ops:
             check_rules(op)
+            for rel in relations_of(op):
+                check_relation(rel, where=f"{op.kind}: ")
+
+
+# -- what the causality theorems rely on, checked against the definitions -------------------
+
+OPS_T = 3
+"""The sequence length at which the causality theorems check every op they rely on."""
+
+
+def _gpt(n_layers: int, pattern: tuple[str, ...], width: int | None, **options: object) -> Architecture:
+    return build_gpt(GPTConfig(n_vocab=5, n_ctx=8, d_model=4, n_layers=n_layers, n_heads=2, attention=pattern,  # type: ignore[arg-type]
+                               band_width=width, **options))  # type: ignore[arg-type]
+
+
+def rely_on(archs: list[Architecture], masks: list[Relation], where: str) -> None:
+    """The proof steps every causality theorem takes before it trusts the typing of ``archs``:
+    every distinct op they use has rules that cover its definition and relations that agree
+    with themselves (proofs/definitions.py, at T = S = 3), and every mask whose window the
+    statement computes is exact (its windows are exactly the pairs it allows)."""
+    check_ops(archs, OPS_T)
+    for mask in masks:
+        check_relation(mask, exact=True, where=f"{where}: ")
 
 
 # -- causal at any depth -------------------------------------------------------------------
@@ -231,6 +225,11 @@ def _witness_causal(examples: int) -> None:
     for_all(st.tuples(gpt_configs(max_layers=3), seeds, st.integers(0, 100)), max(2, examples // 3), check)  # 2 forwards each
 
 
+CAUSAL_MASKS: list[Relation] = [Causal(), *(Banded(w) for w in range(1, 7))]
+DECODER_FAMILIES = ("gpt", "linear-gpt", "conv-gpt", "parallel-gpt", "llama")
+"""The registered families that build decoders (one input sequence)."""
+
+
 @theorem(
     name="causal_at_any_depth",
     title="every decoder-only architecture built from causal or banded masks is causal, at any depth",
@@ -238,28 +237,39 @@ def _witness_causal(examples: int) -> None:
     "and attention whose masks are causal or banded), then every value's row t depends only on input positions s ≤ t: "
     "composition adds the upper bounds (≤ 0 + ≤ 0), union and intersection keep the larger or smaller (≤ 0), and the "
     "key-axis rules route dependencies only through a mask or support with hi ≤ 0. A GPT block's relation is its "
-    "mask's window, so n_layers blocks compose to a window [lo, 0] for every n_layers.",
+    "mask's window, so n_layers blocks compose to a window [lo, 0] for every n_layers. The rules are those of the ops' "
+    "definitions: each op's definition reads only what its rule says, and each mask allows exactly its windows.",
     latex=r"\forall \text{ rules } R:\ \operatorname{hi}(R) \le 0 \ \Rightarrow\ \forall L:\ "
     r"\operatorname{hi}\big(R_{\mathrm{out}} \circ R_{L} \circ \cdots \circ R_{1} \circ R_{\mathrm{in}}\big) \le 0",
     hypotheses=("the architecture is built from the spec's ops whose rules are causal (checked for GPT's ops)",
                 "key padding is read as 'all keys' (sound): intersect it with a causal mask to stay causal"),
     scope=Scope(Kind.MIXED, "type preservation: symbolic (Farkas certificates, every bound); n_layers: symbolic by "
-                "induction; block relations: every mask family (causal, banded w ≤ 6) on built blocks; whole models: "
-                "built GPTs of depth ≤ 4 for every attention pattern; witness: a future token changed in max(2, ⌊n/3⌋) "
-                "drawn GPTs (n = examples), earlier logits identical bit for bit"),
+                "induction; the rules and masks relied on: every distinct op of the built GPTs checked against its sympy "
+                f"definition at T = S = {OPS_T}, the masks causal and banded w ≤ 6 exact on [0, N)², N ≥ 15; block "
+                "relations: every mask family (causal, banded w ≤ 6) on built blocks; whole models: built GPTs of depth "
+                "≤ 4 for every attention pattern; witness: a future token changed in max(2, ⌊n/3⌋) drawn GPTs "
+                "(n = examples), earlier logits identical bit for bit"),
     witness=_witness_causal,
+    derived_from="the dependency typing (proofs/dependency.py) of GPTs built by `build_gpt`, whose every op's declared rules "
+    "are first checked against that op's sympy `definition` and whose masks' windows against their own `allowed` and "
+    "`indicator` (proofs/definitions.py); the induction on depth is symbolic",
+    families=DECODER_FAMILIES,
+    ops=('masked_softmax',),
 )
 def causal_at_any_depth() -> None:
-    """Type preservation: composition, union and intersection keep hi ≤ 0 (Farkas certificates). Each block's relation is computed by the typing (its mask's window); composing blocks adds lower bounds and keeps hi = 0 at every depth (symbolic induction step); built GPTs of every pattern are checked causal with no breaking node."""
+    """First the declarations are checked against the definitions: every distinct op of the GPTs below (every attention pattern, band widths 1–6) reads only what its rule allows and is 0 outside its support (its sympy definition, entry by entry), and the causal and banded masks allow exactly their windows. Then type preservation: composition, union and intersection keep hi ≤ 0 (Farkas certificates). Each block's relation is computed by the typing (its mask's window); composing blocks adds lower bounds and keeps hi = 0 at every depth (symbolic induction step); built GPTs of every pattern are checked causal with no breaking node."""
+    blocks = {mask: _gpt(1, ("banded",) if isinstance(mask, Banded) else ("dense",), mask.w if isinstance(mask, Banded) else None)
+              for mask in CAUSAL_MASKS}
+    models = {(pattern, n_layers): _gpt(n_layers, pattern, 2 if "banded" in pattern else None)
+              for pattern in (("dense",), ("banded",), ("dense", "banded")) for n_layers in range(1, 5)}
+    rely_on([*blocks.values(), *models.values()], CAUSAL_MASKS, "causal_at_any_depth")
     h1, h2 = sympy.symbols("h1 h2", integer=True)
     require_entails([-h1, -h2], -(h1 + h2), "compose: hi₁ ≤ 0, hi₂ ≤ 0 ⇒ hi₁ + hi₂ ≤ 0")
     for chosen in (h1, h2):
         require_entails([-h1, -h2], -chosen, f"union / intersection: hi = {chosen} ≤ 0")
-    for mask, lo in [(Causal(), -oo)] + [(Banded(w), 1 - w) for w in range(1, 7)]:
-        config = GPTConfig(n_vocab=5, n_ctx=8, d_model=4, n_layers=1, n_heads=2,
-                           attention=("banded",) if isinstance(mask, Banded) else ("dense",),
-                           band_width=mask.w if isinstance(mask, Banded) else None)
-        block = build_gpt(config).nodes["blocks.0"].op
+    for mask, arch in blocks.items():
+        lo = 1 - mask.w if isinstance(mask, Banded) else -oo
+        block = arch.nodes["blocks.0"].op
         if not isinstance(block, Composite):
             raise ProofFailed("blocks.0 is not a composite")
         got = relation(block.body)
@@ -268,15 +278,12 @@ def causal_at_any_depth() -> None:
     L, lo_sum, lo = sympy.symbols("L sigma lo", integer=True)
     step = Windows.of((lo, 0)).then(Windows.of((lo_sum, 0)))
     require(step == Windows.of((lo + lo_sum, 0)), "induction step: [lo, 0] ∘ [Σ, 0] = [lo + Σ, 0], still ≤ 0")
-    for pattern in (("dense",), ("banded",), ("dense", "banded")):
-        for n_layers in range(1, 5):
-            arch = build_gpt(GPTConfig(n_vocab=5, n_ctx=8, d_model=4, n_layers=n_layers, n_heads=2, attention=pattern,
-                                       band_width=2 if "banded" in pattern else None))
-            verdict = causality(arch)
-            require(verdict.causal and not verdict.breaks, f"{pattern} × {n_layers}: {verdict.describe()}")
-            for path, rules in type_graph(arch).rules.items():
-                for port, rule in rules.items():
-                    require(isinstance(rule, (KeyRow, SupportOf)) or windows(rule).causal(), f"{path}.{port}: {rule!r} is causal")
+    for (pattern, n_layers), arch in models.items():
+        verdict = causality(arch)
+        require(verdict.causal and not verdict.breaks, f"{pattern} × {n_layers}: {verdict.describe()}")
+        for path, rules in type_graph(arch).rules.items():
+            for port, rule in rules.items():
+                require(isinstance(rule, (KeyRow, SupportOf)) or windows(rule).causal(), f"{path}.{port}: {rule!r} is causal")
 
 
 # -- the receptive field of banded layers --------------------------------------------------
@@ -306,18 +313,31 @@ def _witness_receptive_field(examples: int) -> None:
     statement="In a GPT whose every layer is banded with width w (each position attends to itself and the w − 1 before "
     "it), the logits at position t depend on exactly the tokens at t − L(w − 1) ≤ s ≤ t (and s ≥ 0): the typing "
     "computes this window, the composition of causal windows is exact, and with generic parameters each of these "
-    "tokens does change the logits. One dense layer anywhere makes it s ≤ t.",
+    "tokens does change the logits. One dense layer anywhere makes it s ≤ t. The band's window is the one its own "
+    "definition allows (checked exact), and every op's rule covers its definition.",
     latex=r"R_L = \underbrace{[1-w,\,0] \circ \cdots \circ [1-w,\,0]}_{L} = [L(1-w),\ 0]:"
     r"\qquad t - L(w-1) \le s \le t",
     hypotheses=("every layer is banded with the same width w ≥ 1 (a dense layer gives [−∞, 0])",
                 "'exactly' for the relation; that each token really matters needs generic parameters (the witness draws them)"),
-    scope=Scope(Kind.MIXED, "symbolic in L and w (induction); built models: L ≤ 4, w ≤ 4, the typing gives exactly this "
-                "window; witness: every token of max(2, ⌊n/6⌋) drawn models perturbed through the reference (L ≤ 3, "
-                "w ≤ 3, T ≤ 8), the rows that move are exactly the window"),
+    scope=Scope(Kind.MIXED, "symbolic in L and w (induction); the rules and masks relied on: every distinct op of the built "
+                f"models checked against its sympy definition at T = S = {OPS_T}, the bands w ≤ 4 exact on [0, N)², "
+                "N ≥ 11; built models: L ≤ 4, w ≤ 4, the typing gives exactly this window; witness: every token of "
+                "max(2, ⌊n/6⌋) drawn models perturbed through the reference (L ≤ 3, w ≤ 3, T ≤ 8), the rows that move "
+                "are exactly the window"),
     witness=_witness_receptive_field,
+    derived_from="the dependency typing of banded GPTs built by `build_gpt`, after checking every op's rules against its sympy "
+    "`definition` and each `Banded(w)`'s windows against its own `allowed` and `indicator` (exact); the induction in L and "
+    "w is symbolic and window_composition makes it exact",
+    families=("gpt",),
+    ops=('masked_softmax',),
 )
 def banded_receptive_field() -> None:
-    """Induction with symbolic L and w: [1 − w, 0] ∘ [L(1 − w), 0] = [(L + 1)(1 − w), 0]; exact by window_composition; the typing of built banded GPTs gives exactly this window."""
+    """The band of width w allows exactly the window [1 − w, 0] (its allowed and indicator on [0, N)²), and every op of the built models reads only what its rule says (its definition); then induction with symbolic L and w: [1 − w, 0] ∘ [L(1 − w), 0] = [(L + 1)(1 − w), 0]; exact by window_composition; the typing of built banded GPTs gives exactly this window."""
+    models = {(n_layers, width): _gpt(n_layers, ("banded",), width) for n_layers in range(1, 5) for width in range(1, 5)}
+    mixed = _gpt(3, ("banded", "dense"), 2)
+    rely_on([*models.values(), mixed], [Banded(w) for w in range(1, 5)], "banded_receptive_field")
+    for width in range(1, 5):
+        require(windows(Banded(width)) == Windows.of((1 - width, 0)), f"Banded({width}) is the window [{1 - width}, 0]")
     L, w = sympy.symbols("L w", integer=True, positive=True)
     band = Windows.of((1 - w, 0))
     after = Windows.of((L * (1 - w), 0))
@@ -325,61 +345,184 @@ def banded_receptive_field() -> None:
     step = band.then(after)
     require(len(step.spans) == 1 and sympy.expand(step.spans[0][0] - (L + 1) * (1 - w)) == 0 and step.spans[0][1] == 0,
             "step: [1 − w, 0] ∘ [L(1 − w), 0] = [(L + 1)(1 − w), 0]")
-    for n_layers in range(1, 5):
-        for width in range(1, 5):
-            arch = build_gpt(GPTConfig(n_vocab=5, n_ctx=8, d_model=4, n_layers=n_layers, n_heads=2, attention=("banded",), band_width=width))
-            got = relation(arch, "logits", "ids")
-            require(got == Windows.of((-n_layers * (width - 1), 0)), f"L={n_layers}, w={width}: the typing gives {got.text()}")
-    mixed = build_gpt(GPTConfig(n_vocab=5, n_ctx=8, d_model=4, n_layers=3, n_heads=2, attention=("banded", "dense"), band_width=2))
+    for (n_layers, width), arch in models.items():
+        got = relation(arch, "logits", "ids")
+        require(got == Windows.of((-n_layers * (width - 1), 0)), f"L={n_layers}, w={width}: the typing gives {got.text()}")
     require(relation(mixed, "logits", "ids") == Windows.of((-oo, 0)), "a dense layer anywhere gives s ≤ t")
 
 
 # -- KV-cache decoding ---------------------------------------------------------------------
 
-PREFIX_T = 4
+KV_T = 3
+"""The full length at which prefill-then-extend is checked: every prefix k = 1 … KV_T − 1."""
 
 
-def _prefix_local(op_at: Callable[[int], Primitive], T_: int) -> None:
-    """Row t of the op at length T equals row t of the op at length t + 1 (same entries). Weights
-    another port reads through their support (SupportOf) have a causal support — they come from
-    a causal masked softmax — so their entries (t', s') with s' > t' are 0."""
-    weights = {rule.port for rule in op_at(T_).dependency().values() if isinstance(rule, SupportOf)}
+def kv_architectures() -> dict[str, Architecture]:
+    """Small decoders of every registered decoder-only family, covering every primitive a
+    decoder uses: GPT (dense, banded, mixed; learned and sinusoidal positions; each activation;
+    biases or not; tied or not), Llama (rotary, RMS norm, SwiGLU, grouped queries, a sliding
+    window), a causal ConvGPT (a convolution reads a window of earlier rows), ParallelGPT (the
+    sigmoid gate) and LinearGPT (a width-halving reducer). The reduced models end at width 2 (a
+    layer norm over a width-1 row is identically 0, which would make their logits 0)."""
+    from spec.architectures.linear_gpt import LinearGPTConfig, build_linear_gpt
+    from spec.architectures.llama import LlamaConfig, build_llama
+    from spec.architectures.parallel_gpt import ParallelGPTConfig, build_parallel_gpt
 
-    def settle(entry: sympy.Expr) -> sympy.Expr:
-        for port in weights:
-            entry = entry.replace(
-                lambda e: isinstance(e, sympy.Indexed) and str(e.base.label) == port and int(e.indices[1]) > int(e.indices[0]),
-                lambda e: sympy.Integer(0),
-            )
-        return entries_as_symbols(entry)
-
-    full = _entries(op_at(T_))
-    for t_ in range(T_):
-        short = _entries(op_at(t_ + 1))
-        for index, entry in full.items():
-            if index[0] != t_ or (len(index) > 1 and op_at(T_).output().axes[1] is Axis.KEY and index[1] > t_):
-                continue
-            require(settle(entry) == settle(short[index]), f"{op_at(T_).kind}: entry {index} at length {T_} differs from length {t_ + 1}")
-
-
-def _causal_rules(op: Primitive) -> bool:
-    """Every rule of ``op`` stays at or before t, and so does its support (a masked softmax's
-    mask: its row rule is row-wise whatever the mask)."""
-    support = op.support()
-    rules_causal = all(isinstance(rule, (KeyRow, SupportOf)) or windows(rule).causal() for rule in op.dependency().values())
-    return rules_causal and (support is None or windows(support).causal())
+    return {
+        "gpt dense+banded, learned, gelu_tanh, biases, untied": build_gpt(GPTConfig(
+            n_vocab=3, n_ctx=4, d_model=2, n_heads=1, n_layers=2, d_mlp=2, attention=("dense", "banded"), band_width=2, tied=False)),
+        "gpt banded, sinusoidal, gelu_erf, no biases, tied": build_gpt(GPTConfig(
+            n_vocab=3, n_ctx=4, d_model=2, n_heads=1, n_layers=1, d_mlp=1, attention=("banded",), band_width=2, positional="sinusoidal",
+            activation="gelu_erf", bias=False)),
+        "gpt dense, relu, two heads": build_gpt(GPTConfig(n_vocab=3, n_ctx=4, d_model=2, n_heads=2, n_layers=1, d_mlp=1, activation="relu")),
+        "llama sliding, rotary, GQA, SwiGLU": build_llama(LlamaConfig(
+            n_vocab=3, n_ctx=4, d_model=4, n_layers=1, n_heads=2, n_kv_heads=1, d_head=2, d_mlp=1, attention=("sliding",),
+            sliding_window=2)),
+        "conv-gpt causal kernel 2": build_conv_gpt(ConvGPTConfig(n_vocab=3, n_ctx=4, d_model=4, n_layers=1, n_heads=1, mlp_ratio=1,
+                                                                reduce_every=1, kernel=2, pad_left=1)),
+        "parallel-gpt": build_parallel_gpt(ParallelGPTConfig(n_vocab=3, n_ctx=4, d_model=2, n_layers=2, n_heads=1, mlp_ratio=1)),
+        "linear-gpt": build_linear_gpt(LinearGPTConfig(n_vocab=3, n_ctx=4, d_model=4, n_layers=1, n_heads=1, mlp_ratio=1, reduce_every=1)),
+    }
 
 
-def _causal_instances() -> dict[str, list[Callable[[int], Primitive]]]:
-    """Length-parametrised instances of every primitive whose rules are causal: each
-    primitive's own instances (``Primitive.instances``) that keep their rules causal."""
-    table: dict[str, list[Callable[[int], Primitive]]] = {}
-    for kind, cls in PRIMITIVES.items():
-        table[kind] = [
-            lambda n, cls=cls, i=i: cls.instances(n)[i]  # type: ignore[misc]
-            for i, op in enumerate(cls.instances(PREFIX_T)) if _causal_rules(op)
-        ]
-    return table
+@dataclass(frozen=True)
+class Block:
+    """Rows ``first … stop − 1`` of the value at ``path`` (keys 0 … stop − 1 for a T × S value)."""
+
+    path: str
+    first: int
+    stop: int
+
+
+class DefinitionRows:
+    """spec/decoding.py's :class:`~spec.decoding.Rows` on the ops' sympy definitions.
+
+    The full evaluation at length n is computed first, op by op along the plan, from each op's
+    definition at T = S = n on *generic* inputs: every entry of every value a fresh symbol, except
+    the entries the full evaluation makes identically 0 (a masked softmax outside its mask), which
+    are 0. A value of :func:`spec.decoding.extend` is then a :class:`Block` of rows of a value of
+    the full evaluation; :meth:`run` derives the step's rows from the op's definition at the
+    step's length, reading only the rows the block of each input holds (a row-local input: the
+    new rows; a cached one: every row so far), and requires them to equal the full evaluation's
+    rows entry for entry. Equal on generic entries means equal for every value of them, so by
+    induction along the plan (every input of a step equals the full evaluation's rows) each
+    step's rows are the full evaluation's."""
+
+    def __init__(self, arch: Architecture, steps: decoding.Plan, n: int) -> None:
+        self.n = n
+        self.dims: dict[sympy.Symbol, int] = dict(arch.dims)
+        self.zero: dict[str, npt.NDArray[np.bool_]] = {f"input.{steps.input}": np.zeros((n,), dtype=bool)}
+        self.full: dict[str, dict[tuple[int, ...], sympy.Expr]] = {}
+        self._checked: set[Hashable] = set()
+        for step in steps.steps:
+            op = self._bound(step, n)
+            got = self._entries(step, op, {port: Block(src, 0, n) for port, src in step.sources.items()}, 0, n)
+            shape = tuple(int(k) for k in op.output().shape)
+            zero = np.zeros(shape, dtype=bool)
+            for index, value in got.items():
+                zero[index] = value == 0
+            self.zero[step.path] = zero
+            self.full[step.path] = got
+
+    def _bound(self, step: decoding.Step, length: int) -> Primitive:
+        return bind(step.op, tuple(sorted({**self.dims, D.T: length, D.S: length}.items(), key=str)))
+
+    def _entries(self, step: decoding.Step, op: Primitive, blocks: Mapping[str, Block], first: int, length: int) -> dict[tuple[int, ...], sympy.Expr]:
+        """Rows ``first … length − 1`` of ``op`` (bound at ``length``), each input entry a generic
+        symbol or 0, refusing a read of a row its block does not hold."""
+        ports = set(op.inputs())
+
+        def entry(e: sympy.Indexed) -> sympy.Expr:
+            name = str(e.base.label)
+            index = tuple(int(i) for i in e.indices)
+            if name not in ports:
+                return sympy.Symbol(f"{name}{list(index)}", real=True)  # a parameter: generic
+            block = blocks[name]
+            if not block.first <= index[0] < block.stop:
+                held = "the new rows only (row-local)" if name not in step.cached else "the cached rows and the new ones"
+                raise ProofFailed(
+                    f"step failed: {step.path} ({op.kind}) at length {length} reads row {index[0]} of its input {name}, but "
+                    f"decoding holds rows {block.first}…{block.stop - 1} of it: {held}"
+                )
+            if self.zero[block.path][index]:
+                return sympy.Integer(0)
+            return sympy.Symbol(f"{name}{list(index)}", real=True)
+
+        out = {}
+        for index, value in entries(op).items():
+            if first <= index[0] < length:
+                out[index] = value.replace(lambda e: isinstance(e, sympy.Indexed), entry)
+        return out
+
+    def run(self, step: decoding.Step, length: int, first: int, inputs: Mapping[str, Block]) -> Block:
+        for port, src in step.sources.items():
+            block = inputs[port]
+            want = (0 if port in step.cached else first, length)
+            require(block.path == src and (block.first, block.stop) == want,
+                    f"{step.path}.{port} is given rows {block.first}…{block.stop - 1} of {block.path}, but expected rows "
+                    f"{want[0]}…{want[1] - 1} of {src}")
+        op = self._bound(step, length)
+        key = (op, step.cached, first, length, tuple((port, self.zero[src].tobytes(), self.zero[src].shape) for port, src in sorted(step.sources.items())))
+        if key not in self._checked:
+            got = self._entries(step, op, inputs, first, length)
+            full = self.full[step.path]
+            for index, value in got.items():
+                want_value = full[index]
+                require(value == want_value or sympy.expand(value - want_value) == 0,
+                        f"{step.path} ({op.kind}): entry {index} computed at length {length} from the rows decoding holds "
+                        f"differs from the full evaluation at length {self.n}")
+            self._checked.add(key)
+        return Block(step.path, first, length)
+
+    def append(self, kept: Block, new: Block) -> Block:
+        require(kept.path == new.path and kept.first == 0 and kept.stop == new.first,
+                f"the cache of {kept.path} holds rows {kept.first}…{kept.stop - 1}, but expected rows 0…{new.first - 1} before {new.first}")
+        return Block(kept.path, 0, new.stop)
+
+
+def prefill_then_extend(arch: Architecture, n: int) -> int:
+    """For every k = 1 … n − 1: spec.decoding's prefill of k positions, then its extension by one
+    more, checked step by step against the full evaluation at length n (:class:`DefinitionRows`).
+    Returns how many step evaluations were checked."""
+    steps = decoding.plan(arch)
+    rows = DefinitionRows(arch, steps, n)
+    ids = f"input.{steps.input}"
+    for k in range(1, n):
+        outputs, cache = decoding.extend(steps, decoding.Cache(), Block(ids, 0, k), k, rows)
+        require(cache.length == k and all((b.first, b.stop) == (0, k) for b in outputs.values()), f"prefill of {k} rows")
+        outputs, cache = decoding.extend(steps, cache, Block(ids, k, k + 1), 1, rows)
+        require(cache.length == k + 1 and all((b.first, b.stop) == (k, k + 1) for b in outputs.values()), f"extend to row {k}")
+        kept = {port for step in steps.steps for port in step.cached}
+        require(not kept or bool(cache.kept), "the cache holds the cached inputs")
+    return len(rows._checked)
+
+
+class ReferenceRows:
+    """spec/decoding.py's :class:`~spec.decoding.Rows` on reference/'s op functions: a value is
+    (first row, float64 rows); a row an input does not hold is NaN (token ids: 0), so an op that
+    reads it gives NaN in the rows it returns."""
+
+    def __init__(self, arch: Architecture, theta: Mapping[str, np.ndarray]) -> None:
+        self.arch, self.theta = arch, theta
+
+    def run(self, step: decoding.Step, length: int, first: int, inputs: Mapping[str, tuple[int, np.ndarray]]) -> tuple[int, np.ndarray]:
+        sizes = {**self.arch.dims, D.T: length, D.S: length}
+        op = step.op.bind(sizes)
+        arrays: dict[str, np.ndarray] = {}
+        for port, (start, rows) in inputs.items():
+            ttype = op.inputs()[port]
+            shape = tuple(int(k) for k in ttype.shape)
+            token = ttype.element is Element.TOKEN
+            full = np.zeros(shape, dtype=np.int64) if token else np.full(shape, np.nan)
+            full[start:start + len(rows)] = rows
+            arrays[port] = full
+        params = {p: np.asarray(ref.resolve(self.theta[ref.name], sizes), dtype=np.float64) for p, ref in step.node.params.items()}
+        with np.errstate(invalid="ignore"):
+            y = np.asarray(reference.REFERENCE[op.kind](op, **arrays, **params))
+        return first, y[first:length]
+
+    def append(self, kept: tuple[int, np.ndarray], new: tuple[int, np.ndarray]) -> tuple[int, np.ndarray]:
+        return kept[0], np.concatenate([kept[1], new[1]], axis=0)
 
 
 def _witness_kv(examples: int) -> None:
@@ -387,43 +530,53 @@ def _witness_kv(examples: int) -> None:
         config, seed = case
         arch = build_gpt(config)
         theta = random_theta(arch, seed, std=0.5)
-        ids = np.random.default_rng(seed).integers(0, config.n_vocab, size=1 + seed % 7)
+        ids = np.random.default_rng(seed).integers(0, config.n_vocab, size=2 + seed % 6)
         full = reference.forward(arch, theta, ids)
-        for k in range(1, len(ids) + 1):
-            witness_check(np.array_equal(reference.forward(arch, theta, ids[:k]), full[:k]), f"prefix {k} differs from the full rows [{config}]")
+        steps = decoding.plan(arch)
+        rows = ReferenceRows(arch, theta)
+        k = 1 + seed % (len(ids) - 1)
+        outputs, cache = decoding.extend(steps, decoding.Cache(), (0, ids[:k]), k, rows)
+        got = [outputs["logits"][1]]
+        for t_ in range(k, len(ids)):
+            outputs, cache = decoding.extend(steps, cache, (t_, ids[t_:t_ + 1]), 1, rows)
+            got.append(outputs["logits"][1])
+        decoded = np.concatenate(got, axis=0)
+        witness_check(bool(np.all(np.isfinite(decoded))), f"an extension read a row decoding does not hold [{config}]")
+        close(decoded, full, f"prefill {k} then extend vs the full evaluation [{config}]", 1e-12)
 
-    for_all(st.tuples(gpt_configs(max_layers=2), seeds), max(2, examples // 6), check)  # T + 1 forwards each
+    for_all(st.tuples(gpt_configs(max_layers=2), seeds), max(2, examples // 3), check)
 
 
 @theorem(
     name="kv_cache_equals_full_evaluation",
-    title="KV-cache decoding equals full evaluation (causality + ops that read only their rows)",
-    statement="For a causal architecture whose ops compute row t from the input rows their rule allows (and nothing else "
-    "that depends on the sequence length), the rows 0 … t of f(ids) are f(ids[0 … t]): by induction along the DAG, "
-    "every value's rows ≤ t are the same on the sequence and on its prefix. Decoding with a KV cache computes row t "
-    "from the cached keys and values of rows < t and the new token — the prefix evaluation — so it equals the full "
-    "evaluation row by row.",
-    latex=r"\forall t < T:\quad f_\theta(\mathrm{ids}_{0:T})_{0:t+1} = f_\theta(\mathrm{ids}_{0:t+1})",
-    hypotheses=("the architecture is causal by typing (causal_at_any_depth)",
-                "each op is prefix-local: its row t at length T equals its row t at length t + 1 (checked per op)"),
-    scope=Scope(Kind.MIXED, f"causality: by the typing (symbolic in depth); prefix locality: exhaustive for every registered "
-                f"primitive with a causal rule, T ≤ {PREFIX_T}, every row; witness: every prefix of max(2, ⌊n/6⌋) "
-                "drawn GPTs through the reference, bit for bit"),
+    title="KV-cache decoding equals full evaluation: prefill, then extend by one row with the cached inputs",
+    statement="Decode as spec/decoding.py defines it: run the prompt of k positions once, keeping every op input its rule "
+    "reads across positions (the keys of attention scores, the values of a weighted sum, a convolution's window); then "
+    "run position k alone, each op computing only row k — from row k of its row-local inputs and rows 0 … k of its "
+    "cached ones. The logits (and every value) of row k equal row k of the full evaluation of the k + 1 positions, and "
+    "the prompt's rows equal its first k rows.",
+    latex=r"\mathrm{extend}\big(\mathrm{prefill}(\mathrm{ids}_{0:k}),\ \mathrm{ids}_k\big) = f_\theta(\mathrm{ids}_{0:T})_{k},"
+    r"\qquad \mathrm{prefill}(\mathrm{ids}_{0:k}) = f_\theta(\mathrm{ids}_{0:T})_{0:k}",
+    hypotheses=("the architecture reads one sequence (a decoder); its ops are those of the registered decoder families",
+                "the cached inputs are exactly those whose rule is not row-local (Relation.row_local), as fast/ caches them"),
+    scope=Scope(Kind.EXHAUSTIVE, f"full length T = {KV_T}, every prefix k = 1 … {KV_T - 1}, every op of small built "
+                "decoders of every decoder family (GPT dense / banded / mixed, learned and sinusoidal, every activation; "
+                "Llama with rotary, GQA, SwiGLU and a sliding window; causal ConvGPT; ParallelGPT; LinearGPT), every entry "
+                "generic (a symbol per entry of every value, 0 where the definition makes it 0); witness: drawn GPTs, "
+                "spec.decoding on reference/'s op functions vs the reference's full forward"),
     witness=_witness_kv,
+    derived_from="spec/decoding.py's `plan` (cached inputs from `Relation.row_local()`) and `extend`, run on every op's sympy "
+    "`definition` (proofs.theorems.causality.DefinitionRows) against the full evaluation from the same definitions",
+    ops=("masked_softmax",),
+    families=DECODER_FAMILIES,
 )
 def kv_cache_equals_full_evaluation() -> None:
-    """Every primitive with a causal rule is checked prefix-local from its definition (row t at length T is entry-for-entry row t at length t + 1, weights read through their support being causal); with the typing's causality, induction along the DAG gives the prefix property."""
-    table = _causal_instances()
-    missing = sorted(kind for kind, makers in table.items() if not makers)
-    if missing:
-        raise ProofFailed(f"primitives {missing} have no instance with causal rules (Primitive.instances); give one")
-    for kind, makers in table.items():
-        for make in makers:
-            for rule in make(PREFIX_T).dependency().values():
-                require(isinstance(rule, (KeyRow, SupportOf)) or windows(rule).causal(), f"{kind}: {rule!r} is causal")
-            _prefix_local(make, PREFIX_T)
-    require(causality(build_gpt(GPTConfig(n_vocab=5, n_ctx=8, d_model=4, n_layers=2, n_heads=2, attention=("dense", "banded"), band_width=2))).causal,
-            "a GPT is causal by typing")
+    """spec.decoding.extend runs the prefill and the one-row extension with DefinitionRows: every step's rows are derived from its op's definition at the step's length, reading only the rows the cache and the new row hold (a read of any other row fails the step), and compared entry for entry with the full evaluation's rows from the same definition at length T, on generic entries (a fresh symbol each; 0 where the full evaluation's definition gives 0, e.g. a masked softmax outside its mask). Equal generic rows at every step give, by induction along the plan, equal values for every θ and every token."""
+    for name, arch in kv_architectures().items():
+        try:
+            prefill_then_extend(arch, KV_T)
+        except ProofFailed as error:
+            raise ProofFailed(f"{name}: {error}") from None
 
 
 # -- ConvGPT's reducer ----------------------------------------------------------------------
@@ -461,9 +614,12 @@ def _witness_conv(examples: int) -> None:
                 "with k ∈ {1, 2, 3, 5} and every padding; witness: the last token changed in max(2, ⌊n/6⌋) drawn "
                 "models moves an earlier logit exactly when the padding is not all on the left"),
     witness=_witness_conv,
+    derived_from="the dependency typing of ConvGPTs built by `conv_gpt` (after checking their ops' rules against their definitions and their masks against themselves), and the definitions of `Conv1d` and `Affine`",
+    ops=('conv1d',),
 )
 def conv_reducer_breaks_causality() -> None:
-    """The typing of ConvGPT-style models with every kernel/padding: causal exactly when all padding is on the left, and otherwise the only node named is the reducer; kernel 1 equals the affine map (sum normal form)."""
+    """Every op of the ConvGPTs (every kernel ≤ 3 and padding) is checked against its definition first (proofs/definitions.py); then the typing of ConvGPT-style models with every kernel/padding: causal exactly when all padding is on the left, and otherwise the only node named is the reducer; kernel 1 equals the affine map (sum normal form)."""
+    check_ops([conv_gpt(kernel, pad_left) for kernel in (1, 2, 3) for pad_left in range(kernel)], OPS_T)
     symmetric = causality(conv_gpt(3, 1))
     require(not symmetric.causal, f"k = 3, padding (1, 1) is not causal: {symmetric.describe()}")
     require([path for path, _ in symmetric.breaks] == ["reducers.0"], f"the typing names the reducer: {symmetric.breaks}")

@@ -62,6 +62,8 @@ def _witness_formula(examples: int) -> None:
     scope=Scope(Kind.MIXED, "symbolic in every dim; every combination of biases, tying and positional encoding; "
                 "built with n_layers = 1, 2, 3 (each block declares the same Θ entries, checked)"),
     witness=_witness_formula,
+    derived_from='Θ of GPTs built by `build_gpt` (every option, depths 1–3) and `spec.counting`',
+    families=('gpt',),
 )
 def parameter_count_formula() -> None:
     """For every option combination and depth 1–3, Σ_Θ Π shape (symbolic in the dims) minus the formula expands to 0, as does symbolic_count; count() agrees at the config; the formula reproduces GPT-2's published counts."""
@@ -144,6 +146,8 @@ def _witness_share(examples: int) -> None:
     witness=_witness_share,
     refutes="the FFN holds \"2/3 or more\" of the parameters (per block with d_mlp = 4·d_model: 8d² + 5d of 12d² + 13d) — "
     "false as stated: with biases and norms the share is below 2/3 for every d; it is exactly 2/3 for weight matrices only",
+    derived_from='Θ of blocks built by `build_gpt` and of the presets',
+    families=('gpt',),
 )
 def ffn_share_below_two_thirds() -> None:
     """The FFN and block counts are read off Θ of built blocks with d_mlp = 4d and d_head = d/n_heads substituted; the shares, their gap to 2/3 and its sign are computed by sympy; the presets' shares are exact fractions from their Θ."""

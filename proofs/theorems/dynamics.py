@@ -112,6 +112,8 @@ def _witness_dynamics(examples: int) -> None:
                 f"identity with the spec's head ops, U_i differentiated: exhaustive for d ≤ {MAX_D}, n ≤ {MAX_N} tokens, "
                 "every i, with Q, K, V, tokens symbolic"),
     witness=_witness_dynamics,
+    derived_from="the definitions of one attention head's ops (`Affine`, `AttentionScores`, `MaskedSoftmax`, `WeightedSum`) evaluated on symbolic tokens and weights",
+    ops=('attention_scores', 'masked_softmax', 'weighted_sum'),
 )
 def token_dynamics() -> None:
     """∇_{t_i}(t_iᵀ G t_k) = G t_k and M G = V by sympy matrix calculus for every d; with the spec's head ops (mask s ≠ t) on symbolic tokens and weights, U_i is differentiated and ∇U_i − QᵀK Σ a_ik t_k and h_i − t_i − V Σ a_ik t_k simplify to 0."""
@@ -184,6 +186,8 @@ def _witness_failures(examples: int) -> None:
     hypotheses=("the counterexamples are exact (rational numbers); the self term is derived for every d",),
     scope=Scope(Kind.MIXED, "the self-term gradient ∇(t_iᵀ G t_i) = (G + Gᵀ) t_i: symbolic in d; the counterexamples: exact"),
     witness=_witness_failures,
+    derived_from="the same head's ops' definitions, evaluated exactly on the counterexamples",
+    ops=('attention_scores', 'masked_softmax', 'weighted_sum'),
 )
 def token_dynamics_needs_its_hypotheses() -> None:
     """The singular case is evaluated exactly with the spec's head and a symbolic M (linsolve finds none); the self term's gradient is derived with sympy matrix calculus; the self-included counterexample is exact."""

@@ -7,12 +7,14 @@ import sympy
 from hypothesis import strategies as st
 
 import reference
-from proofs.algebra import replace_entries, require_sums_equal
-from proofs.core import Kind, Scope, for_all, require, theorem, witness_check
+from proofs.algebra import op_matrix, replace_entries, require_sums_equal, symbols_array
+from proofs.core import Kind, ProofFailed, Scope, for_all, require, require_zero, theorem, witness_check
 from proofs.theorems._common import close, gpt_configs, index, j, seeds, t
 from spec import dims as D
 from spec.architectures.gpt import GPTConfig, build_gpt
-from spec.graph import ParamRef
+from spec.dims import concrete_shape
+from spec.graph import Architecture, ParamRef
+from spec.op import Primitive
 from spec.ops import Affine, OneHot, TokenEmbedding
 from spec.theta import random_theta
 
@@ -43,6 +45,8 @@ def _witness_gather(examples: int) -> None:
     hypotheses=("every id lies in [0, n_vocab) (the spec refuses any other id)",),
     scope=Scope(Kind.SYMBOLIC, "every T, n_vocab, d_model, every id and every entry of W_E"),
     witness=_witness_gather,
+    derived_from='the definitions of `OneHot` and `TokenEmbedding`',
+    ops=('one_hot', 'token_embedding'),
 )
 def one_hot_embedding_is_gather() -> None:
     """The one-hot definition [ids_t = v] is substituted into the embedding's Σ_v X_tv W_vj; sympy sums the Kronecker delta to the case 0 ≤ ids_t ≤ n_vocab − 1 ↦ W[ids_t, j]."""
@@ -72,6 +76,31 @@ def _witness_tied(examples: int) -> None:
     for_all(st.tuples(gpt_configs(max_layers=1), seeds), examples, check)
 
 
+def _check_view(arch: Architecture) -> None:
+    """The unembedding of a built tied GPT through the interpreters' own code: its ParamRef,
+    resolved by ParamRef.resolve on a symbolic W_E, is the transpose (entry (j, v) is W_E[v, j]),
+    and its op's definition on that view gives logits_tv = Σ_j h_tj W_E[v, j] at T = 2."""
+    node = arch.nodes["unembed"]
+    ref = node.params["W"]
+    W_E = symbols_array("W_E", [int(n) for n in concrete_shape(arch.theta[ref.name], arch.dims)])
+    view = ref.resolve(W_E, arch.dims)
+    V, width = W_E.shape
+    require(view.shape == (width, V) and all(view[jj, v] == W_E[v, jj] for jj in range(width) for v in range(V)),
+            "ParamRef.resolve gives W_Eᵀ: entry (j, v) is W_E[v, j]")
+    op = node.op
+    if not isinstance(op, Primitive):
+        raise ProofFailed("unembed is not a primitive")
+    h = sympy.Matrix(2, width, lambda r, c: sympy.Symbol(f"h_{r}_{c}", real=True))
+    params = {name: (view if name == "W" else symbols_array(name, [int(n) for n in concrete_shape(shape, arch.dims)]))
+              for name, shape in op.params().items()}
+    bias = params.get("b")
+    logits = op_matrix(op.bind({**arch.dims, D.T: 2}), {"x": h}, params)
+    for r in range(2):
+        for v in range(V):
+            want = sum(h[r, jj] * W_E[v, jj] for jj in range(width)) + (0 if bias is None else bias[v])
+            require_zero(logits[r, v] - want, f"logits[{r}, {v}] − ⟨h_{r}, W_E[{v}]⟩ through the view")
+
+
 @theorem(
     name="tied_unembedding",
     title="the tied unembedding is W_Eᵀ: a token's logit is the dot product with its own embedding",
@@ -83,9 +112,12 @@ def _witness_tied(examples: int) -> None:
     scope=Scope(Kind.SYMBOLIC, "every d_model, n_vocab and entry; the binding is checked on built architectures of "
                 "every option combination (bias, positional encoding, attention pattern)"),
     witness=_witness_tied,
+    derived_from="GPTs built by `build_gpt` with tied embeddings: the unembedding node's `ParamRef`, read through `ParamRef.resolve`, and its op's `Affine` definition",
+    ops=('token_embedding', 'affine'),
+    families=('gpt',),
 )
 def tied_unembedding() -> None:
-    """Built tied architectures bind the unembedding to the view W_Eᵀ of the one Θ entry; the affine definition through that view is Σ_j h_tj W_E[v, j]."""
+    """Built tied architectures bind the unembedding to the view W_Eᵀ of the one Θ entry; ParamRef.resolve (the interpreters' code) applied to a symbolic W_E gives exactly its transpose, and the unembedding op's definition on that resolved view gives ⟨h_t, W_E[v]⟩ (plus the bias) at the built sizes; symbolically in d_model and n_vocab, the affine definition through the transpose is Σ_j h_tj W_E[v, j]."""
     for bias in (False, True):
         for positional in ("learned", "sinusoidal"):
             for attention in (("dense",), ("dense", "banded")):
@@ -96,11 +128,12 @@ def tied_unembedding() -> None:
                 require(ref == ParamRef("W_E", transpose=True), f"unembed binds W_Eᵀ (bias={bias}, {positional}, {attention})")
                 require(ref.view_shape(arch.theta["W_E"]) == (d, n_vocab), "the view W_Eᵀ has shape (d_model, n_vocab)")
                 require("W_U" not in arch.theta, "Θ has no separate W_U")
+                _check_view(arch)
     h = sympy.IndexedBase("h", shape=(T, d))
     W_E = sympy.IndexedBase("W_E", shape=(n_vocab, d))
     W_U = sympy.IndexedBase("W_U", shape=(d, n_vocab))
     v = sympy.Symbol("v", integer=True, nonnegative=True)
     logits = Affine(d, n_vocab, bias=False).definition((t, v), {"x": h}, {"W": W_U})
-    logits = replace_entries(logits, W_U, lambda i: W_E[i[1], i[0]])  # the transpose view
+    logits = replace_entries(logits, W_U, lambda i: W_E[i[1], i[0]])  # the transpose view, as _check_view found it
     k = index("k")
     require_sums_equal(logits, sympy.Sum(h[t, k] * W_E[v, k], (k, 0, d - 1)), "logits_tv − ⟨h_t, W_E[v]⟩")

@@ -70,6 +70,8 @@ def _witness(examples: int) -> None:
     scope=Scope(Kind.SYMBOLIC, "every d_model, every row x, γ, β, every a, b and ε: the spec's definition is "
                 "transformed and its centred part and variance compared as sums (δ ↦ a δ, σ² ↦ a² σ²)"),
     witness=_witness,
+    derived_from='`LayerNorm.definition` with ε symbolic',
+    ops=('layer_norm',),
 )
 def layer_norm_invariance() -> None:
     """The spec's definition (ε symbolic) is split as γ δ (v + ε)^{−1/2} + β; under x ↦ a x + b the centred part becomes a δ and the variance a² v (sum normal form); the remaining identities are algebra in the scalars δ, v, a, ε."""

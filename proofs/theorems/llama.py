@@ -16,13 +16,14 @@ from proofs.algebra import evaluate_graph, replace_entries, require_sums_equal, 
 from proofs.core import Kind, ProofFailed, Scope, for_all, require, require_zero, theorem, witness_check
 from proofs.dependency import Windows, causality, relation, type_graph, windows
 from proofs.theorems._common import close, j, seeds, t
+from proofs.theorems.causality import rely_on
 from spec import dims as D
 from spec.architectures import PRESETS
 from spec.architectures.llama import LayerKind, LlamaConfig, build_llama
 from spec.blocks import multi_head_attention
 from spec.counting import count, size, symbolic_count
 from spec.graph import Architecture, Composite, graph_input
-from spec.masks import Causal, KeyRow, Relation, SupportOf
+from spec.masks import Banded, Causal, KeyRow, Relation, SupportOf
 from spec.ops import RMSNorm, Rotary
 from spec.ops.rotary import PAIRINGS
 from spec.theta import random_theta
@@ -101,6 +102,8 @@ def _witness_rotary(examples: int) -> None:
                 f"spec's definition); d_head ∈ {ROTARY_WIDTHS}, both pairings; every d by the pairs being independent; witness: "
                 "random q, k through the reference, every scaling, positions ≤ 100"),
     witness=_witness_rotary,
+    derived_from='`Rotary.definition` at symbolic positions, its frequencies made symbols',
+    ops=('rotary',),
 )
 def rotary_relative_position() -> None:
     """The spec's definition is expanded at symbolic positions t and s with the frequencies made symbols; the score's difference from its value at (t − s, 0) and the norm's difference from ‖x‖² are expanded with the angle-sum formulas and simplify to 0."""
@@ -181,6 +184,9 @@ def _witness_gqa(examples: int) -> None:
                 "symbolically (T = 2) for (n_heads, n_kv_heads) ∈ {(2, 1), (4, 2)}; counts: symbolic in every dim; "
                 "witness: the reference, bit for bit"),
     witness=_witness_gqa,
+    derived_from="Llama attentions built by spec.blocks with and without grouping: their DAGs, ops and `ParamRef.resolve` views on symbolic θ, and both evaluated from the ops' definitions",
+    ops=('attention_scores',),
+    families=('llama',),
 )
 def gqa_is_repeated_mha() -> None:
     """The two DAGs are walked together: the same primitive paths, ops and sources, and every resolved parameter view equal on symbolic θ (GQA's) and its repetition (MHA's); so by induction along the topological order every value is equal — checked directly by evaluating both symbolically at T = 2; the count difference is read off Θ."""
@@ -267,6 +273,8 @@ def _witness_rms(examples: int) -> None:
     scope=Scope(Kind.SYMBOLIC, "every d_model, every row x, every gain (γ or 1 + γ), every a and ε: the definition's mean "
                 "square is compared as a sum (m ↦ a² m), the rest is algebra; the shift counterexample is a concrete row"),
     witness=_witness_rms,
+    derived_from='`RMSNorm.definition` with ε symbolic',
+    ops=('rms_norm',),
 )
 def rms_norm_scale_invariance() -> None:
     """The spec's definition (ε symbolic) is split as g x (m + ε)^{−1/2}; under x ↦ a x the mean square becomes a² m (sum normal form); the identities are then algebra in x_j, m, a, ε; a shift is refuted on the row (1, −1)."""
@@ -347,6 +355,9 @@ def _witness_window(examples: int) -> None:
                 "the typing gives exactly this window; witness: every token of drawn models perturbed through the "
                 "reference, the rows that move are exactly the window"),
     witness=_witness_window,
+    derived_from="the dependency typing of Llama models built by `build_llama`, after checking every op's rules against its sympy `definition` and each window (`Banded`) against its own `allowed` and `indicator` (exact)",
+    ops=('masked_softmax',),
+    families=('llama',),
 )
 def sliding_window_receptive_field() -> None:
     """Induction with symbolic L and W as for banded layers; the typing of built sliding-window Llama models (with rotary, GQA, gated MLP) gives exactly [−L(W − 1), 0], and a full layer gives [−∞, 0]."""
@@ -354,11 +365,12 @@ def sliding_window_receptive_field() -> None:
     step = Windows.of((1 - w, 0)).then(Windows.of((L * (1 - w), 0)))
     require(len(step.spans) == 1 and sympy.expand(step.spans[0][0] - (L + 1) * (1 - w)) == 0 and step.spans[0][1] == 0,
             "step: [1 − W, 0] ∘ [L(1 − W), 0] = [(L + 1)(1 − W), 0]")
-    for n_layers in range(1, 5):
-        for width in range(1, 5):
-            got = relation(_llama(n_layers, ("sliding",), width), "logits", "ids")
-            require(got == Windows.of((-n_layers * (width - 1), 0)), f"L={n_layers}, W={width}: the typing gives {got.text()}")
+    models = {(n_layers, width): _llama(n_layers, ("sliding",), width) for n_layers in range(1, 5) for width in range(1, 5)}
     mixed = _llama(3, ("sliding", "full"), 2)
+    rely_on([*models.values(), mixed], [Banded(w) for w in range(1, 5)], "sliding_window_receptive_field")
+    for (n_layers, width), arch in models.items():
+        got = relation(arch, "logits", "ids")
+        require(got == Windows.of((-n_layers * (width - 1), 0)), f"L={n_layers}, W={width}: the typing gives {got.text()}")
     require(relation(mixed, "logits", "ids") == Windows.of((-oo, 0)), "a full layer anywhere gives s ≤ t")
 
 
@@ -409,11 +421,15 @@ def _witness_causal(examples: int) -> None:
                 "symbolic by causal_at_any_depth's induction; witness: a future token changed in drawn models, earlier "
                 "logits identical bit for bit"),
     witness=_witness_causal,
+    derived_from="the dependency typing of every option combination of `build_llama`, after checking every op's rules against its sympy `definition` and every mask against its own `allowed` and `indicator`",
+    ops=('masked_softmax',),
+    families=('llama',),
 )
 def llama_causal_by_typing() -> None:
     """Every variant is typed: the model's relation is causal with no breaking node, every rule of every node is causal, and each block's relation is a window [lo, 0] (so the induction of causal_at_any_depth applies at every depth)."""
-    for name, config in _llama_variants():
-        arch = build_llama(config)
+    variants = [(name, build_llama(config)) for name, config in _llama_variants()]
+    rely_on([arch for _, arch in variants], [Causal(), *(Banded(w) for w in range(1, 3))], "llama_causal_by_typing")
+    for name, arch in variants:
         verdict = causality(arch)
         require(verdict.causal and not verdict.breaks, f"{name}: {verdict.describe()}")
         for path, rules in type_graph(arch).rules.items():
@@ -471,6 +487,8 @@ def _witness_llama_count(examples: int) -> None:
     scope=Scope(Kind.MIXED, "symbolic in every dim; every combination of the three bias switches and tying, built with "
                 "n_layers = 1, 2, 3; the presets' published totals exactly; witness: drawn sizes"),
     witness=_witness_llama_count,
+    derived_from='Θ of models built by `build_llama` (every bias and tying option, depths 1–3) and `spec.counting`',
+    families=('llama',),
 )
 def llama_parameter_count_formula() -> None:
     """For every option combination and depth 1–3, Σ_Θ Π shape (symbolic in the dims) minus the formula expands to 0, as does symbolic_count; count() agrees at the config; the formula at the presets' dims gives the published totals."""

@@ -13,9 +13,11 @@ import reference
 from proofs.core import Kind, ProofFailed, Scope, for_all, require, theorem, witness_check
 from proofs.dependency import ALL, Summaries, Windows, relation, relation_at
 from proofs.theorems._common import seeds
+from proofs.theorems.causality import rely_on
 from spec.architectures.registry import build
 from spec.architectures.transformer import TransformerConfig
 from spec.graph import Architecture, Composite
+from spec.masks import Causal
 from spec.seq2seq import SOURCE, TARGET, with_key_padding
 from spec.theta import random_theta
 
@@ -112,11 +114,14 @@ def _witness(examples: int) -> None:
                 "drawn models and paddings (S, T ≤ 5), one source and one target token changed, the real rows that move "
                 "compared with the claim bit for bit"),
     witness=_witness,
+    derived_from="the dependency typing of Transformers built by the registered `transformer` family (after checking their ops' rules against their definitions and their masks against themselves), and the concrete-length typing with key padding (`spec.seq2seq.with_key_padding`)",
+    families=('transformer',),
 )
 def seq2seq_dependency() -> None:
-    """The typing (memoised per composite) of built Transformers of every depth up to 3 + 3, the per-block summaries (the induction step), and the concrete-length typing of every padding pattern up to the stated lengths."""
-    summaries = Summaries()
+    """Every op of the built Transformer is checked against its definition and the causal mask against itself (proofs/definitions.py); then the typing (memoised per composite) of built Transformers of every depth up to 3 + 3, the per-block summaries (the induction step), and the concrete-length typing of every padding pattern up to the stated lengths."""
     arch = small(1)
+    rely_on([arch], [Causal()], "seq2seq_dependency")
+    summaries = Summaries()
     encoder = arch.nodes["encoder.blocks.0"].op
     decoder = arch.nodes["decoder.blocks.0"].op
     if not (isinstance(encoder, Composite) and isinstance(decoder, Composite)):

@@ -16,7 +16,7 @@ from proofs.theorems._common import IndicatorMask, M, arrays, close, first_branc
 from reference import run_op
 from spec import online_softmax as recurrence
 from spec.dims import S, T
-from spec.masks import Full, KeyPadding, Relation
+from spec.masks import Full, KeyPadding, NoDependence, Relation
 from spec.ops import MaskedSoftmax, WeightedSum
 
 x = sympy.IndexedBase("x", shape=(T, S))
@@ -59,6 +59,8 @@ def _witness_shift(examples: int) -> None:
     hypotheses=("any allowed sets A_t, including empty rows (both sides are then 0)",),
     scope=Scope(Kind.SYMBOLIC, "every T, S, every mask (a symbolic 0/1 indicator m_ts), every x and c"),
     witness=_witness_shift,
+    derived_from='`MaskedSoftmax.definition` with a symbolic 0/1 mask (any mask); no other input',
+    ops=('masked_softmax',),
 )
 def softmax_shift_invariance() -> None:
     """The spec's masked-softmax entry is built for a symbolic 0/1 mask; every score x_ts is replaced by x_ts + c_t and the difference simplified to 0 (e^{c_t} factors out of numerator and normaliser)."""
@@ -98,6 +100,8 @@ def _witness_renormalised(examples: int) -> None:
     hypotheses=("softmax without a subscript is the masked softmax with the full mask",),
     scope=Scope(Kind.SYMBOLIC, "every T, S, every mask (a symbolic 0/1 indicator m_ts), every x"),
     witness=_witness_renormalised,
+    derived_from='`MaskedSoftmax.definition` with a symbolic mask and with the full mask (the plain softmax)',
+    ops=('masked_softmax',),
 )
 def masked_softmax_renormalises() -> None:
     """The definition's first case is exactly A_t ≠ ∅ and the other is 0; in the first case the masked entry minus m_ts·softmax(x)_ts / Σ_s' m_ts' softmax(x)_ts' simplifies to 0 (the plain normaliser cancels)."""
@@ -162,10 +166,18 @@ def _witness_finite_constant(examples: int) -> None:
         "ε = 0 is Σ_{s∈A_t} e^{x_ts} > 0), and cross-checked with sympy.limit for every mask row with S ≤ 2",
     ),
     witness=_witness_finite_constant,
+    derived_from="`MaskedSoftmax.definition`: with the full mask (the plain softmax the finite-constant forms take), with a symbolic mask (the limit), and for an empty row the spec's own value — the definition with a symbolic mask whose row is all 0, and with `NoDependence` — checked to be 0",
+    ops=('masked_softmax',),
 )
 def finite_mask_constant() -> None:
-    """Empty rows: substitute x + c (additive) or c (replacement) into the plain softmax and simplify. The limit: with ε = e^c, e^{c[s∉A]} = m + (1 − m)ε exactly for m ∈ {0, 1}; both forms are rational in ε, their denominator at ε = 0 is Σ_{s∈A_t} e^{x_ts} > 0, so the limit is the value at ε = 0, which equals the masked definition. sympy.limit confirms every small case."""
+    """The spec's value on an empty row is read off the masked softmax's definition (a symbolic mask with row t all 0, and the mask that allows nothing): 0. Empty rows of the finite forms: substitute x + c (additive) or c (replacement) into the plain softmax and simplify. The limit: with ε = e^c, e^{c[s∉A]} = m + (1 − m)ε exactly for m ∈ {0, 1}; both forms are rational in ε, their denominator at ε = 0 is Σ_{s∈A_t} e^{x_ts} > 0, so the limit is the value at ε = 0, which equals the masked definition. sympy.limit confirms every small case."""
     cc, eps = sympy.Symbol("c", real=True), sympy.Symbol("epsilon", positive=True)
+    # "The spec's masked softmax gives 0" on an empty row, from its own definition: any mask whose
+    # row t allows no key (a symbolic mask with m_ts = 0 for every s), and the mask that allows none.
+    empty = replace_entries(softmax_entry(IndicatorMask(), t, s), M, lambda i: sympy.Integer(0))
+    require(sympy.sympify(empty.doit()) == 0, f"the spec's masked softmax on a row with A_t = ∅ is 0 (its definition gives {empty.doit()})")
+    none = softmax_entry(NoDependence(), t, s)
+    require(sympy.sympify(none.doit()) == 0, f"the spec's masked softmax with no allowed key is 0 (its definition gives {none.doit()})")
     # Empty row, additive: every score of the row gets c — the plain softmax of the row.
     empty_additive = _additive_row(x, sympy.Integer(0), cc)
     require_zero(empty_additive - softmax_entry(Full(), t, s), "additive form, empty row: softmax(x + c) − softmax(x)")
@@ -330,6 +342,8 @@ def _witness_online(examples: int) -> None:
         "into consecutive blocks (42 cases, scores and values symbolic)",
     ),
     witness=_witness_online,
+    derived_from="spec/online_softmax.py's `step` and `result` — the functions fast/'s fused attention runs — on sympy expressions (every mask row and every split into blocks for S ≤ 3), and the definitions of `MaskedSoftmax` and `WeightedSum`; the invariant step is symbolic",
+    ops=('masked_softmax', 'weighted_sum'),
 )
 def online_softmax() -> None:
     """Invariant l = L e^{−m}, acc = P e^{−m} (L, P the sums over allowed keys seen): one block maps it to (L + L_B) e^{−m'}, (P + P_B) e^{−m'} for any m'; the empty start contributes exp(−∞) = 0; so acc/l = P/L, which the spec's weighted sum of the masked softmax equals. The recurrence as fast/ writes it is then run exactly on every small case."""

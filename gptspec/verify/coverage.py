@@ -1,0 +1,210 @@
+"""What a ``gptspec check`` run exercises, and ``--all-ops``: every op, mask family and padding
+mode the library has.
+
+``gptspec check MODEL`` verifies the ops MODEL uses, with MODEL's attributes, and MODEL on padded
+batches: a mutant of fast/ in an op, a mask family or a padding mode MODEL never uses passes it
+(the default ``tiny`` has no banded, windowed or key-padding mask, no sinusoidal positions, no
+rotary embedding). So the report says what the run does not exercise (:func:`missing_line`), and
+``--all-ops`` adds:
+
+- every registered primitive (``spec.op.PRIMITIVES``), drawn from its own examples
+  (``Primitive.examples``: every mask family, key padding with rows that allow no key, one head,
+  width 1, every convolution padding, ε from 1e-12 to 0.1);
+- small models of every registered family (:data:`COVERAGE`: GPT with banded layers and
+  sinusoidal positions, Llama with grouped queries, a sliding window and llama3 rotary scaling, a
+  causal ConvGPT, ParallelGPT, LinearGPT, and the encoder–decoder Transformer) on padded batches
+  (left and right padding) and with KV-cache decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from gptspec.verify.engine import Component, Outcome, Result, Target, check_op, components, run_component
+from gptspec.verify.implementation import Implementation
+from gptspec.verify.strategies import OpExample, small_op_examples
+from gptspec.verify.tolerance import DEFAULT, Policy
+from spec import masks as spec_masks
+from spec.graph import Architecture
+from spec.masks import Intersection, KeyRow, Relation, SupportOf, WithinRow
+from spec.op import PRIMITIVES, Primitive
+
+MASK_FAMILIES: tuple[type[Relation], ...] = tuple(
+    cls for cls in vars(spec_masks).values()
+    if isinstance(cls, type) and issubclass(cls, Relation) and cls is not Relation and cls.__module__ == spec_masks.__name__
+    and cls not in (KeyRow, WithinRow, SupportOf)
+)
+"""The mask families of spec.masks (a relation an attention mask can be; not the rule-only
+relations KeyRow, WithinRow, SupportOf)."""
+
+OP_LEVEL_PADDING = "key-padding masks at the op level, rows with no allowed key included"
+"""The padding mode only op-level examples reach (model components pad through ``valid``)."""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a run exercises: op kinds, mask families, and whether op-level key padding is drawn."""
+
+    ops: frozenset[str]
+    masks: frozenset[str]
+    key_padding: bool
+
+
+def _families(rel: Relation) -> set[str]:
+    found = {type(rel).__name__}
+    if isinstance(rel, Intersection):
+        for part in rel.parts:
+            found |= _families(part)
+    return found
+
+
+def exercised(arch: Architecture) -> Coverage:
+    """The op kinds and mask families ``gptspec check`` on ``arch`` exercises."""
+    ops: set[str] = set()
+    masks: set[str] = set()
+    for _, node, _ in arch.expand():
+        op = node.op
+        if not isinstance(op, Primitive):
+            continue
+        ops.add(op.kind)
+        mask = getattr(op, "mask", None)
+        if isinstance(mask, Relation):
+            masks |= _families(mask)
+    return Coverage(frozenset(ops), frozenset(masks), "KeyPadding" in masks)
+
+
+def library() -> Coverage:
+    """Every op kind and mask family the library has (what ``--all-ops`` exercises)."""
+    return Coverage(frozenset(PRIMITIVES), frozenset(cls.__name__ for cls in MASK_FAMILIES), True)
+
+
+def missing_line(arch: Architecture, label: str, all_ops: bool = False) -> str:
+    """One line of the report: what the run on ``arch`` does not exercise (nothing with ``--all-ops``)."""
+    everything = library()
+    if all_ops:
+        return (f"--all-ops: also every registered op ({len(everything.ops)}) from its own examples, every mask family "
+                f"({len(everything.masks)}), {OP_LEVEL_PADDING}, and small models of every family ({', '.join(COVERAGE)}) "
+                "on padded batches and decoding")
+    got = exercised(arch)
+    ops = sorted(everything.ops - got.ops, key=list(PRIMITIVES).index)
+    masks = sorted(everything.masks - got.masks)
+    parts = []
+    if ops:
+        parts.append(f"ops {', '.join(ops)}")
+    if masks:
+        parts.append(f"masks {', '.join(masks)}")
+    if not got.key_padding:
+        parts.append(OP_LEVEL_PADDING)
+    if not parts:
+        return f"{label} exercises every op, mask family and padding mode of the library"
+    return f"not exercised by {label}: {'; '.join(parts)} (gptspec check --all-ops checks them all)"
+
+
+# -- the --all-ops components ----------------------------------------------------------------
+
+
+def _coverage_configs() -> dict[str, object]:
+    from spec.architectures.conv_gpt import ConvGPTConfig
+    from spec.architectures.gpt import GPTConfig
+    from spec.architectures.linear_gpt import LinearGPTConfig
+    from spec.architectures.llama import LlamaConfig
+    from spec.architectures.parallel_gpt import ParallelGPTConfig
+    from spec.architectures.transformer import TransformerConfig
+
+    return {
+        "gpt banded+dense, sinusoidal, gelu_erf, untied": GPTConfig(
+            n_vocab=13, n_ctx=12, d_model=6, n_layers=2, n_heads=2, d_head=3, d_mlp=5, attention=("banded", "dense"), band_width=2,
+            positional="sinusoidal", activation="gelu_erf", tied=False, name="coverage-gpt"),
+        "gpt relu, scaled, no biases": GPTConfig(
+            n_vocab=11, n_ctx=12, d_model=5, n_layers=1, n_heads=2, d_head=2, d_mlp=3, activation="relu", bias=False, attn_scale=0.5,
+            name="coverage-gpt-relu"),
+        "llama GQA, sliding window, llama3 rotary": LlamaConfig(
+            n_vocab=13, n_ctx=16, d_model=8, n_layers=2, n_heads=4, n_kv_heads=2, d_head=2, d_mlp=5, attention=("sliding", "full"),
+            sliding_window=3, rope_pairing="interleaved", rope_scaling="llama3", rope_factor=8.0, rope_original_n_ctx=8,
+            qkv_bias=True, name="coverage-llama"),
+        "conv-gpt causal": ConvGPTConfig(n_vocab=11, n_ctx=12, d_model=8, n_layers=2, n_heads=2, mlp_ratio=1, reduce_every=1,
+                                         kernel=3, pad_left=2, name="coverage-conv-gpt"),
+        "parallel-gpt": ParallelGPTConfig(n_vocab=11, n_ctx=12, d_model=4, n_layers=2, n_heads=2, mlp_ratio=1, name="coverage-parallel-gpt"),
+        "linear-gpt": LinearGPTConfig(n_vocab=11, n_ctx=12, d_model=8, n_layers=2, n_heads=2, mlp_ratio=1, reduce_every=1,
+                                      name="coverage-linear-gpt"),
+        "transformer (encoder–decoder)": TransformerConfig(n_vocab=11, n_ctx=8, d_model=4, n_layers=1, n_heads=2, d_mlp=6,
+                                                           name="coverage-transformer"),
+    }
+
+
+COVERAGE: tuple[str, ...] = ("gpt banded+dense, sinusoidal, gelu_erf, untied", "gpt relu, scaled, no biases",
+                             "llama GQA, sliding window, llama3 rotary", "conv-gpt causal", "parallel-gpt", "linear-gpt",
+                             "transformer (encoder–decoder)")
+"""The small models ``--all-ops`` runs whole (:func:`coverage_components`)."""
+
+
+# (the reduced models end at width 2: a layer norm over a width-1 row is 0, which would make their logits 0)
+
+
+def coverage_target(name: str, seed: int = 0) -> Target:
+    """The coverage model ``name`` with the documented random θ of a preset and a seed."""
+    from spec import build
+    from spec.theta import preset_theta
+
+    config = _coverage_configs()[name]
+    arch = build(config)  # type: ignore[arg-type]
+    return Target(f"coverage model {name!r} (random θ, seed {seed})", arch, dict(preset_theta(arch, seed)),
+                  f"from gptspec.verify.coverage import coverage_target\ntarget = coverage_target({name!r}, seed={seed})")
+
+
+def op_components(impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT) -> Iterator[Component]:
+    """One component per registered primitive, drawn from its own examples."""
+    for kind in PRIMITIVES:
+        def check(case: tuple[Primitive, OpExample]) -> Outcome | None:
+            op, example = case
+            return check_op(impl, op, example, policy)
+
+        def snippet(case: tuple[Primitive, OpExample]) -> str:
+            op, example = case
+            return (
+                "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
+                "from spec.masks import *\nfrom spec.ops import *\n"
+                f"{impl_snippet}\nfrom gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
+                f"op = {op!r}\nprint(check_op(impl, op, {example!r}))"
+            )
+
+        yield Component(f"all ops: {kind} (its own examples: every attribute's hard cases)", small_op_examples(kind), check, snippet)
+
+
+def coverage_components(impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT, seed: int = 0) -> Iterator[Component]:
+    """Every op from its own examples, then each coverage model whole: padded batches and
+    decoding (an encoder–decoder: padded pairs, and decoding with the encoder run once)."""
+    from gptspec.verify.seq2seq import pair_components
+    from spec.seq2seq import is_seq2seq
+
+    yield from op_components(impl, impl_snippet, policy)
+    for name in COVERAGE:
+        target = coverage_target(name, seed)
+        found = pair_components(target, impl, policy) if is_seq2seq(target.arch) else (
+            c for c in components(target, impl, impl_snippet, policy) if c.name.startswith("model:"))
+        for component in found:
+            yield Component(f"{name}: {component.name}", component.strategy, component.check, component.reproduce)
+
+
+def verify_all_ops(
+    impl: Implementation, impl_snippet: str, *, examples: int = 25, seed: int = 0, policy: Policy = DEFAULT,
+    on_result: Callable[[Result], None] | None = None, on_start: Callable[[str], None] | None = None,
+    shard: tuple[int, int] = (1, 1),
+) -> list[Result]:
+    """Run :func:`coverage_components` (of ``shard`` only, as ``verify`` does)."""
+    from gptspec.verify.shard import check_shard, select
+
+    results = []
+    for component in select(list(coverage_components(impl, impl_snippet, policy, seed)), check_shard(shard, "--shard")):
+        if on_start is not None:
+            on_start(component.name)
+        result = run_component(component, examples, seed)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+__all__ = ["COVERAGE", "MASK_FAMILIES", "Coverage", "coverage_components", "coverage_target", "exercised", "library",
+           "missing_line", "op_components", "verify_all_ops"]
