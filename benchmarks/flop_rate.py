@@ -53,17 +53,19 @@ def breakdown(prog: fast.Program, ids: np.ndarray) -> dict[str, float]:
 
         return timed_fn
 
-    kernels = dict(fast.kernels.KERNELS)  # the table fast.program looks kernels up in
+    table = fast.kernels.KERNELS  # the table fast.program looks kernels up in
+    kernels = {kind: table[kind] for kind in table}
     fused = fast.program.fused_mha
     attention = fast.attention.blocked_attention
     try:
         for kind, fn in kernels.items():
-            fast.kernels.KERNELS[kind] = wrap(kind, fn)
+            table.override(kind, wrap(kind, fn))
         fast.program.fused_mha = wrap("multi-head attention (QKV, W_O GEMMs + attention)", fused)
         fast.attention.blocked_attention = wrap("  of which blocked_attention", attention)
         total = timed(lambda: prog.forward(ids))
     finally:
-        fast.kernels.KERNELS.update(kernels)
+        for kind, fn in kernels.items():
+            table.override(kind, fn)
         fast.program.fused_mha = fused
         fast.attention.blocked_attention = attention
     spent["total"] = total

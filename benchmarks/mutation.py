@@ -335,14 +335,24 @@ def _check(tree: Path, timeout: float, examples: int) -> tuple[list[str], list[s
     return [c for c in failed if not c.startswith(extra)], [c for c in failed if c.startswith(extra)], seconds, ""
 
 
+PROVE = (
+    "import json\nfrom proofs.core import run\n"
+    "print(json.dumps([[r.theorem.name, r.proof == 'proved', r.witness in ('witnessed', 'skipped')] for r in run(examples=5)]))"
+)
+
+
 def _prove(tree: Path, timeout: float) -> tuple[list[str], str]:
-    command = [sys.executable, "-m", "gptspec", "prove", "--examples", "5"]
+    """The theorems that fail in ``tree``: ``name (proof)`` when the proof fails, ``name (witness)``
+    when only the numeric witness does."""
     try:
-        done = subprocess.run(command, cwd=tree, env=_env(tree), capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([sys.executable, "-c", PROVE], cwd=tree, env=_env(tree), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return [], "gptspec prove timed out"
-    failed = [line.split()[0] for line in done.stdout.splitlines() if "FAILED" in line and line.startswith("  ")]
-    return failed, "" if done.returncode in (0, 1) else (done.stderr.strip().splitlines() or [""])[-1]
+        return [], "the theorems timed out"
+    try:
+        rows = json.loads(done.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return ["(the theorems did not run)"], (done.stderr.strip().splitlines() or [""])[-1]
+    return [f"{name} ({'proof' if not proved else 'witness'})" for name, proved, witnessed in rows if not (proved and witnessed)], ""
 
 
 def run_mutant(tree: Path, mutant: Mutant, args: argparse.Namespace) -> Outcome:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from spec.errors import ConfigError, ShapeError
-from spec.graph import Graph, Node
+from spec.graph import Graph, Node, Source
 from spec.op import Primitive
 
 V = TypeVar("V")
@@ -70,8 +70,8 @@ class Plan:
     steps: tuple[Step, ...]
     outputs: Mapping[str, str]
     """Output name → the path of the value it is."""
-    input: str
-    """The decoded input (the token ids)."""
+    inputs: tuple[str, ...]
+    """The inputs that grow with the sequence (a decoder: its token ids)."""
 
 
 def plan(arch: Graph) -> Plan:
@@ -89,7 +89,14 @@ def plan(arch: Graph) -> Plan:
         if not isinstance(op, Primitive):
             raise ConfigError(f"node {path} is {type(op).__name__}, but expected a primitive [spec.decoding]")
         steps.append(Step(path, node, dict(sources), cached_ports(op)))
-    return Plan(tuple(steps), outputs, next(iter(arch.inputs)))
+    return Plan(tuple(steps), outputs, (next(iter(arch.inputs)),))
+
+
+def single(op: Primitive, path: str = "op") -> Plan:
+    """The plan of one primitive whose every input grows with the sequence (an op alone: its
+    inputs are given row by row as decoding would give them)."""
+    node = Node(path, op, {port: Source(None, port) for port in op.inputs()})
+    return Plan((Step(path, node, {port: f"input.{port}" for port in op.inputs()}, cached_ports(op)),), {"y": path}, tuple(op.inputs()))
 
 
 class Rows(Protocol[V]):
@@ -115,16 +122,18 @@ class Cache(Generic[V]):
     kept: dict[tuple[str, str], V] = field(default_factory=dict)
 
 
-def extend(plan: Plan, cache: Cache[V], new: V, count: int, rows: Rows[V]) -> tuple[dict[str, V], Cache[V]]:
-    """Run positions ``cache.length … cache.length + count − 1`` (``new``: the decoded input's
+def extend(plan: Plan, cache: Cache[V], new: Mapping[str, V], count: int, rows: Rows[V]) -> tuple[dict[str, V], Cache[V]]:
+    """Run positions ``cache.length … cache.length + count − 1`` (``new``: each growing input's
     rows there) and return the outputs' rows for them and the extended cache. The prefill is
-    ``extend(plan, Cache(), ids, len(ids), rows)``; decoding one more token is
-    ``extend(plan, cache, [id], 1, rows)``."""
+    ``extend(plan, Cache(), {"ids": ids}, len(ids), rows)``; decoding one more token is
+    ``extend(plan, cache, {"ids": [id]}, 1, rows)``."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ShapeError(f"count={count!r}, but expected a whole number ≥ 1 of new positions [spec.decoding]")
+    if set(new) != set(plan.inputs):
+        raise ShapeError(f"new rows of {sorted(new)}, but expected rows of the growing inputs {list(plan.inputs)} [spec.decoding]")
     first = cache.length
     length = first + count
-    values: dict[str, V] = {f"input.{plan.input}": new}
+    values: dict[str, V] = {f"input.{name}": value for name, value in new.items()}
     kept: dict[tuple[str, str], V] = {}
     for step in plan.steps:
         args: dict[str, V] = {}
@@ -141,4 +150,4 @@ def extend(plan: Plan, cache: Cache[V], new: V, count: int, rows: Rows[V]) -> tu
     return {name: values[path] for name, path in plan.outputs.items()}, Cache(length, kept)
 
 
-__all__ = ["Cache", "Plan", "Rows", "Step", "cached_ports", "extend", "plan"]
+__all__ = ["Cache", "Plan", "Rows", "Step", "cached_ports", "extend", "plan", "single"]

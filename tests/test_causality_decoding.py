@@ -51,10 +51,10 @@ def test_spec_decoding_on_the_reference_equals_fast_decoding(name: str) -> None:
     ids = np.array([2, 0, 1, 1])
     plan = decoding.plan(arch)
     rows = ReferenceRows(arch, theta)
-    outputs, cache = decoding.extend(plan, decoding.Cache(), (0, ids[:2]), 2, rows)
+    outputs, cache = decoding.extend(plan, decoding.Cache(), {"ids": (0, ids[:2])}, 2, rows)
     got = [outputs["logits"][1]]
     for t in range(2, len(ids)):
-        outputs, cache = decoding.extend(plan, cache, (t, ids[t:t + 1]), 1, rows)
+        outputs, cache = decoding.extend(plan, cache, {"ids": (t, ids[t:t + 1])}, 1, rows)
         got.append(outputs["logits"][1])
     spec_decoded = np.concatenate(got)
     program = fast.compile(arch, theta, "float64", block=2)
@@ -70,10 +70,10 @@ def test_a_row_local_input_holds_only_the_new_rows() -> None:
     arch = kv_architectures()["gpt dense, relu, two heads"]
     theta = random_theta(arch, 2, std=0.5)
     plan = decoding.plan(arch)
-    broken = decoding.Plan(tuple(decoding.Step(s.path, s.node, s.sources, ()) for s in plan.steps), plan.outputs, plan.input)
+    broken = decoding.Plan(tuple(decoding.Step(s.path, s.node, s.sources, ()) for s in plan.steps), plan.outputs, plan.inputs)
     rows = ReferenceRows(arch, theta)
-    _, cache = decoding.extend(broken, decoding.Cache(), (0, np.array([1, 2])), 2, rows)
-    outputs, _ = decoding.extend(broken, cache, (2, np.array([0])), 1, rows)
+    _, cache = decoding.extend(broken, decoding.Cache(), {"ids": (0, np.array([1, 2]))}, 2, rows)
+    outputs, _ = decoding.extend(broken, cache, {"ids": (2, np.array([0]))}, 1, rows)
     assert np.isnan(outputs["logits"][1]).all()
 
 
@@ -84,4 +84,6 @@ def test_the_plan_refuses_what_it_does_not_model() -> None:
         decoding.plan(build(preset("transformer-tiny").config))
     plan = decoding.plan(kv_architectures()["gpt dense, relu, two heads"])
     with pytest.raises(ShapeError, match="count"):
-        decoding.extend(plan, decoding.Cache(), (0, np.array([1])), 0, ReferenceRows(kv_architectures()["gpt dense, relu, two heads"], {}))
+        decoding.extend(plan, decoding.Cache(), {"ids": (0, np.array([1]))}, 0, ReferenceRows(kv_architectures()["gpt dense, relu, two heads"], {}))
+    with pytest.raises(ShapeError, match="growing inputs"):
+        decoding.extend(plan, decoding.Cache(), {"x": (0, np.array([1]))}, 1, ReferenceRows(kv_architectures()["gpt dense, relu, two heads"], {}))

@@ -2,7 +2,7 @@
 (ranges reading an outer index, repeated indices, capturing renames) each have a regression
 test, fractional coefficients compare over a common denominator, the import graph of proofs/'s
 tool modules is acyclic, and a property test draws random small sum expressions in pairs —
-mostly true identities derived by valid rewrites, the rest deliberate mutations — and checks
+about half true identities derived by valid rewrites, the rest deliberate mutations — and checks
 every identity a tool accepts against an exact evaluation with sympy's meaning of ``Sum``."""
 
 from __future__ import annotations
@@ -270,7 +270,8 @@ def test_the_tool_modules_import_nothing_above_them() -> None:
 # True pairs: the same tree rendered twice, after valid rewrites (Fubini over rectangles,
 # distributivity, pulling a constant out, an unused index becoming its range's length,
 # multiplying by 1 written as a fraction). Mutated pairs: a limit shifted, an entry changed, a
-# sympy multi-limit reversed regardless of validity, a capturing rename.
+# sympy multi-limit reversed regardless of validity, a capturing rename, a rename that forgets
+# an occurrence in an inner range (the shapes of holes A, B and C).
 
 POOL = (i, j, k)
 DENOMINATORS = {"n+1": n + 1, "n+2": n + 2, "m+1": m + 1}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from proofs.theorems._common import IndicatorMask, attention_only, index, s, t
 index_ = index
 from spec import GPTConfig, build_gpt
 from spec import dims as D
+from spec.graph import ParamRef
 from spec.masks import Causal, Full, RowWise, Window
 from spec.ops import Affine, AttentionScores, Conv1d, LayerNorm, MaskedSoftmax
 from spec.theta import random_theta
@@ -41,9 +43,76 @@ def test_theorem_holds(name: str) -> None:
 
 
 def test_every_theorem_states_its_scope_and_hypotheses() -> None:
+    from spec.architectures.registry import FAMILIES
+    from spec.op import PRIMITIVES
+
     for thm in THEOREMS.values():
         assert thm.statement and thm.statement_latex and thm.hypotheses and thm.scope.detail, thm.name
         assert thm.prove.__doc__, f"{thm.name}: the proof has no docstring (its idea, shown in docs/proofs.md)"
+        assert len(thm.derived_from) > 20, f"{thm.name}: say exactly what the proof derives the statement from (Theorem.derived_from)"
+        assert set(thm.ops) <= set(PRIMITIVES) and set(thm.families) <= set(FAMILIES), thm.name
+
+
+# -- no re-typed subjects: the theorems read the code they are about ------------------------
+
+
+def test_a_column_major_w_o_view_fails_the_heads_theorem(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = ParamRef.resolve
+
+    def column_major(self: ParamRef, array: np.ndarray, dims: Mapping[sympy.Symbol, int]) -> np.ndarray:
+        if self.reshape is None:
+            return original(self, array, dims)
+        return np.asarray(original(dataclasses.replace(self, reshape=None), array, dims)).reshape(
+            tuple(int(sympy.sympify(d).subs(dims)) for d in self.reshape), order="F")
+
+    monkeypatch.setattr(ParamRef, "resolve", column_major)
+    with pytest.raises(ProofFailed, match="ParamRef.resolve reads W_O"):
+        attention.heads_concat_then_project.prove()
+
+
+def test_an_untransposed_tied_view_fails_the_tied_theorem(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = ParamRef.resolve
+
+    def no_transpose(self: ParamRef, array: np.ndarray, dims: Mapping[sympy.Symbol, int]) -> np.ndarray:
+        out = original(self, array, dims)
+        return np.asarray(out).T.reshape(np.shape(out)) if self.transpose else out  # the right shape, the wrong entries
+
+    monkeypatch.setattr(ParamRef, "resolve", no_transpose)
+    with pytest.raises(ProofFailed, match="ParamRef.resolve gives W_Eᵀ"):
+        THEOREMS["tied_unembedding"].prove()
+
+
+def test_an_empty_row_of_one_over_s_fails_the_finite_mask_theorem(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = MaskedSoftmax.definition
+
+    def uniform_when_empty(self: MaskedSoftmax, index: tuple[sympy.Expr, ...], inputs: Mapping[str, sympy.IndexedBase],
+                           params: Mapping[str, sympy.IndexedBase]) -> sympy.Expr:
+        y = original(self, index, inputs, params)
+        return sympy.Piecewise((y.args[0][0], y.args[0][1]), (1 / inputs["x"].shape[1], True)) if isinstance(y, sympy.Piecewise) else y
+
+    monkeypatch.setattr(MaskedSoftmax, "definition", uniform_when_empty)
+    with pytest.raises(ProofFailed, match="on a row with A_t = ∅ is 0"):
+        THEOREMS["finite_mask_constant"].prove()
+
+
+def test_the_online_theorem_runs_the_recurrence_fast_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spec import online_softmax
+
+    def forgetful(state: online_softmax.State[Any], x: Any, v: Any, ops: online_softmax.Ops[Any]) -> online_softmax.State[Any]:
+        m_new = ops.rowmax(x)
+        if state.m is not None:
+            m_new = ops.maximum(m_new, state.m)
+        shift = ops.finite_or_zero(m_new)
+        p = ops.exp_shifted(x, shift)
+        block_l, block_acc = ops.rowsum(p), ops.weighted(p, v)
+        if state.m is None or state.l is None:
+            return online_softmax.State(m_new, block_l, block_acc)
+        rescale = ops.exp_shifted(state.m, shift)
+        return online_softmax.State(m_new, ops.scale_add(state.l, rescale, block_l), block_acc)  # acc forgets the earlier blocks
+
+    monkeypatch.setattr(online_softmax, "step", forgetful)
+    with pytest.raises(ProofFailed):
+        softmax.online_softmax.prove()
 
 
 # -- proofs can fail: false statements ----------------------------------------------------

@@ -13,8 +13,8 @@ from gptspec.cli import main
 from gptspec.verify import FastImplementation, Options
 from gptspec.verify.report import junit
 from gptspec.verify.session import Runner, setup, verify_target
-from gptspec.verify.shard import merge_junit, parse_shard
 from gptspec.verify.shard import main as shard_main
+from gptspec.verify.shard import merge_junit, parse_shard
 from spec import ConfigError
 
 

@@ -105,7 +105,7 @@ def test_empty_softmax_rows_are_judged_by_the_convention() -> None:
         ("numpy:no_such_name", {"layout": "hf-gpt2"}, "has no attribute"),
         ("tests.test_verify_targets:MyGPT", {}, "expected --layout"),
         ("tests.test_verify_targets:MyGPT", {"layout": "hf-gpt2", "model": "tiny-llama"}, "expected gpt for layout hf-gpt2"),
-        ("tests.test_verify_targets:MyGPT", {"layout": "hf-llama"}, "has no default config"),
+        ("tests.test_verify_targets:MyGPT", {"layout": "hf-marian"}, "has no default config"),
         ("tests.test_verify_targets:two_args", {"layout": "hf-gpt2"}, "takes 2 required arguments"),
         ("tests.test_verify_targets:MyGPT", {"layout": "hf-gpt2", "empty_rows": "nan"}, "empty_rows='nan'"),
         ("tests.test_verify_targets:MyGPT", {"layout": "hf-gpt2", "dtype": "bfloat16", "attn_implementation": "eager"}, "no config_class"),

@@ -535,6 +535,13 @@ def verify_target(
         report.notes.append(f"sequences up to {options.max_len} of n_ctx {n_ctx} (--max-len)")
     if options.shard != WHOLE:
         report.notes.append(describe(options.shard))
+    planned = runner.plan()  # the campaign's size, before it starts
+    runner.progress(
+        f"campaign{'' if options.shard == WHOLE else f' (shard {options.shard[0]}/{options.shard[1]})'}: "
+        + ", ".join(f"{len(planned[key])} {what}" for key, what in (("model", "padded batches"), ("decode", "decoded batches"),
+                    ("generate", "generations"), ("ops", "op components")) if key in options.components)
+        + f" on {describe_config(s.arch.config)}"
+    )
     report.results = runner.run(on_result)
     report.seconds = time.perf_counter() - start
     return report

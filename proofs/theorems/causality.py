@@ -8,7 +8,7 @@ spec/decoding.py's prefill and extension on the ops' definitions."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -406,16 +406,21 @@ class DefinitionRows:
     new rows; a cached one: every row so far), and requires them to equal the full evaluation's
     rows entry for entry. Equal on generic entries means equal for every value of them, so by
     induction along the plan (every input of a step equals the full evaluation's rows) each
-    step's rows are the full evaluation's."""
+    step's rows are the full evaluation's.
 
-    def __init__(self, arch: Architecture, steps: decoding.Plan, n: int) -> None:
+    ``op_at(step, length)`` is the step's op at a sequence length (an architecture's op bound at
+    T = S = length); ``inputs`` gives each growing input's zero pattern at length n (generic: all
+    False)."""
+
+    def __init__(self, steps: decoding.Plan, n: int, op_at: Callable[[decoding.Step, int], Primitive],
+                 inputs: Mapping[str, npt.NDArray[np.bool_]]) -> None:
         self.n = n
-        self.dims: dict[sympy.Symbol, int] = dict(arch.dims)
-        self.zero: dict[str, npt.NDArray[np.bool_]] = {f"input.{steps.input}": np.zeros((n,), dtype=bool)}
+        self.op_at = op_at
+        self.zero: dict[str, npt.NDArray[np.bool_]] = {f"input.{name}": inputs[name] for name in steps.inputs}
         self.full: dict[str, dict[tuple[int, ...], sympy.Expr]] = {}
         self._checked: set[Hashable] = set()
         for step in steps.steps:
-            op = self._bound(step, n)
+            op = op_at(step, n)
             got = self._entries(step, op, {port: Block(src, 0, n) for port, src in step.sources.items()}, 0, n)
             shape = tuple(int(k) for k in op.output().shape)
             zero = np.zeros(shape, dtype=bool)
@@ -424,8 +429,15 @@ class DefinitionRows:
             self.zero[step.path] = zero
             self.full[step.path] = got
 
-    def _bound(self, step: decoding.Step, length: int) -> Primitive:
-        return bind(step.op, tuple(sorted({**self.dims, D.T: length, D.S: length}.items(), key=str)))
+    @staticmethod
+    def of(arch: Architecture, steps: decoding.Plan, n: int) -> DefinitionRows:
+        """For an architecture: its ops bound at T = S = length, its token ids generic."""
+        dims = dict(arch.dims)
+
+        def op_at(step: decoding.Step, length: int) -> Primitive:
+            return bind(step.op, tuple(sorted({**dims, D.T: length, D.S: length}.items(), key=str)))
+
+        return DefinitionRows(steps, n, op_at, {name: np.zeros((n,), dtype=bool) for name in steps.inputs})
 
     def _entries(self, step: decoding.Step, op: Primitive, blocks: Mapping[str, Block], first: int, length: int) -> dict[tuple[int, ...], sympy.Expr]:
         """Rows ``first … length − 1`` of ``op`` (bound at ``length``), each input entry a generic
@@ -461,7 +473,7 @@ class DefinitionRows:
             require(block.path == src and (block.first, block.stop) == want,
                     f"{step.path}.{port} is given rows {block.first}…{block.stop - 1} of {block.path}, but expected rows "
                     f"{want[0]}…{want[1] - 1} of {src}")
-        op = self._bound(step, length)
+        op = self.op_at(step, length)
         key = (op, step.cached, first, length, tuple((port, self.zero[src].tobytes(), self.zero[src].shape) for port, src in sorted(step.sources.items())))
         if key not in self._checked:
             got = self._entries(step, op, inputs, first, length)
@@ -480,21 +492,66 @@ class DefinitionRows:
         return Block(kept.path, 0, new.stop)
 
 
-def prefill_then_extend(arch: Architecture, n: int) -> int:
+def prefill_then_extend(steps: decoding.Plan, rows: DefinitionRows, n: int) -> int:
     """For every k = 1 … n − 1: spec.decoding's prefill of k positions, then its extension by one
     more, checked step by step against the full evaluation at length n (:class:`DefinitionRows`).
     Returns how many step evaluations were checked."""
-    steps = decoding.plan(arch)
-    rows = DefinitionRows(arch, steps, n)
-    ids = f"input.{steps.input}"
     for k in range(1, n):
-        outputs, cache = decoding.extend(steps, decoding.Cache(), Block(ids, 0, k), k, rows)
+        prefix = {name: Block(f"input.{name}", 0, k) for name in steps.inputs}
+        outputs, cache = decoding.extend(steps, decoding.Cache(), prefix, k, rows)
         require(cache.length == k and all((b.first, b.stop) == (0, k) for b in outputs.values()), f"prefill of {k} rows")
-        outputs, cache = decoding.extend(steps, cache, Block(ids, k, k + 1), 1, rows)
+        one = {name: Block(f"input.{name}", k, k + 1) for name in steps.inputs}
+        outputs, cache = decoding.extend(steps, cache, one, 1, rows)
         require(cache.length == k + 1 and all((b.first, b.stop) == (k, k + 1) for b in outputs.values()), f"extend to row {k}")
         kept = {port for step in steps.steps for port in step.cached}
         require(not kept or bool(cache.kept), "the cache holds the cached inputs")
     return len(rows._checked)
+
+
+def decode_architecture(arch: Architecture, n: int = 3) -> int:
+    """:func:`prefill_then_extend` on the plan of a whole decoder (spec.decoding.plan)."""
+    steps = decoding.plan(arch)
+    return prefill_then_extend(steps, DefinitionRows.of(arch, steps, n), n)
+
+
+def _causal_rules(op: Primitive) -> bool:
+    """Every rule of ``op`` stays at or before t, and so does its support (a masked softmax's
+    mask: its row rule is row-wise whatever the mask)."""
+    support = op.support()
+    rules_causal = all(isinstance(rule, (KeyRow, SupportOf)) or windows(rule).causal() for rule in op.dependency().values())
+    return rules_causal and (support is None or windows(support).causal())
+
+
+def _causal_instances() -> dict[str, list[Callable[[int], Primitive]]]:
+    """Length-parametrised instances of every registered primitive whose rules are causal: each
+    primitive's own instances (``Primitive.instances``) that keep their rules causal."""
+    table: dict[str, list[Callable[[int], Primitive]]] = {}
+    for kind, cls in PRIMITIVES.items():
+        table[kind] = [
+            lambda n, cls=cls, i=i: cls.instances(n)[i]  # type: ignore[misc]
+            for i, op in enumerate(cls.instances(KV_T)) if _causal_rules(op)
+        ]
+    return table
+
+
+def decode_op(make: Callable[[int], Primitive], n: int = KV_T) -> int:
+    """:func:`prefill_then_extend` on one primitive alone (spec.decoding.single), every input
+    growing with the sequence: generic, except the weights another input is read through
+    (``SupportOf``), which come from a causal masked softmax and so are 0 above the diagonal."""
+    op = make(n)
+    steps = decoding.single(op)
+    weights = {rule.port for rule in op.dependency().values() if isinstance(rule, SupportOf)}
+    zero: dict[str, npt.NDArray[np.bool_]] = {}
+    for port, ttype in op.inputs().items():
+        shape = tuple(int(k) for k in ttype.shape)
+        zero[port] = np.zeros(shape, dtype=bool)
+        if port in weights:
+            zero[port] = np.triu(np.ones(shape, dtype=bool), 1)
+
+    def op_at(step: decoding.Step, length: int) -> Primitive:
+        return make(length)
+
+    return prefill_then_extend(steps, DefinitionRows(steps, n, op_at, zero), n)
 
 
 class ReferenceRows:
@@ -535,10 +592,10 @@ def _witness_kv(examples: int) -> None:
         steps = decoding.plan(arch)
         rows = ReferenceRows(arch, theta)
         k = 1 + seed % (len(ids) - 1)
-        outputs, cache = decoding.extend(steps, decoding.Cache(), (0, ids[:k]), k, rows)
+        outputs, cache = decoding.extend(steps, decoding.Cache(), {"ids": (0, ids[:k])}, k, rows)
         got = [outputs["logits"][1]]
         for t_ in range(k, len(ids)):
-            outputs, cache = decoding.extend(steps, cache, (t_, ids[t_:t_ + 1]), 1, rows)
+            outputs, cache = decoding.extend(steps, cache, {"ids": (t_, ids[t_:t_ + 1])}, 1, rows)
             got.append(outputs["logits"][1])
         decoded = np.concatenate(got, axis=0)
         witness_check(bool(np.all(np.isfinite(decoded))), f"an extension read a row decoding does not hold [{config}]")
@@ -553,17 +610,20 @@ def _witness_kv(examples: int) -> None:
     statement="Decode as spec/decoding.py defines it: run the prompt of k positions once, keeping every op input its rule "
     "reads across positions (the keys of attention scores, the values of a weighted sum, a convolution's window); then "
     "run position k alone, each op computing only row k — from row k of its row-local inputs and rows 0 … k of its "
-    "cached ones. The logits (and every value) of row k equal row k of the full evaluation of the k + 1 positions, and "
+    "cached ones. The logits (and every value) of row k equal row k of the full evaluation of the whole sequence, and "
     "the prompt's rows equal its first k rows.",
     latex=r"\mathrm{extend}\big(\mathrm{prefill}(\mathrm{ids}_{0:k}),\ \mathrm{ids}_k\big) = f_\theta(\mathrm{ids}_{0:T})_{k},"
     r"\qquad \mathrm{prefill}(\mathrm{ids}_{0:k}) = f_\theta(\mathrm{ids}_{0:T})_{0:k}",
-    hypotheses=("the architecture reads one sequence (a decoder); its ops are those of the registered decoder families",
-                "the cached inputs are exactly those whose rule is not row-local (Relation.row_local), as fast/ caches them"),
-    scope=Scope(Kind.EXHAUSTIVE, f"full length T = {KV_T}, every prefix k = 1 … {KV_T - 1}, every op of small built "
-                "decoders of every decoder family (GPT dense / banded / mixed, learned and sinusoidal, every activation; "
-                "Llama with rotary, GQA, SwiGLU and a sliding window; causal ConvGPT; ParallelGPT; LinearGPT), every entry "
-                "generic (a symbol per entry of every value, 0 where the definition makes it 0); witness: drawn GPTs, "
-                "spec.decoding on reference/'s op functions vs the reference's full forward"),
+    hypotheses=("the architecture reads one sequence (a decoder)",
+                "the cached inputs are exactly those whose rule is not row-local (Relation.row_local), as fast/ caches them",
+                "for a primitive checked alone: weights another input is read through (SupportOf) come from a causal masked "
+                "softmax, so they are 0 above the diagonal (in whole architectures this is derived, not assumed)"),
+    scope=Scope(Kind.EXHAUSTIVE, f"full length T = {KV_T}, every prefix k = 1 … {KV_T - 1}: every registered primitive alone "
+                "(each of its own instances whose rules are causal), and every op of small built decoders of every decoder "
+                "family (GPT dense / banded / mixed, learned and sinusoidal, every activation; Llama with rotary, GQA, SwiGLU "
+                "and a sliding window; causal ConvGPT; ParallelGPT; LinearGPT); every entry generic (a symbol per entry of every "
+                "value, 0 where the definition makes it 0); witness: drawn GPTs, spec.decoding on reference/'s op functions vs "
+                "the reference's full forward"),
     witness=_witness_kv,
     derived_from="spec/decoding.py's `plan` (cached inputs from `Relation.row_local()`) and `extend`, run on every op's sympy "
     "`definition` (proofs.theorems.causality.DefinitionRows) against the full evaluation from the same definitions",
@@ -571,10 +631,20 @@ def _witness_kv(examples: int) -> None:
     families=DECODER_FAMILIES,
 )
 def kv_cache_equals_full_evaluation() -> None:
-    """spec.decoding.extend runs the prefill and the one-row extension with DefinitionRows: every step's rows are derived from its op's definition at the step's length, reading only the rows the cache and the new row hold (a read of any other row fails the step), and compared entry for entry with the full evaluation's rows from the same definition at length T, on generic entries (a fresh symbol each; 0 where the full evaluation's definition gives 0, e.g. a masked softmax outside its mask). Equal generic rows at every step give, by induction along the plan, equal values for every θ and every token."""
+    """spec.decoding.extend runs the prefill and the one-row extension with DefinitionRows — for every registered primitive alone (spec.decoding.single) and for whole small decoders of every family (spec.decoding.plan): every step's rows are derived from its op's definition at the step's length, reading only the rows the cache and the new row hold (a read of any other row fails the step), and compared entry for entry with the full evaluation's rows from the same definition at length T, on generic entries (a fresh symbol each; 0 where the full evaluation's definition gives 0, e.g. a masked softmax outside its mask). Equal generic rows at every step give, by induction along the plan, equal values for every θ and every token."""
+    table = _causal_instances()
+    missing = sorted(kind for kind, makers in table.items() if not makers)
+    if missing:
+        raise ProofFailed(f"primitives {missing} have no instance with causal rules (Primitive.instances); give one")
+    for kind, makers in table.items():
+        for make in makers:
+            try:
+                decode_op(make, KV_T)
+            except ProofFailed as error:
+                raise ProofFailed(f"{kind} alone: {error}") from None
     for name, arch in kv_architectures().items():
         try:
-            prefill_then_extend(arch, KV_T)
+            decode_architecture(arch, KV_T)
         except ProofFailed as error:
             raise ProofFailed(f"{name}: {error}") from None
 
