@@ -19,11 +19,12 @@ from spec.lm import log_softmax
 def cmd_presets(args: argparse.Namespace) -> int:
     from spec import build
 
-    print(f"{'preset':<24}{'family':<9}{'layers':>7}{'d_model':>9}{'heads':>7}{'n_ctx':>7}{'parameters':>17}")
+    fam = max(len(p.family) for p in PRESETS.values()) + 2
+    print(f"{'preset':<24}{'family':<{fam}}{'layers':>7}{'d_model':>9}{'heads':>7}{'n_ctx':>8}{'parameters':>17}")
     for name, p in PRESETS.items():
         c = p.config
-        sizes = "".join(f"{getattr(c, field, '-')!s:>{width}}" for field, width in (("n_layers", 7), ("d_model", 9), ("n_heads", 7), ("n_ctx", 7)))
-        print(f"{name:<24}{p.family:<9}{sizes}{count(build(c)) if args.count else '':>17}")
+        sizes = "".join(f"{getattr(c, field, '-')!s:>{width}}" for field, width in (("n_layers", 7), ("d_model", 9), ("n_heads", 7), ("n_ctx", 8)))
+        print(f"{name:<24}{p.family:<{fam}}{sizes}{count(build(c)) if args.count else '':>17}")
     return 0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from gptspec.checkpoint.hf_common import HF_PRETRAINED_KEYS
 from gptspec.checkpoint.layout import (
     Alias,
     Buffer,
@@ -81,60 +82,26 @@ HF_GPT2_KEYS: dict[str, ConfigKey] = {
     "is_encoder_decoder": require(
         "true makes this the decoder of an encoder-decoder model, which the spec does not model", False
     ),
-    # Keys that do not change the logits.
+    # Keys that do not change the logits: every Hugging Face config's (hf_common.py), then GPT-2's own.
+    **HF_PRETRAINED_KEYS,
+    **ignore("the key/value cache, an older name: the same logits, computed incrementally", "output_past"),
     **ignore(
         "dropout: the identity at inference (eval mode), the function the spec defines",
         "resid_pdrop", "embd_pdrop", "attn_pdrop",
     ),
     **ignore("initialisation of new weights; the checkpoint supplies them", "initializer_range"),
     **ignore(
-        "a special token's id: tokenisation and generation, not the logits",
-        "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id",
-    ),
-    **ignore("the key/value cache: the same logits, computed incrementally", "use_cache", "output_past"),
-    **ignore(
         "GPT2DoubleHeadsModel's multiple-choice classifier, not the language model",
         "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels", "summary_first_dropout",
-    ),
-    **ignore(
-        "labels of a classification head (GPT2ForSequenceClassification), not the language model",
-        "id2label", "label2id", "num_labels", "_num_labels", "problem_type",
-    ),
-    **ignore(
-        "provenance or bookkeeping",
-        "architectures", "transformers_version", "_name_or_path", "_commit_hash", "tokenizer_class",
-        "prefix", "finetuning_task",
-    ),
-    **ignore(
-        "the dtype Hugging Face computes in; gptspec reads the stored values and computes in float64",
-        "dtype", "torch_dtype", "use_bfloat16",
     ),
     **ignore(
         "numerics only: upcasts scores to float32 and scales K before QKᵀ, the same function in exact arithmetic",
         "reorder_and_upcast_attn",
     ),
     **ignore(
-        "the attention kernel (eager, sdpa, flash): the same function, different rounding",
-        "_attn_implementation", "_attn_implementation_autoset",
-    ),
-    **ignore(
         "legacy: sized the causal-mask buffer in old versions; n_positions sizes wpe and bounds T",
         "n_ctx",
     ),
-    **ignore(
-        "decoding: how tokens are chosen from the logits, not the logits",
-        "task_specific_params", "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
-        "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
-        "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
-        "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate",
-        "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
-        "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
-    ),
-    **ignore(
-        "what forward returns besides the logits, or how it is exported",
-        "output_hidden_states", "output_attentions", "return_dict", "torchscript",
-    ),
-    **ignore("training only (memory or loss)", "gradient_checkpointing", "tf_legacy_loss"),
     **ignore(
         "not read by GPT-2's decoder-only stack (its self-attention is causal whatever is_decoder says; "
         "the others matter only with cross-attention or to encoder-decoder models)",

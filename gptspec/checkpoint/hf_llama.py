@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gptspec.checkpoint.hf_common import HF_PRETRAINED_KEYS
 from gptspec.checkpoint.hf_gpt2 import HF_ACTIVATIONS
 from gptspec.checkpoint.layout import (
     Alias,
@@ -100,42 +101,7 @@ COMMON: dict[str, ConfigKey] = {
     "pruned_heads": require("pruning leaves layers with fewer heads, which the spec does not model", {}),
     **ignore("dropout: the identity at inference (eval mode), the function the spec defines", "attention_dropout"),
     **ignore("initialisation of new weights; the checkpoint supplies them", "initializer_range"),
-    **ignore(
-        "a special token's id: tokenisation and generation, not the logits",
-        "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id",
-    ),
-    **ignore("the key/value cache: the same logits, computed incrementally", "use_cache"),
-    **ignore(
-        "labels of a classification head (…ForSequenceClassification), not the language model",
-        "id2label", "label2id", "num_labels", "_num_labels", "problem_type",
-    ),
-    **ignore(
-        "provenance or bookkeeping",
-        "architectures", "transformers_version", "_name_or_path", "_commit_hash", "tokenizer_class", "prefix",
-        "finetuning_task",
-    ),
-    **ignore(
-        "the dtype Hugging Face computes in; gptspec reads the stored values and computes in float64",
-        "dtype", "torch_dtype", "use_bfloat16",
-    ),
-    **ignore(
-        "the attention kernel (eager, sdpa, flash): the same function, different rounding",
-        "_attn_implementation", "_attn_implementation_autoset",
-    ),
-    **ignore(
-        "decoding: how tokens are chosen from the logits, not the logits",
-        "task_specific_params", "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
-        "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
-        "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
-        "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate",
-        "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
-        "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
-    ),
-    **ignore(
-        "what forward returns besides the logits, or how it is exported",
-        "output_hidden_states", "output_attentions", "return_dict", "torchscript",
-    ),
-    **ignore("training only (memory or loss)", "gradient_checkpointing", "tf_legacy_loss"),
+    **HF_PRETRAINED_KEYS,  # every Hugging Face config's keys that do not change the logits (hf_common.py)
     **ignore(
         "not read by these decoder-only stacks (their self-attention is causal whatever is_decoder says; "
         "chunked feed-forward is a BERT-style memory option the Llama-family classes do not call)",

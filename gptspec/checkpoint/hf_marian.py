@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from gptspec.checkpoint.hf_common import HF_PRETRAINED_KEYS
 from gptspec.checkpoint.hf_gpt2 import HF_ACTIVATIONS, NATIVE_ACTIVATION
 from gptspec.checkpoint.layout import (
     Alias,
@@ -80,41 +81,19 @@ HF_MARIAN_KEYS: dict[str, ConfigKey] = {
         "classifier_dropout",
     ),
     **ignore("initialisation of new weights; the checkpoint supplies them", "init_std"),
+    **HF_PRETRAINED_KEYS,  # every Hugging Face config's keys that do not change the logits (hf_common.py); Marian's own below
     **ignore(
         "a special token's id: tokenisation and generation, not the logits (pad_token_id is also nn.Embedding's "
         "padding_idx, which only zeroes that row's gradient)",
         "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_eos_token_id", "forced_bos_token_id",
         "sep_token_id",
     ),
-    **ignore("the key/value cache: the same logits, computed incrementally", "use_cache"),
     **ignore("chunks the FFN over positions: the same function", "chunk_size_feed_forward"),
     **ignore(
         "older configs: the position offset of BART's learned positions; Marian's static positions start at 0",
         "extra_pos_embeddings",
     ),
-    **ignore(
-        "labels of a classification head, not the translation model",
-        "id2label", "label2id", "num_labels", "_num_labels", "problem_type",
-    ),
-    **ignore(
-        "provenance or bookkeeping",
-        "architectures", "transformers_version", "_name_or_path", "_commit_hash", "tokenizer_class", "prefix", "finetuning_task",
-    ),
-    **ignore("the dtype Hugging Face computes in; gptspec reads the stored values and computes in float64", "dtype", "torch_dtype", "use_bfloat16"),
-    **ignore("the attention kernel (eager, sdpa, flash): the same function, different rounding", "_attn_implementation", "_attn_implementation_autoset"),
-    **ignore(
-        "decoding: how tokens are chosen from the logits, not the logits",
-        "task_specific_params", "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
-        "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty",
-        "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
-        "return_dict_in_generate", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
-        "begin_suppress_tokens", "force_bos_token_to_be_generated",
-    ),
-    **ignore(
-        "what forward returns besides the logits, or how it is exported",
-        "output_hidden_states", "output_attentions", "return_dict", "torchscript",
-    ),
-    **ignore("training only (memory or loss)", "gradient_checkpointing", "tf_legacy_loss"),
+    **ignore("decoding, an older name: how tokens are chosen from the logits, not the logits", "force_bos_token_to_be_generated"),
     **ignore(
         "used only when the model is part of another encoder–decoder framework",
         "tie_encoder_decoder", "cross_attention_hidden_size", "add_cross_attention",
