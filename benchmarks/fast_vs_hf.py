@@ -16,17 +16,9 @@ both medians, the speed ratio HF time ÷ fast time (> 1 means fast/ is faster), 
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-import time
-
-import numpy as np
 import torch
-from common import blas_threads, interleaved, load_average, machine, median
+from hf_race import arguments, race
 from transformers import GPT2Config, GPT2LMHeadModel
-
-import fast
-from gptspec.checkpoint import load
 
 
 def hf_model(seed: int, attn: str) -> GPT2LMHeadModel:
@@ -45,47 +37,9 @@ def hf_model(seed: int, attn: str) -> GPT2LMHeadModel:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=4, help="sequences per batch B (default 4)")
-    parser.add_argument("--tokens", type=int, default=256, help="sequence length T (default 256)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed forwards of each, round-robin; medians reported (default 5)")
-    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="HF attention implementation (default sdpa, HF's default)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: as many as numpy's OpenBLAS uses)")
-    args = parser.parse_args()
-    threads = args.threads or blas_threads()
-    torch.set_num_threads(threads)
-    print(machine())
-    print(f"torch {torch.__version__}: {torch.get_num_threads()} threads (numpy's OpenBLAS: {blas_threads()})", flush=True)
-
-    print("building the HF model and reading its weights into gptspec ...", flush=True)
-    model = hf_model(0, args.attn)
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        arch, theta = load(tmp)
-    prog = fast.compile(arch, theta, dtype="float32")
-    ids = np.random.default_rng(0).integers(0, arch.dim("n_vocab"), size=(args.batch, args.tokens))
-    ids_t = torch.from_numpy(ids)
-
-    def run_hf() -> np.ndarray:
-        with torch.inference_mode():
-            return np.asarray(model(ids_t, use_cache=False).logits.numpy())  # fast.forward keeps no cache either
-
-    def run_fast() -> np.ndarray:
-        return prog.forward(ids)
-
-    diff = float(np.abs(run_hf() - run_fast()).max())
-    scale = float(np.abs(run_hf()).max())
-    print(f"max |HF − fast| over the logits: {diff:.2e} (largest |logit| {scale:.2f})", flush=True)
-    print(f"timing B={args.batch} T={args.tokens}, {args.repeat} rounds ...", flush=True)
-    times = interleaved({"HF": run_hf, "fast": run_fast}, args.repeat, label="B×T forward")
-    t_hf, t_fast = median(times["HF"]), median(times["fast"])
-    per_round = [h / f for h, f in zip(times["HF"], times["fast"])]
-    print(f"\nmeasured {time.strftime('%Y-%m-%d %H:%M')}; load average at the end {load_average()}")
-    print(f"HF GPT-2 ({args.attn}, {threads} torch threads): median {t_hf:.3f} s")
-    print(f"fast/ float32:                    median {t_fast:.3f} s")
-    print(f"speed ratio HF ÷ fast = {t_hf / t_fast:.2f}×  (per-round ratios: {', '.join(f'{r:.2f}' for r in per_round)}; "
-          f"target ≥ 1.0×, stretch ≥ 1.25×)")
-    print(f"max |Δ logits| = {diff:.2e}")
+    args = arguments(__doc__.split("\n\n")[0]).parse_args()
+    print("building the HF model ...", flush=True)
+    race(hf_model(0, args.attn), "GPT-2", args, target="target ≥ 1.0×, stretch ≥ 1.25×")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,9 +114,8 @@ CATALOGUE: tuple[Mutant, ...] = (
     M("fused.mask.partial_blocks", ATT, "if not full[s0:s1].all():", "if not full[s0:s1].any():",
       "the mask applied only to blocks no query fully sees", "masks"),
     M("fused.width.never_widened", ATT, "width = max(block, block * block // (t1 - t0))", "width = block",
-      "key-block width never widened for short tiles", "chunking",
-      equivalent="only the split of the keys into blocks changes, and the online softmax is exact for any split (theorem online_softmax); "
-      "the rounding differs within the tolerance policy"),
+      "key-block width never widened for short tiles (the same function: the online softmax is exact for any split, theorem "
+      "online_softmax; but decoding visits more, smaller blocks, which a test of the blocks visited sees)", "chunking"),
     M("fused.tile.stride", ATT, "for t0 in range(0, T, block):", "for t0 in range(0, T, block + 1):",
       "query tiles off by one: a row between tiles is never computed", "chunking"),
     M("fused.scale.missing", ATT, "q_t = np.multiply(q[:, :, :, t0:t1], dtype.type(scale), order=\"C\")",
@@ -274,6 +274,9 @@ class Outcome:
     check_seconds: float = 0.0
     theorems: list[str] = field(default_factory=list)
     note: str = ""
+    tests_run: int = 0
+    failing_seconds: dict[str, float] = field(default_factory=dict)
+    """Each failing test's own seconds (pytest's junit report): how long the suite took to report it."""
 
 
 def _copy_tree(into: Path) -> None:
@@ -285,10 +288,38 @@ def _copy_tree(into: Path) -> None:
             shutil.copy2(src, into / name)
 
 
+SHRINK_CAP = """
+
+# benchmarks/mutation.py --shrink-seconds: cap hypothesis's shrinking of a failure in every test module
+import hypothesis.internal.conjecture.engine as _hypothesis_engine  # noqa: E402
+
+_hypothesis_engine.MAX_SHRINKING_SECONDS = {seconds}
+"""
+"""What ``--shrink-seconds N`` appends to the copy's tests/conftest.py (a proposal measured, not the suite as it is)."""
+
+
 def _env(tree: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     return env
+
+
+def _run(command: list[str], tree: Path, timeout: float) -> tuple[int | None, str, str]:
+    """(return code or None on a timeout, stdout, stderr); on a timeout the whole process group
+    (pytest's xdist workers included) is killed."""
+    with subprocess.Popen(command, cwd=tree, env=_env(tree), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            return proc.returncode, out, err
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return None, out, err
+
+
+LAST_RUN: dict[str, Any] = {}
+"""How the last pytest run went: return code, testcases, the failing tests' seconds."""
 
 
 def _pytest(tree: Path, tests: tuple[str, ...], timeout: float, workers: int) -> tuple[list[str], float, bool, str]:
@@ -300,18 +331,24 @@ def _pytest(tree: Path, tests: tuple[str, ...], timeout: float, workers: int) ->
     if workers > 1:
         command[4:4] = ["-n", str(workers)]
     start = time.perf_counter()
-    try:
-        done = subprocess.run(command, cwd=tree, env=_env(tree), capture_output=True, text=True, timeout=timeout)
-        tail = "\n".join(done.stdout.splitlines()[-3:])
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        tail, timed_out = "timed out", True
+    code, out, err = _run(command, tree, timeout)
     seconds = time.perf_counter() - start
+    timed_out = code is None
+    tail = "timed out" if timed_out else "\n".join(out.splitlines()[-2:])
     failing: list[str] = []
+    durations: dict[str, float] = {}
+    cases = 0
     if report.exists():
         for case in ET.parse(report).getroot().iter("testcase"):
+            cases += 1
             if case.find("failure") is not None or case.find("error") is not None:
-                failing.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+                name = f"{case.get('classname', '')}::{case.get('name', '')}"
+                failing.append(name)
+                durations[name] = float(case.get("time", "0") or 0)
+    LAST_RUN.clear()
+    LAST_RUN.update(code=code, cases=cases, durations=durations, tail=tail)
+    if code not in (0, 1, None):  # pytest itself failed (a collection error, an internal error): say so
+        failing.append(f"(pytest exited {code}: {tail.strip() or err.strip()[-200:]})")
     return failing, seconds, timed_out, tail
 
 
@@ -319,15 +356,14 @@ def _check(tree: Path, timeout: float, examples: int) -> tuple[list[str], list[s
     """(failing components of tiny, failing components --all-ops adds, seconds, note)."""
     command = [sys.executable, "-m", "gptspec", "check", "--all-ops", "--examples", str(examples), "--format", "json"]
     start = time.perf_counter()
-    try:
-        done = subprocess.run(command, cwd=tree, env=_env(tree), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return [], [], time.perf_counter() - start, "gptspec check timed out"
+    code, out, err = _run(command, tree, timeout)
     seconds = time.perf_counter() - start
+    if code is None:
+        return [], [], seconds, "gptspec check timed out"
     try:
-        report = json.loads(done.stdout)
+        report = json.loads(out)
     except json.JSONDecodeError:
-        return ["(gptspec check did not run)"], [], seconds, (done.stderr or done.stdout).strip().splitlines()[-1:][0] if (done.stderr or done.stdout).strip() else ""
+        return ["(gptspec check did not run)"], [], seconds, ((err or out).strip().splitlines() or [""])[-1]
     from gptspec.verify.coverage import COVERAGE
 
     extra = ("all ops: ", *(f"{name}: " for name in COVERAGE))
@@ -336,7 +372,7 @@ def _check(tree: Path, timeout: float, examples: int) -> tuple[list[str], list[s
 
 
 PROVE = (
-    "import json\nfrom proofs.core import run\n"
+    "import json\nfrom proofs.runner import run\n"
     "print(json.dumps([[r.theorem.name, r.proof == 'proved', r.witness in ('witnessed', 'skipped')] for r in run(examples=5)]))"
 )
 
@@ -344,14 +380,13 @@ PROVE = (
 def _prove(tree: Path, timeout: float) -> tuple[list[str], str]:
     """The theorems that fail in ``tree``: ``name (proof)`` when the proof fails, ``name (witness)``
     when only the numeric witness does."""
-    try:
-        done = subprocess.run([sys.executable, "-c", PROVE], cwd=tree, env=_env(tree), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    code, out, err = _run([sys.executable, "-c", PROVE], tree, timeout)
+    if code is None:
         return [], "the theorems timed out"
     try:
-        rows = json.loads(done.stdout.strip().splitlines()[-1])
+        rows = json.loads(out.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        return ["(the theorems did not run)"], (done.stderr.strip().splitlines() or [""])[-1]
+        return ["(the theorems did not run)"], (err.strip().splitlines() or [""])[-1]
     return [f"{name} ({'proof' if not proved else 'witness'})" for name, proved, witnessed in rows if not (proved and witnessed)], ""
 
 
@@ -373,9 +408,11 @@ def run_mutant(tree: Path, mutant: Mutant, args: argparse.Namespace) -> Outcome:
             out.timed_out = out.timed_out or spec_timeout
             out.note = note
             out.killed = bool(out.theorems or out.failing_tests)
+            out.tests_run, out.failing_seconds = int(LAST_RUN.get("cases", 0)), dict(LAST_RUN.get("durations", {}))
         else:
             out.failing_tests, out.suite_seconds, out.timed_out, tail = _pytest(tree, FAST_SUITE, args.timeout, args.workers)
             out.killed = bool(out.failing_tests) and not out.timed_out
+            out.tests_run, out.failing_seconds = int(LAST_RUN.get("cases", 0)), dict(LAST_RUN.get("durations", {}))
             if not args.no_check:
                 out.check_default, out.check_all_ops, out.check_seconds, note = _check(tree, args.timeout, args.check_examples)
                 out.note = note
@@ -389,7 +426,7 @@ def run_mutant(tree: Path, mutant: Mutant, args: argparse.Namespace) -> Outcome:
 def baseline(tree: Path, args: argparse.Namespace) -> dict[str, object]:
     """The unmutated tree: the suite must pass, and its wall time is the 'normal time'."""
     failing, seconds, timed_out, tail = _pytest(tree, FAST_SUITE, args.timeout, args.workers)
-    return {"failing_tests": failing, "suite_seconds": seconds, "timed_out": timed_out, "tail": tail}
+    return {"failing_tests": failing, "suite_seconds": seconds, "timed_out": timed_out, "tail": tail, "tests_run": LAST_RUN.get("cases", 0)}
 
 
 def markdown(results: list[Outcome], base: dict[str, Any]) -> str:
@@ -400,12 +437,14 @@ def markdown(results: list[Outcome], base: dict[str, Any]) -> str:
     lines = [f"fast/ mutants: {len(fast)} applied, {len(fast) - len(non_equivalent)} claimed equivalent; the equivalence suite kills "
              f"{len(killed)} of {len(non_equivalent)} non-equivalent ({100 * len(killed) / max(1, len(non_equivalent)):.1f}%); "
              f"unmutated suite: {base['suite_seconds']:.0f} s" + (f", FAILING {base['failing_tests']}" if base["failing_tests"] else ""),
-             "", "| mutant | what | suite | seconds | killed by (tests) | `check` tiny | `check --all-ops` adds |", "|---|---|---|---|---|---|---|"]
+             "", "| mutant | what | suite | suite s | slowest failing test s | killed by (tests) | `check` tiny | `check --all-ops` adds |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in fast:
         verdict = "equivalent" if r.equivalent and not r.killed else ("killed" if r.killed else ("TIMEOUT" if r.timed_out else "SURVIVED"))
         tests = ", ".join(sorted({t.split("::")[-1].split("[")[0] for t in r.failing_tests}))
-        lines.append(f"| `{r.mutant}` | {r.what} | {verdict} | {r.suite_seconds:.0f} | {tests or '—'} | {len(r.check_default) or '—'} | "
-                     f"{len(r.check_all_ops) or '—'} |")
+        slowest = f"{max(r.failing_seconds.values()):.0f}" if r.failing_seconds else "—"
+        lines.append(f"| `{r.mutant}` | {r.what} | {verdict} | {r.suite_seconds:.0f} | {slowest} | {tests or '—'} | "
+                     f"{len(r.check_default) or '—'} | {len(r.check_all_ops) or '—'} |")
     lines += ["", "| spec mutant | what | theorems whose proof or witness fails | failing spec-vs-reference tests | failing fast/ tests |",
               "|---|---|---|---|---|"]
     for r in spec:
@@ -437,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-check", action="store_true", help="do not run gptspec check against fast/ mutants")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (updated after every mutant)")
+    parser.add_argument("--shrink-seconds", type=int, metavar="N", help="measure a proposal: cap hypothesis's shrinking at N seconds in "
+                        "every test module of the copy (appended to its tests/conftest.py); by default the suite runs as it is")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.only) - set(CATALOGUE_BY_NAME))
     if unknown:
@@ -453,11 +494,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gptspec-mutation-") as tmp:
         tree = Path(tmp)
         _copy_tree(tree)
+        if args.shrink_seconds is not None:
+            with (tree / "tests" / "conftest.py").open("a") as conftest:
+                conftest.write(SHRINK_CAP.format(seconds=args.shrink_seconds))
         probe = subprocess.run([sys.executable, "-c", "import fast; print(fast.__file__)"], cwd=tree, env=_env(tree), capture_output=True, text=True)
         if not probe.stdout.strip().startswith(str(tree)):
             print(f"the copy is not what Python imports ({probe.stdout.strip() or probe.stderr.strip()}); stopping", file=sys.stderr)
             return 2
-        base: dict[str, object] = {"failing_tests": [], "suite_seconds": 0.0}
+        base: dict[str, Any] = {"failing_tests": [], "suite_seconds": 0.0}
         if not args.no_baseline:
             base = baseline(tree, args)
             print(f"unmutated: suite {base['suite_seconds']:.0f} s, failing {base['failing_tests']}", flush=True)
@@ -468,6 +512,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{k}/{len(chosen)}] {mutant.name}: {'killed' if result.killed else 'survived'} in {result.suite_seconds:.0f} s"
                   f" ({len(result.failing_tests)} tests, check {len(result.check_default)} + {len(result.check_all_ops)}, "
                   f"theorems {result.theorems}) {result.note}", flush=True)
+            if args.out is not None:
+                args.out.write_text(json.dumps({"baseline": base, "results": [asdict(r) for r in results]}, indent=1))
+        if not args.no_baseline:  # the machine's load changes over hours: the normal time again, at the end
+            base["at_the_end"] = baseline(tree, args)
+            print(f"unmutated, at the end: suite {base['at_the_end']['suite_seconds']:.0f} s", flush=True)
             if args.out is not None:
                 args.out.write_text(json.dumps({"baseline": base, "results": [asdict(r) for r in results]}, indent=1))
     print()

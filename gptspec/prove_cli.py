@@ -30,7 +30,7 @@ def add_prove_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    from proofs.core import Result, run, select
+    from proofs.runner import Result, run, select
 
     if args.examples < 0:
         raise ConfigError(f"--examples {args.examples}, but expected a whole number ≥ 0 [gptspec prove]")

@@ -1,7 +1,8 @@
 """Machine-checked identities about the spec, and dependency typing that proves causality.
 
-- :mod:`proofs.core`: theorems as data (:class:`~proofs.core.Theorem`), the registry, the
-  runner; proof steps raise :class:`~proofs.core.ProofFailed`.
+- :mod:`proofs.core`: theorems as data (:class:`~proofs.core.Theorem`) and the registry;
+  proof steps raise :class:`~proofs.core.ProofFailed`.
+- :mod:`proofs.runner`: selects theorems by name and runs proof and witness.
 - :mod:`proofs.algebra`: the sound algebra the proofs use beyond ``sympy.simplify``.
 - :mod:`proofs.dependency`: which input positions each output position can see, for any
   architecture; causality and the node that breaks it.
@@ -11,7 +12,8 @@
 Imports spec/ (and reference/ for the numeric witnesses) only.
 """
 
-from proofs.core import THEOREMS, ProofFailed, Result, Scope, Theorem, WitnessFailed, run, select
+from proofs.core import THEOREMS, ProofFailed, Scope, Theorem, WitnessFailed
 from proofs.dependency import Windows, causality, relation
+from proofs.runner import Result, run, select
 
 __all__ = ["THEOREMS", "ProofFailed", "Result", "Scope", "Theorem", "Windows", "WitnessFailed", "causality", "relation", "run", "select"]

@@ -1,4 +1,4 @@
-"""Theorems as data, the registry, proof steps that fail loudly, and the runner.
+"""Theorems as data, the registry, and proof steps that fail loudly.
 
 A :class:`Theorem` carries its statement (in words and in LaTeX), its hypotheses, its scope
 (what the sympy proof covers: every size symbolically, or every case up to a stated size), a
@@ -8,7 +8,8 @@ hold; ``witness`` checks it numerically through reference/ on hypothesis-drawn e
 usually at larger sizes than the proof expands, and raises :class:`WitnessFailed`.
 
 Theorems are registered explicitly with the :func:`theorem` decorator, in the order their
-modules are imported by ``proofs.theorems``.
+modules are imported by ``proofs.theorems``; :mod:`proofs.runner` selects and runs them (this
+module imports no theorem, so the import graph of proofs/ has no cycle: core ← theorems ← runner).
 
 :class:`ProofFailed` and :func:`require_zero` are defined in :mod:`proofs.algebra`, which
 imports nothing else of proofs/, and re-exported here (theorems import the steps from here).
@@ -17,8 +18,7 @@ imports nothing else of proofs/, and re-exported here (theorems import the steps
 from __future__ import annotations
 
 import enum
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -139,85 +139,3 @@ def for_all(strategy: st.SearchStrategy[X], examples: int, check: Callable[[X], 
         check(value)
 
     run()
-
-
-# -- the runner ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Result:
-    """One theorem's run: did the proof and the witness hold, and how long it took."""
-
-    theorem: Theorem
-    proof: str
-    witness: str
-    seconds: float
-
-    @property
-    def scope(self) -> Scope:
-        return self.theorem.scope
-
-    @property
-    def holds(self) -> bool:
-        return self.proof == "proved" and self.witness in ("witnessed", "skipped")
-
-    @property
-    def result(self) -> str:
-        if self.holds:
-            return "holds" if self.witness == "witnessed" else "proved (witness skipped)"
-        return "FAILED: " + (self.proof if self.proof != "proved" else self.witness)
-
-
-def _failure(error: BaseException) -> str:
-    notes = getattr(error, "__notes__", [])
-    text = f"{type(error).__name__}: {error}"
-    return text + ("" if not notes else " | " + " | ".join(str(n) for n in notes))
-
-
-def run_one(thm: Theorem, examples: int = 25) -> Result:
-    """Prove ``thm``, then witness it with ``examples`` drawn examples (0: skip the witness)."""
-    started = time.perf_counter()
-    try:
-        thm.prove()
-        proof = "proved"
-    except Exception as error:  # a failed proof is a result, not a crash: report it
-        proof = _failure(error)
-    if proof != "proved" or examples <= 0:
-        witness = "skipped"
-    else:
-        try:
-            thm.witness(examples)
-            witness = "witnessed"
-        except Exception as error:
-            witness = _failure(error)
-    return Result(thm, proof, witness, time.perf_counter() - started)
-
-
-def select(names: Iterable[str] = ()) -> list[Theorem]:
-    """The theorems called ``names`` (all when empty); an unknown name suggests the nearest."""
-    import difflib
-
-    import proofs.theorems  # noqa: F401  (registers every theorem)
-
-    wanted = list(names)
-    if not wanted:
-        return list(THEOREMS.values())
-    chosen = []
-    for name in wanted:
-        if name not in THEOREMS:
-            close = difflib.get_close_matches(name, list(THEOREMS), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "; `gptspec prove --list` lists them"
-            raise ProofFailed(f"theorem={name!r}, but expected one of the registered theorems [proofs]{hint}")
-        chosen.append(THEOREMS[name])
-    return chosen
-
-
-def run(names: Iterable[str] = (), examples: int = 25, on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """Run the named theorems (all when none), in registration order."""
-    results = []
-    for thm in select(names):
-        result = run_one(thm, examples)
-        if on_result is not None:
-            on_result(result)
-        results.append(result)
-    return results

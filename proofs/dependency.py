@@ -217,7 +217,7 @@ MAX_CHECK_POSITIONS = 260
 _CHECKED: dict[Hashable, Windows] = {}
 
 
-IMPLEMENTATION = ("allowed", "allowed_array", "spans", "row_local", "indicator", "definition", "dependency", "support")
+IMPLEMENTATION = ("allowed", "allowed_array", "spans", "row_local", "indicator", "definition", "scalar", "combine", "dependency", "support")
 """The methods whose answers a cached check depends on."""
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from proofs.core import Kind, Theorem, select
+from proofs.core import Kind, Theorem
+from proofs.runner import select
 
 PATH = Path(__file__).resolve().parent.parent / "docs" / "proofs.md"
 

@@ -20,6 +20,8 @@ n_layers    number of blocks
 
 from __future__ import annotations
 
+import functools
+
 import sympy
 
 Dim = sympy.Expr
@@ -55,7 +57,11 @@ def shape(*dims: int | sympy.Expr) -> Shape:
 
 def concrete(expr: sympy.Expr, values: dict[sympy.Symbol, int]) -> int:
     """Evaluate a dimension with every symbol given a value; refuse a non-integer or free symbol."""
-    substituted = sympy.sympify(expr).subs(values)
+    expr = sympy.sympify(expr)
+    if expr.is_Integer:
+        return int(expr)
+    relevant = tuple(sorted(((s, int(v)) for s, v in values.items() if s in expr.free_symbols), key=lambda item: str(item[0])))
+    substituted = _substituted(expr, relevant)
     if not substituted.is_Integer:
         from spec.errors import ShapeError
 
@@ -65,6 +71,11 @@ def concrete(expr: sympy.Expr, values: dict[sympy.Symbol, int]) -> int:
             "give every symbol in it a value that makes it a whole number"
         )
     return int(substituted)
+
+
+@functools.lru_cache(maxsize=65536)
+def _substituted(expr: sympy.Expr, values: tuple[tuple[sympy.Symbol, int], ...]) -> sympy.Expr:
+    return expr.subs(dict(values))
 
 
 def concrete_shape(s: Shape, values: dict[sympy.Symbol, int]) -> tuple[int, ...]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
@@ -187,7 +188,31 @@ class Primitive(Op):
 
     def bind(self, sizes: Mapping[sympy.Symbol, int]) -> Primitive:
         """A copy with every symbolic attribute evaluated at ``sizes``: sizes become ints,
-        other numbers (a scale 1/√d_head) stay exact sympy numbers."""
+        other numbers (a scale 1/√d_head) stay exact sympy numbers. Ops are values, so the
+        result is remembered (interpreters bind the same ops at every call)."""
+        if not dataclasses.is_dataclass(self):
+            return self
+        relevant = self.free_attribute_symbols()
+        if not relevant:
+            return self._bind_uncached(sizes)
+        key = tuple(sorted(((s, int(v)) for s, v in sizes.items() if s in relevant), key=lambda item: str(item[0])))
+        try:
+            return _bound(self, key)
+        except TypeError:  # an unhashable attribute: bind without remembering
+            return self._bind_uncached(sizes)
+
+    def free_attribute_symbols(self) -> frozenset[sympy.Symbol]:
+        """The symbols the op's attributes leave free (what :meth:`bind` substitutes)."""
+        found: set[sympy.Symbol] = set()
+        if not dataclasses.is_dataclass(self):
+            return frozenset()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, sympy.Basic):
+                found |= value.free_symbols
+        return frozenset(found)
+
+    def _bind_uncached(self, sizes: Mapping[sympy.Symbol, int]) -> Primitive:
         if not dataclasses.is_dataclass(self):
             return self
         changes: dict[str, object] = {}
@@ -258,6 +283,11 @@ def bind_to_arrays(
                 f"= {show(shape)} [{where}]"
             )
     return bound
+
+
+@functools.lru_cache(maxsize=65536)
+def _bound(op: Primitive, sizes: tuple[tuple[sympy.Symbol, int], ...]) -> Primitive:
+    return op._bind_uncached(dict(sizes))
 
 
 P = TypeVar("P", bound=type[Primitive])

@@ -111,7 +111,7 @@ def test_every_primitive_latex_converts(kind: str) -> None:
 
 
 def test_every_relation_and_theorem_latex_converts() -> None:
-    from proofs.core import select
+    from proofs.runner import select
 
     families = {type(r) for r in relation_samples()}
     assert len(families) == len(repo.relation_families()), "a relation family has no sample"
@@ -172,7 +172,7 @@ def test_theorems_follow_the_ops_the_architecture_uses(tiny_site) -> None:  # ty
 
 
 def test_every_convention_cites_what_exists() -> None:
-    from proofs.core import select
+    from proofs.runner import select
 
     theorems = {t.name for t in select()}
     for c in CONVENTIONS:

@@ -33,7 +33,7 @@ from spec.theta import random_theta
 
 DTYPES = ("float64", "float32")
 
-SHRINK_SECONDS = 20
+SHRINK_SECONDS = 10
 """The most seconds hypothesis spends shrinking one failure here (its default is 300: a failing
 whole-model example would keep the suite busy for minutes before reporting it)."""
 

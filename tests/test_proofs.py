@@ -18,9 +18,10 @@ import reference
 from gptspec.prove_cli import main as prove_main
 from proofs import THEOREMS, ProofFailed, Windows, causality, relation
 from proofs.algebra import replace_entries, require_entails, require_sums_equal
-from proofs.core import Kind, Scope, Theorem, require, require_zero, run_one
+from proofs.core import Kind, Scope, Theorem, require, require_zero
 from proofs.dependency import SAME, type_graph
 from proofs.docs import PATH, render
+from proofs.runner import run_one
 from proofs.theorems import attention, layer_norm, softmax
 from proofs.theorems import causality as causality_theorems
 from proofs.theorems._common import IndicatorMask, attention_only, index, s, t

@@ -196,3 +196,23 @@ def test_random_theta_of_the_toy_architecture() -> None:
     arch.output("y", arch.add("relu", PRIMITIVES["relu"](2), {"x": graph_input("x")}))
     assert random_theta(arch.validate(), seed=0) == {}
 
+
+
+def test_spec_ops_modules_lists_exactly_the_modules_that_register_primitives() -> None:
+    import spec.ops
+
+    registering = {cls.__module__.removeprefix("spec.ops.") for cls in PRIMITIVES.values() if cls.__module__.startswith("spec.ops.")}
+    assert registering == set(spec.ops.MODULES), "spec.ops.MODULES must name every module of spec/ops/ that registers a primitive, and only those"
+
+
+def test_an_interpreter_missing_a_module_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import spec.ops
+
+    package = tmp_path / "half_interpreter"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in spec.ops.MODULES[:-1]:
+        (package / f"{name}.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError, match=rf"half_interpreter\.{spec.ops.MODULES[-1]} is missing, but expected a module"):
+        spec.ops.import_all("half_interpreter")

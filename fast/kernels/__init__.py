@@ -6,24 +6,11 @@ W_E, which proofs/ shows equals the literal product).
 Importing this package registers every kernel in :data:`KERNELS`.
 """
 
-from fast.kernels import (  # noqa: F401
-    activations,
-    add,
-    affine,
-    attention,
-    conv1d,
-    gate,
-    glu,
-    layer_norm,
-    one_hot,
-    positional,
-    rms_norm,
-    rotary,
-    scale,
-    token_embedding,
-)
 from fast.kernels.attention import allowed, attention_mask, softmax_rows
 from fast.kernels.one_hot import OneHotIds
 from fast.kernels.table import KERNELS, Array, by_rows
+from spec.ops import import_all
+
+import_all(__name__)  # every kernel module, one per module of spec/ops/ (spec.ops.MODULES)
 
 __all__ = ["KERNELS", "Array", "OneHotIds", "allowed", "attention_mask", "by_rows", "softmax_rows"]

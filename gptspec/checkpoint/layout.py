@@ -35,7 +35,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import sympy
@@ -401,14 +401,15 @@ def expected_shapes(lay: Layout, arch: Architecture) -> dict[str, tuple[tuple[in
     return out
 
 
-def to_theta(
-    lay: Layout, arch: Architecture, state: Mapping[str, np.ndarray], where: str, spell: Callable[[str], str] | None = None
-) -> Theta:
-    """θ (float64, Θ's names and order) from an external state dict under the layout's names
-    (without the prefix). The state must hold exactly the layout's tensors for ``arch``
-    (aliases optional and checked equal, buffers checked); every shape is checked. ``spell``
-    gives a name as the user's file spells it, for messages (:func:`spelling`)."""
-    shown = spell or (lambda key: key)
+S = TypeVar("S")
+
+
+def _names_checked(
+    lay: Layout, arch: Architecture, state: Mapping[str, S], where: str, shown: Callable[[str], str], array: Callable[[S], np.ndarray]
+) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, tuple[Tensor | Alias, int | None]]]:
+    """(the expected shapes, the layout's rules by external name) once ``state`` is checked to
+    hold every tensor of the layout for ``arch`` and nothing else but buffers (each read by
+    ``array`` and checked) and ignored prefixes."""
     expected = expected_shapes(lay, arch)
     rules = {name: (rule, i) for name, rule, i in lay.rules(arch.config)}
     missing = [n for n, (rule, _) in rules.items() if isinstance(rule, Tensor) and n not in state]
@@ -425,7 +426,7 @@ def to_theta(
             continue
         buffer = next((b for pattern, b in buffers.items() if _matches(pattern, name)), None)
         if buffer is not None:
-            buffer.check(shown(name), value, where)
+            buffer.check(shown(name), array(value), where)
             continue
         unexpected.append(shown(name))
     if unexpected:
@@ -433,6 +434,18 @@ def to_theta(
             f"{unexpected[0]} is unexpected{others(unexpected)}, but expected only the tensors of a model with this config "
             f"[checkpoint {where}]; the file holds something the config does not describe (another model, another depth?)"
         )
+    return expected, rules
+
+
+def to_theta(
+    lay: Layout, arch: Architecture, state: Mapping[str, np.ndarray], where: str, spell: Callable[[str], str] | None = None
+) -> Theta:
+    """θ (float64, Θ's names and order) from an external state dict under the layout's names
+    (without the prefix). The state must hold exactly the layout's tensors for ``arch``
+    (aliases optional and checked equal, buffers checked); every shape is checked. ``spell``
+    gives a name as the user's file spells it, for messages (:func:`spelling`)."""
+    shown = spell or (lambda key: key)
+    expected, rules = _names_checked(lay, arch, state, where, shown, lambda value: value)
     theta: Theta = {}
     for name, (rule, i) in rules.items():
         if isinstance(rule, Alias):
@@ -536,30 +549,7 @@ def lazy_theta(
     time), and each Θ entry read, split, transposed and made float64 only when it is used, every
     time it is used (:class:`~spec.theta.LazyTheta`). Bit-identical to :func:`to_theta`."""
     shown = spell or (lambda key: key)
-    expected = expected_shapes(lay, arch)
-    rules = {name: (rule, i) for name, rule, i in lay.rules(arch.config)}
-    missing = [n for n, (rule, _) in rules.items() if isinstance(rule, Tensor) and n not in state]
-    if missing:
-        shape, sym = expected[missing[0]]
-        raise CheckpointError(
-            f"{shown(missing[0])} is missing{others([shown(m) for m in missing])}, but expected a tensor of shape {sym} = {shape} [checkpoint {where}]; "
-            "the file does not hold the model its config describes"
-        )
-    buffers = {b.external: b for b in lay.buffers}
-    unexpected = []
-    for name, value in state.items():
-        if name in rules or name.startswith(lay.ignored_prefixes):
-            continue
-        buffer = next((b for pattern, b in buffers.items() if _matches(pattern, name)), None)
-        if buffer is not None:
-            buffer.check(shown(name), np.array(value.open()), where)
-            continue
-        unexpected.append(shown(name))
-    if unexpected:
-        raise CheckpointError(
-            f"{unexpected[0]} is unexpected{others(unexpected)}, but expected only the tensors of a model with this config "
-            f"[checkpoint {where}]; the file holds something the config does not describe (another model, another depth?)"
-        )
+    expected, rules = _names_checked(lay, arch, state, where, shown, lambda value: np.array(value.open()))
     shapes = arch.theta_shapes()
     sources: dict[str, tuple[str, Tensor, list[str], int]] = {}
     nbytes = 0

@@ -57,35 +57,6 @@ details.level > summary { cursor: pointer; }
 details.level > summary > h3, details.level > summary > h4, details.level > summary > h5, details.level > summary > h6 { display: inline; font-size: 1rem; margin: 0; }
 .controls button { font: inherit; margin: 0 .5rem .5rem 0; padding: .25rem .75rem; }
 ol.nodes { font-size: .92rem; }
-footer { max-width: 76rem; margin: 0 auto; padding: 0 1rem; }
-header p { margin: .5rem 0 0; color: var(--muted); }
-nav ul { list-style: none; display: flex; flex-wrap: wrap; gap: .25rem 1rem; margin: .25rem 0 .5rem; padding: 0; }
-nav a[aria-current="page"] { font-weight: 700; text-decoration: none; color: var(--fg); }
-h1 { font-size: 1.7rem; line-height: 1.25; }
-h2 { font-size: 1.35rem; margin-top: 2rem; border-bottom: 1px solid var(--line); }
-h3 { font-size: 1.1rem; margin-top: 1.4rem; }
-h4, h5, h6 { font-size: 1rem; }
-code, pre, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .9em; }
-p, li, td, th, dd, summary { overflow-wrap: anywhere; }
-pre { background: var(--panel); border: 1px solid var(--line); padding: .75rem; overflow-x: auto; line-height: 1.35; }
-.table-wrap, .figure, .math { overflow-x: auto; max-width: 100%; }
-.math { padding: .25rem 0; }
-math { font-family: "Latin Modern Math", "STIX Two Math", "Cambria Math", "DejaVu Math TeX Gyre", math; }
-math[display="block"] { font-size: 1.1em; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
-caption { text-align: left; font-weight: 600; padding: .25rem 0; }
-th, td { border: 1px solid var(--line); padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: var(--panel); }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.pair { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1.5rem; align-items: start; }
-@media (max-width: 860px) { .pair { grid-template-columns: minmax(0, 1fr); } }
-.muted { color: var(--muted); }
-.note { background: var(--cluster); border-left: 4px solid #d39b2a; padding: .5rem .75rem; }
-details.level { border-left: 3px solid var(--line); margin: .5rem 0 .5rem .25rem; padding-left: .75rem; }
-details.level > summary { cursor: pointer; }
-details.level > summary > h3, details.level > summary > h4, details.level > summary > h5, details.level > summary > h6 { display: inline; font-size: 1rem; margin: 0; }
-.controls button { font: inherit; margin: 0 .5rem .5rem 0; padding: .25rem .75rem; }
-ol.nodes { font-size: .92rem; }
 footer { color: var(--muted); border-top: 1px solid var(--line); margin-top: 3rem; padding: 1rem; font-size: .9rem; }
 """ + GRAPH_STYLE
 

@@ -398,7 +398,7 @@ def architecture_family(arch: Architecture) -> str | None:
 def applicable_theorems(kinds: set[str], family: str | None = None) -> list[Applicable]:
     """The theorems about this architecture: those whose ``Theorem.ops`` it all uses, and whose
     ``Theorem.families`` (when given) include its family."""
-    from proofs.core import select
+    from proofs.runner import select
 
     out = []
     for thm in select():

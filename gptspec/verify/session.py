@@ -408,24 +408,11 @@ class Runner:
                 return check_op(impl, op, example, self.options.policy, self.options.empty_rows)  # type: ignore[arg-type]
 
             def snippet(example: Any, op: Any = op) -> str:
-                return (
-                    "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
-                    "from spec.masks import *\nfrom spec.ops import *\nfrom gptspec.verify import load_implementation\n"
-                    f"impl = load_implementation({self.options_target!r}, **{self.script_options()!r})\n"
-                    "from gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
-                    f"op = {op!r}\noutcome = check_op(impl, op, {example!r}, empty_rows={self.options.empty_rows!r})\n"
-                    "print(outcome)\nraise SystemExit(0 if outcome is None or outcome.passed else 1)"
-                )
+                return self._op_script(op, example)
 
             name = f"op {label}  [{where}]"
-            self.progress(f"{name} …")
-            try:
-                result = run_component(Component(name, op_examples(op), check, snippet), self.options.op_examples, self.options.seed)
-            except Exception as error:  # noqa: BLE001 - the target raised: could not run
-                result = Result(name, passed=False, error=f"the target raised {type(error).__name__}: {error}")
-            result.key = "ops"
-            if not result.passed and result.status == "failed":
-                result.localisation = Localisation(where.split(" and ")[0], op.kind, "component", "the op alone differs from the reference").as_dict()
+            found = Localisation(where.split(" and ")[0], op.kind, "component", "the op alone differs from the reference")
+            result = self._op_component(Component(name, op_examples(op), check, snippet), found)
             results.append(result)
         for kind in dict.fromkeys(op.kind for op, _ in distinct_ops(self.s.arch).values()):
             if ("hard cases", kind) not in mine:
@@ -435,27 +422,39 @@ class Runner:
             def check_pair(pair: Any) -> Any:
                 return check_op(impl, pair[0], pair[1], self.options.policy, self.options.empty_rows)  # type: ignore[arg-type]
 
-            def snippet_pair(pair: Any, kind: str = kind) -> str:
-                return (
-                    "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
-                    "from spec.masks import *\nfrom spec.ops import *\nfrom gptspec.verify import load_implementation\n"
-                    f"impl = load_implementation({self.options_target!r}, **{self.script_options()!r})\n"
-                    "from gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
-                    f"outcome = check_op(impl, {pair[0]!r}, {pair[1]!r}, empty_rows={self.options.empty_rows!r})\n"
-                    "print(outcome)\nraise SystemExit(0 if outcome is None or outcome.passed else 1)"
-                )
+            def snippet_pair(pair: Any) -> str:
+                return self._op_script(pair[0], pair[1])
 
             name = f"op {kind}: its hard cases (every mask family, empty rows, width 1)"
-            self.progress(f"{name} …")
-            try:
-                result = run_component(Component(name, small_op_examples(kind), check_pair, snippet_pair), self.options.op_examples, self.options.seed)
-            except Exception as error:  # noqa: BLE001 - the target raised: could not run
-                result = Result(name, passed=False, error=f"the target raised {type(error).__name__}: {error}")
-            result.key = "ops"
-            if result.status == "failed":
-                result.localisation = Localisation(kind, kind, "component", "the op alone differs from the reference on one of its hard cases").as_dict()
+            found = Localisation(kind, kind, "component", "the op alone differs from the reference on one of its hard cases")
+            result = self._op_component(Component(name, small_op_examples(kind), check_pair, snippet_pair), found)
             results.append(result)
         return results
+
+    def _op_script(self, op: Any, example: Any) -> str:
+        """A script that reruns one op's check on one example against the target: a failure's
+        reproduction."""
+        return (
+            "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
+            "from spec.masks import *\nfrom spec.ops import *\nfrom gptspec.verify import load_implementation\n"
+            f"impl = load_implementation({self.options_target!r}, **{self.script_options()!r})\n"
+            "from gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
+            f"op = {op!r}\noutcome = check_op(impl, op, {example!r}, empty_rows={self.options.empty_rows!r})\n"
+            "print(outcome)\nraise SystemExit(0 if outcome is None or outcome.passed else 1)"
+        )
+
+    def _op_component(self, component: Component, found: Localisation) -> Result:
+        """Run one op component (progress shown; the target raising is a result, not a crash);
+        a failure is localised to ``found``."""
+        self.progress(f"{component.name} …")
+        try:
+            result = run_component(component, self.options.op_examples, self.options.seed)
+        except Exception as error:  # noqa: BLE001 - the target raised: could not run
+            result = Result(component.name, passed=False, error=f"the target raised {type(error).__name__}: {error}")
+        result.key = "ops"
+        if not result.passed and result.status == "failed":
+            result.localisation = found.as_dict()
+        return result
 
     def plan(self) -> dict[str, list[Any]]:
         """What this run checks, by component key, in order: the model-level cases (each a

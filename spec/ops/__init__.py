@@ -1,4 +1,11 @@
-"""The primitive ops, one concern per module; importing this package registers them all."""
+"""The primitive ops, one concern per module; importing this package registers them all.
+
+:data:`MODULES` names the modules that define registered ops. Each interpreter keeps its
+functions for an op in a module of the same name (reference/ops/, fast/kernels/) and imports them
+all with :func:`import_all`, so a new module of ops is added in one list, here.
+"""
+
+import importlib
 
 from spec.ops.activations import GeluErf, GeluTanh, Relu
 from spec.ops.add import Add
@@ -15,7 +22,43 @@ from spec.ops.rotary import Rotary
 from spec.ops.scale import Scale
 from spec.ops.token_embedding import TokenEmbedding
 
+MODULES: tuple[str, ...] = (
+    "activations",
+    "add",
+    "affine",
+    "attention",
+    "conv1d",
+    "gate",
+    "glu",
+    "layer_norm",
+    "one_hot",
+    "positional",
+    "rms_norm",
+    "rotary",
+    "scale",
+    "token_embedding",
+)
+"""The modules of spec/ops/ that register primitives (helpers such as ``elementwise`` excluded)."""
+
+
+def import_all(package: str) -> None:
+    """Import ``package.<module>`` for every module in :data:`MODULES` (which registers an
+    interpreter's functions); a missing module is an error that names it."""
+    for name in MODULES:
+        try:
+            importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{package}.{name}":
+                raise
+            raise ImportError(
+                f"{package}.{name} is missing, but expected a module of {package} for every module of spec/ops/ "
+                f"(spec.ops.MODULES lists {name!r}); add {package.replace('.', '/')}/{name}.py with its functions"
+            ) from error
+
+
 __all__ = [
+    "MODULES",
+    "import_all",
     "Add",
     "Affine",
     "AttentionScores",

@@ -6,64 +6,21 @@ uses the tanh form. Neither is ever substituted for the other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import sympy
 
-from spec import dims as D
-from spec.masks import Relation, RowWise
-from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, widths
-from spec.types import TensorType, rows
+from spec.op import register
+from spec.ops.elementwise import Elementwise
 
 if TYPE_CHECKING:
-    from hypothesis.strategies import SearchStrategy
-
-
-@dataclass(frozen=True)
-class _Elementwise(Primitive):
-    """Shared shape of an element-wise op on a (rows, d) matrix."""
-
-    d: sympy.Expr
-    rows: sympy.Expr = DEFAULT_ROWS
-
-    @classmethod
-    def examples(cls) -> SearchStrategy[Primitive]:
-        from hypothesis import strategies as st
-
-        return st.builds(cls, widths(6, D.d_model))
-
-    @classmethod
-    def instances(cls, n: int) -> list[Primitive]:
-        return [cls(2, n)]
-
-    def inputs(self) -> dict[str, TensorType]:
-        return {"x": rows(self.rows, self.d)}
-
-    def output(self) -> TensorType:
-        return rows(self.rows, self.d)
-
-    def dependency(self) -> dict[str, Relation]:
-        return {"x": RowWise()}
-
-    def definition(
-        self,
-        index: tuple[sympy.Expr, ...],
-        inputs: Mapping[str, sympy.IndexedBase],
-        params: Mapping[str, sympy.IndexedBase],
-    ) -> sympy.Expr:
-        return self.scalar(inputs["x"][index])
-
-    def scalar(self, x: sympy.Expr) -> sympy.Expr:
-        """The function applied to one entry."""
-        raise NotImplementedError
+    pass
 
 
 @register
 @dataclass(frozen=True)
-class GeluErf(_Elementwise):
+class GeluErf(Elementwise):
     """GELU, exact: x Φ(x) with Φ the standard normal CDF."""
 
     kind: ClassVar[str] = "gelu_erf"
@@ -80,7 +37,7 @@ class GeluErf(_Elementwise):
 
 @register
 @dataclass(frozen=True)
-class GeluTanh(_Elementwise):
+class GeluTanh(Elementwise):
     """GELU, the tanh approximation GPT-2 uses."""
 
     kind: ClassVar[str] = "gelu_tanh"
@@ -106,7 +63,7 @@ class GeluTanh(_Elementwise):
 
 @register
 @dataclass(frozen=True)
-class Relu(_Elementwise):
+class Relu(Elementwise):
     """ReLU: max(x, 0)."""
 
     kind: ClassVar[str] = "relu"

@@ -3,26 +3,19 @@ gate and the up projection."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import sympy
 
 from spec import dims as D
-from spec.masks import Relation, RowWise
-from spec.op import Primitive, register
-from spec.ops._base import DEFAULT_ROWS, widths
-from spec.ops.activations import _Elementwise
-from spec.types import TensorType, rows
-
-if TYPE_CHECKING:
-    from hypothesis.strategies import SearchStrategy
+from spec.op import register
+from spec.ops.elementwise import Binary, Elementwise
 
 
 @register
 @dataclass(frozen=True)
-class Silu(_Elementwise):
+class Silu(Elementwise):
     """SiLU (swish with β = 1): x σ(x)."""
 
     kind: ClassVar[str] = "silu"
@@ -40,7 +33,7 @@ class Silu(_Elementwise):
 
 @register
 @dataclass(frozen=True)
-class Multiply(Primitive):
+class Multiply(Binary):
     """y = a ⊙ b: the gate times the up projection in a gated MLP."""
 
     kind: ClassVar[str] = "multiply"
@@ -48,32 +41,7 @@ class Multiply(Primitive):
     latex: ClassVar[str] = r"y_{tj} = a_{tj}\, b_{tj}"
     citation: ClassVar[str] = "Shazeer 2020, eq. (5)–(6): FFN_SwiGLU(x) = (Swish(x W) ⊗ x V) W₂ (⊗ the element-wise product)."
 
-    d: sympy.Expr
-    rows: sympy.Expr = DEFAULT_ROWS
+    width: ClassVar[sympy.Symbol] = D.d_mlp
 
-    @classmethod
-    def examples(cls) -> SearchStrategy[Primitive]:
-        from hypothesis import strategies as st
-
-        return st.builds(cls, widths(6, D.d_mlp))
-
-    @classmethod
-    def instances(cls, n: int) -> list[Primitive]:
-        return [cls(2, n)]
-
-    def inputs(self) -> dict[str, TensorType]:
-        return {"a": rows(self.rows, self.d), "b": rows(self.rows, self.d)}
-
-    def output(self) -> TensorType:
-        return rows(self.rows, self.d)
-
-    def dependency(self) -> dict[str, Relation]:
-        return {"a": RowWise(), "b": RowWise()}
-
-    def definition(
-        self,
-        index: tuple[sympy.Expr, ...],
-        inputs: Mapping[str, sympy.IndexedBase],
-        params: Mapping[str, sympy.IndexedBase],
-    ) -> sympy.Expr:
-        return inputs["a"][index] * inputs["b"][index]
+    def combine(self, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+        return a * b
