@@ -4,7 +4,8 @@ definitions (docs/mutation.md).
     python benchmarks/mutation.py --list                 # the catalogue
     python benchmarks/mutation.py --check                # every mutant applies (its text is found once)
     python benchmarks/mutation.py --out mutation.json    # run every mutant (hours on 2 cores)
-    python benchmarks/mutation.py --only fast.attention.key_valid --out one.json
+    python benchmarks/mutation.py --only kernel.mask.key_valid --out one.json
+    python benchmarks/mutation.py --render mutation.json   # the tables of a saved run
 
 Each mutant is one realistic source-level edit — an exact piece of text, found exactly once in
 its file, replaced — applied to a temporary copy of the tree (the working tree is never
@@ -288,16 +289,6 @@ def _copy_tree(into: Path) -> None:
             shutil.copy2(src, into / name)
 
 
-SHRINK_CAP = """
-
-# benchmarks/mutation.py --shrink-seconds: cap hypothesis's shrinking of a failure in every test module
-import hypothesis.internal.conjecture.engine as _hypothesis_engine  # noqa: E402
-
-_hypothesis_engine.MAX_SHRINKING_SECONDS = {seconds}
-"""
-"""What ``--shrink-seconds N`` appends to the copy's tests/conftest.py (a proposal measured, not the suite as it is)."""
-
-
 def _env(tree: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -441,7 +432,8 @@ def markdown(results: list[Outcome], base: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in fast:
         verdict = "equivalent" if r.equivalent and not r.killed else ("killed" if r.killed else ("TIMEOUT" if r.timed_out else "SURVIVED"))
-        tests = ", ".join(sorted({t.split("::")[-1].split("[")[0] for t in r.failing_tests}))
+        names = sorted({t.split("::")[-1].split("[")[0] for t in r.failing_tests})
+        tests = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
         slowest = f"{max(r.failing_seconds.values()):.0f}" if r.failing_seconds else "—"
         lines.append(f"| `{r.mutant}` | {r.what} | {verdict} | {r.suite_seconds:.0f} | {slowest} | {tests or '—'} | "
                      f"{len(r.check_default) or '—'} | {len(r.check_all_ops) or '—'} |")
@@ -476,9 +468,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-check", action="store_true", help="do not run gptspec check against fast/ mutants")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (updated after every mutant)")
-    parser.add_argument("--shrink-seconds", type=int, metavar="N", help="measure a proposal: cap hypothesis's shrinking at N seconds in "
-                        "every test module of the copy (appended to its tests/conftest.py); by default the suite runs as it is")
+    parser.add_argument("--shrink-seconds", type=int, metavar="N", help="cap hypothesis's shrinking of a failure at N seconds in every "
+                        "test (GPTSPEC_SHRINK_SECONDS, read by tests/conftest.py); default: the suite's own cap (10 s under the ci profile)")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="print the Markdown tables of a run saved with --out, and exit")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        try:
+            saved = json.loads(args.render.read_text())
+            rendered = [Outcome(**row) for row in saved["results"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--render {args.render}: expected a JSON file written by --out ({type(error).__name__}: {error})")
+        print(markdown(rendered, saved["baseline"]))
+        return 0
     unknown = sorted(set(args.only) - set(CATALOGUE_BY_NAME))
     if unknown:
         parser.error(f"unknown mutants {unknown}; --list lists them")
@@ -495,8 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         tree = Path(tmp)
         _copy_tree(tree)
         if args.shrink_seconds is not None:
-            with (tree / "tests" / "conftest.py").open("a") as conftest:
-                conftest.write(SHRINK_CAP.format(seconds=args.shrink_seconds))
+            os.environ["GPTSPEC_SHRINK_SECONDS"] = str(args.shrink_seconds)  # read by tests/conftest.py in every run below
         probe = subprocess.run([sys.executable, "-c", "import fast; print(fast.__file__)"], cwd=tree, env=_env(tree), capture_output=True, text=True)
         if not probe.stdout.strip().startswith(str(tree)):
             print(f"the copy is not what Python imports ({probe.stdout.strip() or probe.stderr.strip()}); stopping", file=sys.stderr)

@@ -48,8 +48,10 @@ def parse_ids(
     ids = []
     for i, match in enumerate(re.finditer(r"[^\s,]+", text)):
         part = match.group()
-        if not _ID.fullmatch(part) or len(part) > 30:  # 30 digits: far beyond any vocabulary, short of int()'s limits
+        if not _ID.fullmatch(part):
             raise TokenError(f"token {i}={_shown(part)}, but expected a whole number [{where}]; {fix}")
+        if len(part.lstrip("-+0")) > 18:  # beyond 10^18: no vocabulary is that large, and int64 ends near 9.2·10^18
+            raise TokenError(f"token {i}={_shown(part)} is outside every vocabulary, but expected 0 ≤ id < the model's n_vocab [{where}]")
         if limit is not None and i >= limit:
             raise TokenError(
                 f"token ids: more than {limit}, but expected at most n_ctx={limit} [{where}]; "

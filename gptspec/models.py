@@ -140,8 +140,11 @@ def resolve(
         # a path (even a broken link or a loop): the checkpoint reader says precisely what is wrong with it
         if overrides:
             raise ConfigError(f"--set {list(overrides)}, but expected no overrides for a checkpoint [{target}]; a checkpoint fixes its config")
-        from gptspec.checkpoint import load
+        from gptspec.checkpoint import load, load_architecture
 
+        if not need_theta and run is None:  # the config alone (a directory may hold no weights at all)
+            _say(progress, f"reading the architecture of checkpoint {target} …")
+            return Model(load_architecture(target), None, f"checkpoint {target}")
         _say(progress, f"loading checkpoint {target} …")
         arch, weights = load(target, lazy=lazy or run is not None)
         found: Estimate | None = None

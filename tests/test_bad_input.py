@@ -295,6 +295,9 @@ CASES: list[Case] = [
     Case("model-safetensors-fifo", ["score", f"{FX}/fifo.safetensors", "--tokens", "1"], "is a FIFO"),
     Case("model-config-json-deep", ["score", f"{FX}/hf-deep-config", "--tokens", "1"], "nesting depth"),
     # -- forward / check / params: outputs, seeds, options -----------------------------------------------------
+    Case("forward-id-beyond-int64", ["forward", "tiny", "--tokens", "1 99999999999999999999999"], "token 1='99999999999999999999999' is outside every vocabulary"),
+    Case("forward-id-below-int64", ["forward", "tiny", "--tokens", "-99999999999999999999999"], "outside every vocabulary"),
+    Case("forward-id-1e18", ["forward", "tiny", "--tokens", "999999999999999999"], "expected 0 ≤ id < n_vocab=64"),
     Case("forward-out-missing-directory", [*FWD, "--out", f"{OUT}/no/x.npy"], "does not exist"),
     Case("forward-out-under-a-file", [*FWD, "--out", f"{FX}/corpus.txt/x.npy"], "not a directory"),
     Case("forward-out-a-directory", [*FWD, "--out", f"{OUT}"], "is a directory"),

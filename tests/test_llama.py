@@ -498,6 +498,7 @@ def write_config(directory: Path, model_type: str, **changes: Any) -> None:
         ("qwen2", {"layer_types": ["full_attention"]}, "a list of 2 entries"),
         ("mistral", {"is_encoder_decoder": True}, "is_encoder_decoder"),
         ("mistral", {"num_key_value_heads": None}, "MistralConfig refuses null"),
+        ("llama", {"is_llama_config": True, "rope_interleaved": True}, "interleaved pairing the Hugging Face model does not apply"),
     ],
 )
 def test_config_options_that_are_not_modelled_are_refused_by_name(tmp_path: Path, model_type: str, changes: dict[str, Any], says: str) -> None:
@@ -523,6 +524,8 @@ def test_config_options_that_are_not_modelled_are_refused_by_name(tmp_path: Path
          {"attention": ("full", "sliding"), "sliding_window": 3}),
         ("qwen2", {"layer_types": DELETE, "use_sliding_window": False, "sliding_window": 3, "max_window_layers": 1},
          {"attention": ("full",), "sliding_window": None}),
+
+        ("llama", {"is_llama_config": True, "rope_interleaved": False}, {"rope_pairing": "half"}),  # nanotron exports (SmolLM2)
     ],
 )
 def test_config_spellings_are_read_as_transformers_reads_them(tmp_path: Path, model_type: str, changes: dict[str, Any], want: dict[str, Any]) -> None:
@@ -563,3 +566,27 @@ def test_theta_file_round_trips_a_llama_model(tmp_path: Path) -> None:
     save_theta(tmp_path / "theta.safetensors", arch, theta)
     again_arch, again = load_theta(tmp_path / "theta.safetensors")
     assert again_arch.config == arch.config and all(np.array_equal(again[k], theta[k]) for k in theta)
+
+
+@pytest.mark.parametrize(("base", "says"), [(None, None), (20000.0, "differs from rope_theta")])
+def test_stored_rotary_frequencies_of_old_checkpoints(tmp_path: Path, base: float | None, says: str | None) -> None:
+    """transformers before 4.31 saved ``rotary_emb.inv_freq`` with the weights: accepted when it
+    agrees with config.json (the logits are unchanged), refused by name when it does not."""
+    from gptspec import safetensors_io
+
+    write_config(tmp_path, "llama")
+    config = json.loads((tmp_path / "config.json").read_text())
+    d = config["hidden_size"] // config["num_attention_heads"]
+    theta_base = base or config.get("rope_theta") or config["rope_parameters"]["rope_theta"]
+    inv_freq = (1.0 / theta_base ** (np.arange(0, d, 2) / d)).astype(np.float32)
+    _, clean = load(tmp_path)
+    state = safetensors_io.read(tmp_path / "model.safetensors")
+    state |= {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": inv_freq for i in range(config["num_hidden_layers"])}
+    safetensors_io.write(tmp_path / "model.safetensors", state)
+    if says is None:
+        for lazy in (False, True):
+            _, theta = load(tmp_path, lazy=lazy)
+            assert set(theta) == set(clean) and all(np.array_equal(theta[k], clean[k]) for k in clean)
+    else:
+        with pytest.raises(CheckpointError, match=says):
+            load(tmp_path)

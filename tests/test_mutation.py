@@ -120,3 +120,17 @@ def test_check_all_ops_runs_the_coverage_components(capsys: pytest.CaptureFixtur
     report = json.loads(capsys.readouterr().out)
     assert not report["all_ops"] and report["coverage"].startswith("not exercised by tiny")
     assert not any(r["component"].startswith("all ops: ") for r in report["results"])
+
+
+def test_the_shrink_cap_reaches_hypothesis() -> None:
+    """tests/conftest.py caps shrinking through hypothesis's engine constant; if hypothesis renames
+    it, the cap would silently do nothing and a failing example could take minutes to report."""
+    import hypothesis.internal.conjecture.engine as engine
+
+    from tests.conftest import PROFILE, SHRINK_SECONDS
+
+    assert isinstance(engine.MAX_SHRINKING_SECONDS, int)
+    if PROFILE in SHRINK_SECONDS:
+        assert engine.MAX_SHRINKING_SECONDS == SHRINK_SECONDS[PROFILE]
+    source = Path(engine.__file__).read_text()
+    assert source.count("MAX_SHRINKING_SECONDS") >= 2, "hypothesis defines the constant but no longer reads it when it shrinks"

@@ -24,7 +24,7 @@ from gptspec import safetensors_io
 from gptspec.checkpoint import hf_gpt2 as _hf_gpt2  # noqa: F401  (registers the hf-gpt2 layout)
 from gptspec.checkpoint import hf_llama as _hf_llama  # noqa: F401  (registers the hf-llama, hf-mistral, hf-qwen2 layouts)
 from gptspec.checkpoint import hf_marian as _hf_marian  # noqa: F401  (registers the hf-marian layout)
-from gptspec.checkpoint.hf_dir import PICKLE_SUFFIXES, load_directory, pickles, refuse_pickle
+from gptspec.checkpoint.hf_dir import PICKLE_SUFFIXES, directory_architecture, load_directory, pickles, refuse_pickle
 from gptspec.checkpoint.hf_gpt2 import HF_ACTIVATIONS, HF_GPT2, HF_GPT2_KEYS
 from gptspec.checkpoint.layout import (
     LAYOUTS,
@@ -101,6 +101,17 @@ EXPECTED = (
 )
 
 
+def load_architecture(path: PathLike) -> Architecture:
+    """The architecture of any checkpoint gptspec reads, without reading its weights when it can:
+    a Hugging Face directory's ``config.json`` alone (the weights may be absent), a gptspec θ
+    file's header."""
+    p = Path(path)
+    if p.is_dir() and (p / "config.json").exists():
+        return directory_architecture(p)
+    arch, _ = load(p, lazy=True)
+    return arch
+
+
 @overload
 def load(path: PathLike, lazy: Literal[False] = False) -> tuple[Architecture, Theta]: ...
 @overload
@@ -143,6 +154,6 @@ def load(path: PathLike, lazy: bool = False) -> tuple[Architecture, Theta | Lazy
 
 __all__ = [
     "HF_ACTIVATIONS", "HF_GPT2", "HF_GPT2_KEYS", "LAYOUTS", "THETA_FORMAT", "Alias", "ConfigKey", "Layout", "Tensor",
-    "export_state_dict", "hf_gpt2_config", "import_state_dict", "layout", "load", "load_hf_gpt2", "load_theta",
+    "export_state_dict", "hf_gpt2_config", "import_state_dict", "layout", "load", "load_architecture", "load_hf_gpt2", "load_theta",
     "native_config", "register_layout", "save_theta",
 ]

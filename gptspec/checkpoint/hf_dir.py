@@ -141,6 +141,23 @@ def _mapper(header: safetensors_io.Header, name: str) -> Callable[[], np.ndarray
     return lambda: safetensors_io.map_tensor(header, name)
 
 
+def _architecture(lay: Layout, raw: Mapping[str, object], path: Path) -> Architecture:
+    config = read_native_config(lay, raw, str(path))
+    config = config.replace(name=path.resolve().name or lay.name) if "name" in config.field_names() else config
+    return build(config)
+
+
+def directory_architecture(directory: PathLike) -> Architecture:
+    """The architecture a Hugging Face directory's ``config.json`` describes, with the same checks
+    as :func:`load_directory` (every key modelled, ignored with a reason, or refused) and no
+    weights read: what counting parameters or drawing one's own θ needs."""
+    path = Path(directory)
+    raw = read_config_json(path)
+    if "model_type" not in raw:
+        raise CheckpointError(f"config key model_type is missing, but expected a model_type [checkpoint {path}]; add it to config.json")
+    return _architecture(layout_for_model_type(raw["model_type"], str(path)), raw, path)
+
+
 @overload
 def load_directory(directory: PathLike, expected: Layout | None = None, lazy: Literal[False] = False) -> tuple[Architecture, Theta]: ...
 @overload
@@ -168,9 +185,7 @@ def load_directory(directory: PathLike, expected: Layout | None = None, lazy: bo
             f"config.json model_type={raw['model_type']!r}, but expected model_type={expected.model_type!r} [checkpoint {path}]; "
             f"this reads {expected.description} only"
         )
-    config = read_native_config(lay, raw, str(path))
-    config = config.replace(name=path.resolve().name or lay.name) if "name" in config.field_names() else config
-    arch = build(config)
+    arch = _architecture(lay, raw, path)
     headers = weight_headers(path)
     by_key = strip_prefix(lay, headers, str(path))
     if lazy:

@@ -7,7 +7,8 @@ The tensors: ``torch.nn.Linear`` stores its weight as (out, in) and computes x W
 projection is the transpose of the spec's row-convention map — ``q_proj.weight`` is "(h e) d"
 against W_Q's "h d e" (rows h·d_head + e are head h's output e), ``o_proj.weight`` "d (h e)"
 against W_O's "h e d". K and V hold n_kv_heads heads. Rotary embedding has no parameters
-(``inv_freq`` is a non-persistent buffer, not in the files); Hugging Face pairs features
+(``inv_freq`` is a non-persistent buffer today; files saved by transformers before 4.31 hold it,
+and it is accepted when it agrees with config.json — :func:`check_inv_freq`); Hugging Face pairs features
 (k, k + d_head/2) (``rotate_half``), so the spec's ``rope_pairing`` is ``half``: Meta's original
 checkpoints pair adjacent features, and Hugging Face's conversion permutes the rows of W_Q and
 W_K so that the half pairing computes the same function (docs/conventions.md, "The Llama family").
@@ -24,10 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from gptspec.checkpoint.hf_common import HF_PRETRAINED_KEYS
 from gptspec.checkpoint.hf_gpt2 import HF_ACTIVATIONS
 from gptspec.checkpoint.layout import (
     Alias,
+    Buffer,
     ConfigKey,
     Layout,
     Tensor,
@@ -117,6 +121,15 @@ LLAMA_KEYS: dict[str, ConfigKey] = {
     "head_dim": model("d_head; null means hidden_size // num_attention_heads", default=None),
     "attention_bias": model("true: q_proj, k_proj, v_proj and o_proj all have biases (qkv_bias = out_bias)", default=False),
     "mlp_bias": model("true: gate_proj, up_proj and down_proj have biases", default=False),
+    **ignore(
+        "a marker nanotron's Llama export writes (SmolLM, SmolLM2); no transformers code reads it",
+        "is_llama_config",
+    ),
+    "rope_interleaved": require(
+        "written by nanotron's Llama export; transformers does not read it and always pairs dimension i with i + d_head/2 "
+        "(rotate-half), so true would mean the weights expect the interleaved pairing the Hugging Face model does not apply",
+        False,
+    ),
     **ignore(
         "read by no code of this transformers version's LlamaForCausalLM; older versions split the projections "
         "into pretraining_tp slices and summed them: the same function, a different summation order",
@@ -471,7 +484,29 @@ def _layout(model_type: str, name: str, keys: Mapping[str, ConfigKey], read: Cal
         name=name, family="llama", description=f"Hugging Face {cls} ({model_type}): config.json + safetensors",
         model_type=model_type, config_keys=keys, read_config=read, write_config=write, layers=lambda c: c.n_layers,
         prefix="model.", unprefixed=("lm_head.weight",), tensors=tensors, modules=MODULES, notes=notes, default=default,
+        buffers=(Buffer("layers.{i}.self_attn.rotary_emb.inv_freq", check_inv_freq, with_config=True),),
     ))
+
+
+def check_inv_freq(name: str, value: np.ndarray, where: str, config: LlamaConfig) -> None:
+    """``layers.{i}.self_attn.rotary_emb.inv_freq``: the rotary frequencies θ^(−2j/d_head) that
+    transformers before 4.31 saved with the weights. Current transformers ignores the stored copy
+    and recomputes them from config.json, as the spec does; the copy is accepted when it agrees
+    with the config (unscaled, or divided by a linear scaling's factor), so a file whose
+    frequencies came from another base or width is not read as if they matched."""
+    d = config.head_width
+    default = float(config.rope_base) ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    candidates = [default] + ([default / config.rope_factor] if config.rope_scaling == "linear" else [])
+    got = np.asarray(value, dtype=np.float64)
+    if got.shape != default.shape:
+        raise CheckpointError(f"{name} has shape {got.shape}, but expected ({d // 2},) = d_head/2 rotary frequencies [checkpoint {where}]")
+    if not any(np.allclose(got, want, rtol=1e-6, atol=0) for want in candidates):
+        worst = min(float(np.max(np.abs(got / want - 1))) for want in candidates)
+        raise CheckpointError(
+            f"{name} differs from rope_theta^(−2j/d_head) with rope_theta={config.rope_base}, d_head={d} (largest relative difference "
+            f"{worst:.3g}), but expected the frequencies config.json implies [checkpoint {where}]; transformers ignores this "
+            "stored copy and recomputes them from config.json, so the file and its config disagree: correct rope_theta or head_dim"
+        )
 
 
 _SMALL = {"n_vocab": 61, "n_ctx": 16, "d_model": 16, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_mlp": 24}

@@ -145,11 +145,14 @@ class Alias:
 
 @dataclass(frozen=True)
 class Buffer:
-    """An external tensor that is not a parameter (a stored causal mask): accepted on import only
-    if ``check(name, array, where)`` passes; never exported."""
+    """An external tensor that is not a parameter (a stored causal mask, stored rotary
+    frequencies): accepted on import only if ``check(name, array, where)`` passes — with
+    ``with_config``, ``check(name, array, where, config)``, the spec config the file's config.json
+    gave; never exported."""
 
     external: str
-    check: Callable[[str, np.ndarray, str], None]
+    check: Callable[..., None]
+    with_config: bool = False
 
 
 # -- the config table ----------------------------------------------------------------------
@@ -426,7 +429,7 @@ def _names_checked(
             continue
         buffer = next((b for pattern, b in buffers.items() if _matches(pattern, name)), None)
         if buffer is not None:
-            buffer.check(shown(name), array(value), where)
+            buffer.check(shown(name), array(value), where, *((arch.config,) if buffer.with_config else ()))
             continue
         unexpected.append(shown(name))
     if unexpected:

@@ -179,6 +179,14 @@ def _layout_for(obj: object, name: str | None, label: str) -> Layout:
     return layout(chosen)
 
 
+DECODER_ONLY_REFUSED = {
+    "transformer": "verify drives decoder-only models today; check an encoder–decoder's checkpoint with `gptspec forward DIR` "
+    "(equal to Hugging Face Marian, docs/architecture.md) and the spec's own with `gptspec check`, whose components include "
+    "every op and padded (source, target) pairs",
+}
+"""Families verify refuses, with what to use instead."""
+
+
 def _architecture(lay: Layout, model: str | None, weights: bool) -> tuple[Architecture, dict[str, np.ndarray] | None]:
     import os
 
@@ -186,16 +194,23 @@ def _architecture(lay: Layout, model: str | None, weights: bool) -> tuple[Archit
 
     theta = None
     if model is None:
+        if lay.default is None and lay.family in DECODER_ONLY_REFUSED:
+            raise ConfigError(
+                f"layout {lay.name} describes an encoder–decoder ({lay.family}), but expected a decoder-only language model "
+                f"[gptspec verify]; {DECODER_ONLY_REFUSED[lay.family]}"
+            )
         if lay.default is None:
             raise ConfigError(f"layout {lay.name} has no default config, but expected --model naming the architecture [gptspec verify]")
         if weights:
             raise ConfigError("--weights, but expected --model naming a checkpoint whose weights to use [gptspec verify]")
         arch = build(lay.default)
     elif os.path.exists(model):
-        from gptspec.checkpoint import load
+        from gptspec.checkpoint import load, load_architecture
 
-        arch, loaded = load(model)
-        theta = loaded if weights else None
+        if weights:
+            arch, theta = load(model)
+        else:
+            arch = load_architecture(model)  # its config: the weights are not read
     else:
         if weights:
             raise ConfigError(f"--weights with --model {model}, but expected a checkpoint directory or file [gptspec verify]")
@@ -205,7 +220,7 @@ def _architecture(lay: Layout, model: str | None, weights: bool) -> tuple[Archit
     if list(arch.inputs) != ["ids"]:
         raise ConfigError(
             f"architecture inputs={list(arch.inputs)}, but expected ['ids'] (a decoder-only language model) [gptspec verify]; "
-            "verify drives decoder-only models: an encoder–decoder is checked op by op by gptspec check"
+            + DECODER_ONLY_REFUSED["transformer"]
         )
     if arch.config is None or family_of(arch.config).name != lay.family:
         got = getattr(arch.config, "family", type(arch.config).__name__)
