@@ -254,7 +254,8 @@ CATALOGUE: tuple[Mutant, ...] = (
       "return sympy.Sum(Q[t, k] * K[s, k], (k, 0, Q.shape[1] - 1))", "attention scores without the scale (definition)", "spec"),
     M("spec.rms_norm.divisor", "spec/ops/rms_norm.py", "mean_square = sympy.Sum(x[t, k] ** 2, (k, 0, d - 1)) / d",
       "mean_square = sympy.Sum(x[t, k] ** 2, (k, 0, d - 1)) / (d + 1)", "RMS norm's mean square divides by d + 1 (definition)", "spec"),
-    M("spec.online.no_max", "spec/online_softmax.py", "        m_new = ops.maximum(m_new, state.m)  # m' = max(m, max_s x_s)\n", "",
+    M("spec.online.no_max", "spec/online_softmax.py", "        m_new = ops.maximum(m_new, state.m)  # m' = max(m, max_s x_s)\n",
+      "        pass  # m' = max_s x_s: the earlier blocks' maximum forgotten\n",
       "the online softmax's running maximum forgets earlier blocks (shared by fast/)", "spec"),
 )
 
@@ -457,6 +458,19 @@ def markdown(results: list[Outcome], base: dict[str, Any]) -> str:
 CATALOGUE_BY_NAME = {m.name: m for m in CATALOGUE}
 
 
+def applies(m: Mutant) -> bool:
+    """The mutant's text is found exactly once in its file, and the mutated file still compiles
+    (a mutant that is a syntax error measures nothing)."""
+    text = (ROOT / m.path).read_text()
+    if text.count(m.old) != 1:
+        return False
+    try:
+        compile(text.replace(m.old, m.new), m.path, "exec")
+    except SyntaxError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
@@ -489,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.name:32} {m.area:12} {m.path:30} {m.what}{'  [equivalent]' if m.equivalent else ''}")
         return 0
     if args.check:
-        bad = [m.name for m in chosen if (ROOT / m.path).read_text().count(m.old) != 1]
+        bad = [m.name for m in chosen if not applies(m)]
         print(f"{len(chosen) - len(bad)} of {len(chosen)} mutants apply" + (f"; not: {bad}" if bad else ""))
         return 1 if bad else 0
     with tempfile.TemporaryDirectory(prefix="gptspec-mutation-") as tmp:

@@ -40,6 +40,8 @@ def test_every_mutant_applies_to_the_tree_once_and_changes_it() -> None:
         text = (ROOT / m.path).read_text()
         assert text.count(m.old) == 1, f"{m.name}: its text is found {text.count(m.old)} times in {m.path}"
         assert m.old != m.new and text.replace(m.old, m.new) != text, m.name
+        compile(text.replace(m.old, m.new), m.path, "exec")  # a syntax error would measure nothing
+        assert mutation.applies(m), m.name
     names = [m.name for m in mutation.CATALOGUE]
     assert len(names) == len(set(names)), "mutant names are unique"
 
