@@ -185,8 +185,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print("  KV-cache decoding is not defined for it, so that component is not run and the check exits 1; every other component is checked")
         print(f"gptspec check: {impl.name} against the float64 reference on {target.label}")
         from gptspec.verify.tolerance import DEFAULT as policy
+        from gptspec.verify.tolerance import longest_reduction
 
-        print(f"{args.examples} examples per component, hypothesis seed {args.seed}; {policy.describe(args.dtype)}")
+        described = policy.describe(args.dtype, longest_reduction(model.arch))
+        print(f"{args.examples} examples per component, hypothesis seed {args.seed}; {described}")
         if shard != WHOLE:
             print(f"{describe(shard)} (merge the shards' reports: docs/ci.md)")
         print(coverage)

@@ -123,3 +123,17 @@ def test_check_cli_exits_1_with_a_reproduction(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "FAIL" in out and "reproduce with:" in out and "check_op(impl, op, OpExample(" in out
     assert out.splitlines()[-1].startswith("15 of 17 components pass") or "FAILED" in out.splitlines()[-1]
+
+
+def test_the_factor_grows_with_the_longest_reduction_only_where_it_is_long() -> None:
+    """max(factor, √K/2): unchanged for the small models the tests use (K ≤ 64), about 28 for
+    gpt2-small (d_mlp = 3072) — docs/tolerances.md, "float32 at GPT-2 size"."""
+    from gptspec.verify.tolerance import DEFAULT, VERIFY, longest_reduction
+    from spec import build, preset
+
+    tiny, small = build(preset("tiny").config), build(preset("gpt2-small").config)
+    assert longest_reduction(tiny) == 64 and longest_reduction(small) == 3072  # not n_vocab: the one-hot has one nonzero term
+    assert DEFAULT.budget("float32", 1.0, 0.0, reduction=64) == DEFAULT.budget("float32", 1.0, 0.0) == 4.0
+    assert VERIFY.budget("float32", 1.0, 0.0, reduction=64) == 8.0
+    assert abs(DEFAULT.budget("float32", 1.0, 0.0, reduction=3072) - 3072**0.5 / 2) < 1e-12
+    assert "√3072/2" in DEFAULT.describe("float32", 3072) and "√" not in DEFAULT.describe("float32", 64)

@@ -18,7 +18,7 @@ from gptspec.verify.compare import Comparison, compare
 from gptspec.verify.conventions import EmptyRows, padded_violation
 from gptspec.verify.draws import MAGNITUDES, ThetaDraw, draw_theta
 from gptspec.verify.oracle import ORACLE, Oracle
-from gptspec.verify.tolerance import VERIFY, Policy
+from gptspec.verify.tolerance import VERIFY, Policy, longest_reduction
 from spec.graph import Architecture
 
 
@@ -136,7 +136,7 @@ class Context:
     def budget(self, e_store: float, scale: float, values: Mapping[str, np.ndarray]) -> float:
         """The policy's budget for a value of a sequence whose reference values are ``values``
         (their largest attention score enters the budget: Policy.budget)."""
-        return self.policy.budget(self.dtype, e_store, scale, max_score(self.arch, values))
+        return self.policy.budget(self.dtype, e_store, scale, max_score(self.arch, values), longest_reduction(self.arch))
 
     def theta_for(self, case: Case) -> tuple[Mapping[str, np.ndarray], Hashable]:
         if self.theta is not None:

@@ -32,7 +32,7 @@ from gptspec.verify.strategies import (
     op_examples,
     sizes_of,
 )
-from gptspec.verify.tolerance import DEFAULT, Policy, dtype_name, rounded, storer, unit_roundoff
+from gptspec.verify.tolerance import DEFAULT, Policy, dtype_name, longest_reduction, rounded, storer, unit_roundoff
 from spec.graph import Architecture
 from spec.op import Primitive
 from spec.theta import preset_theta
@@ -128,7 +128,7 @@ def _judge_rows(
             (b, int(where[comparison.where[0]]), comparison.where[1]) if comparison.where else (b,),
             comparison.got, comparison.want,
         )
-        outcome = Outcome(comparison, policy.budget(dtype, e_store, comparison.scale), e_store)
+        outcome = Outcome(comparison, policy.budget(dtype, e_store, comparison.scale, reduction=longest_reduction(arch)), e_store)
         if worst is None or outcome.ratio > worst.ratio:
             worst = outcome
         padded = got[b, ~valid[b]]

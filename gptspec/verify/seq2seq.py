@@ -23,7 +23,7 @@ from gptspec.verify.compare import Comparison, compare
 from gptspec.verify.engine import Component, Outcome, Result, Target, components, run_component
 from gptspec.verify.implementation import Implementation
 from gptspec.verify.strategies import BatchExample
-from gptspec.verify.tolerance import DEFAULT, Policy, storer
+from gptspec.verify.tolerance import DEFAULT, Policy, longest_reduction, storer
 from spec.graph import Architecture
 from spec.seq2seq import SOURCE, TARGET
 
@@ -73,7 +73,7 @@ def judge(
             comparison.max_abs, comparison.scale,
             (b, int(where[comparison.where[0]]), comparison.where[1]) if comparison.where else (b,), comparison.got, comparison.want,
         )
-        outcome = Outcome(comparison, policy.budget(dtype, e_store, comparison.scale), e_store)
+        outcome = Outcome(comparison, policy.budget(dtype, e_store, comparison.scale, reduction=longest_reduction(arch)), e_store)
         if worst is None or outcome.ratio > worst.ratio:
             worst = outcome
         padded = got[b, ~tgt_valid[b]]

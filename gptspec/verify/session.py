@@ -46,7 +46,7 @@ from gptspec.verify.oracle import ORACLE
 from gptspec.verify.shard import WHOLE, Shard, check_shard, describe, owns
 from gptspec.verify.shrink import script, shrink
 from gptspec.verify.strategies import distinct_ops, op_examples, small_op_examples
-from gptspec.verify.tolerance import VERIFY, Policy, dtype_name
+from gptspec.verify.tolerance import VERIFY, Policy, dtype_name, longest_reduction
 from spec.errors import ConfigError, GptSpecError
 from spec.graph import Architecture
 
@@ -542,7 +542,7 @@ def verify_target(
     runner = Runner(s, options, progress, target if isinstance(target, str) else None)
     report = Report(
         target=s.label, implementation=s.impl.name, layout=s.layout.name, architecture=f"{s.arch.name}: {describe_config(s.arch.config)}",
-        dtype=s.dtype, empty_rows=options.empty_rows, policy=options.policy.describe(s.dtype), seed=options.seed,
+        dtype=s.dtype, empty_rows=options.empty_rows, policy=options.policy.describe(s.dtype, longest_reduction(s.arch)), seed=options.seed,
     )
     n_ctx = s.arch.dim("n_ctx")
     if options.max_len < n_ctx:

@@ -19,16 +19,26 @@ budget is tied to what D can do:
   and implementations accumulate them in float32, so what storing does not model is a few
   roundings, not a long sum's.
 
+In a model with long reductions (a dot product of K terms) an implementation in D rounds about
+√K times per value where storing rounds once, and the model amplifies both alike, so the factor
+is at least √K / 2 for the model's longest reduction K (:func:`longest_reduction`; 4 at K = 64,
+about 28 at GPT-2's d_mlp = 3072, docs/tolerances.md "float32 at GPT-2 size").
+
 Dtypes are named by strings (``"bfloat16"`` has no numpy dtype); :func:`dtype_name` reads a
 numpy dtype, a string or a torch dtype.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from spec.graph import Architecture
 
 UNIT_ROUNDOFF: dict[str, float] = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 HALF = ("float16", "bfloat16")
@@ -120,18 +130,55 @@ class Policy:
         """The floor, in units of u_D, for ``dtype``."""
         return self.half_floor_ulps if dtype_name(dtype) in HALF else self.floor_ulps
 
-    def budget(self, dtype: object, e_store: float, scale: float, scores: float = 0.0) -> float:
-        """``factor × e_store + (floor + scores) × u_D × scale``. ``scores`` is the largest
+    def budget(self, dtype: object, e_store: float, scale: float, scores: float = 0.0, reduction: int = 0) -> float:
+        """``max(factor, √reduction / 2) × e_store + (floor + scores) × u_D × scale``.
+        ``reduction`` is the longest sum in the model (:func:`longest_reduction`; 0 for an op
+        alone, whose in-op accumulation the floor covers). ``scores`` is the largest
         |attention score| of the example (0 where there is none): a score carries an error of
         at least u_D·|s| in any implementation (more after a dot product's cancellation), and
         a softmax row split between near-tied keys passes an error of the score gap straight
         to its output — which storing one rounding per value can miss by chance in the one
         row where it matters (docs/tolerances.md, "gptspec verify")."""
-        return self.factor * e_store + (self.floor(dtype) + scores) * unit_roundoff(dtype) * scale
+        factor = max(self.factor, math.sqrt(reduction) / 2)
+        return factor * e_store + (self.floor(dtype) + scores) * unit_roundoff(dtype) * scale
 
-    def describe(self, dtype: object) -> str:
-        return (f"budget = {self.factor:g} × e_store + ({self.floor(dtype):g} + max|score|) u·scale "
+    def describe(self, dtype: object, reduction: int = 0) -> str:
+        factor = f"{self.factor:g}" if math.sqrt(reduction) / 2 <= self.factor else f"max({self.factor:g}, √{reduction}/2)"
+        return (f"budget = {factor} × e_store + ({self.floor(dtype):g} + max|score|) u·scale "
                 f"(u = 2^{int(np.log2(unit_roundoff(dtype)))}; docs/tolerances.md)")
+
+
+_LONGEST: dict[int, tuple[Architecture, int]] = {}
+
+
+def longest_reduction(arch: Architecture) -> int:
+    """:func:`reduction_of`, remembered per architecture (checks ask once per example)."""
+    found = _LONGEST.get(id(arch))
+    if found is None or found[0] is not arch:
+        if len(_LONGEST) > 64:
+            _LONGEST.clear()
+        found = _LONGEST[id(arch)] = (arch, reduction_of(arch))
+    return found[1]
+
+
+def reduction_of(arch: Architecture) -> int:
+    """The longest sum a value of ``arch`` is computed with: the largest feature width any op
+    reads (an affine map's d_in, a head's d_head, a norm's d) and its context length n_ctx (a
+    softmax row and a weighted sum run over the keys). A one-hot axis does not count: its product
+    has one nonzero term."""
+    from spec.op import Primitive
+    from spec.types import Axis
+
+    contexts = [int(v) for k, v in arch.dims.items() if str(k) == "n_ctx"]
+    longest = max(contexts, default=0)
+    for _, node, _ in arch.expand():
+        if not isinstance(node.op, Primitive):
+            continue
+        for ttype in node.op.bind(arch.dims).inputs().values():
+            width = ttype.shape[-1] if ttype.axes and ttype.axes[-1] is Axis.FEATURE else None
+            if width is not None and getattr(width, "is_Integer", isinstance(width, int)):
+                longest = max(longest, int(width))
+    return longest
 
 
 DEFAULT = Policy()
