@@ -21,50 +21,13 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Elementwise(Primitive):
-    """An element-wise op on a (rows, d) matrix: ``scalar`` applied to every entry."""
+class _EntryWise(Primitive):
+    """What the element-wise shapes share: the (rows, d) inputs named by ``operand_names``, each
+    read at the output's own index, and a (rows, d) output."""
 
-    d: sympy.Expr
-    rows: sympy.Expr = DEFAULT_ROWS
-
-    @classmethod
-    def examples(cls) -> SearchStrategy[Primitive]:
-        from hypothesis import strategies as st
-
-        return st.builds(cls, widths(6, D.d_model))
-
-    @classmethod
-    def instances(cls, n: int) -> list[Primitive]:
-        return [cls(2, n)]
-
-    def inputs(self) -> dict[str, TensorType]:
-        return {"x": rows(self.rows, self.d)}
-
-    def output(self) -> TensorType:
-        return rows(self.rows, self.d)
-
-    def dependency(self) -> dict[str, Relation]:
-        return {"x": RowWise()}
-
-    def definition(
-        self,
-        index: tuple[sympy.Expr, ...],
-        inputs: Mapping[str, sympy.IndexedBase],
-        params: Mapping[str, sympy.IndexedBase],
-    ) -> sympy.Expr:
-        return self.scalar(inputs["x"][index])
-
-    def scalar(self, x: sympy.Expr) -> sympy.Expr:
-        """The function applied to one entry."""
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Binary(Primitive):
-    """y_{tj} = combine(a_{tj}, b_{tj}) on two (rows, d) matrices."""
-
+    operand_names: ClassVar[tuple[str, ...]] = ("x",)
     width: ClassVar[sympy.Symbol] = D.d_model
-    """The glossary width the op's examples draw besides numbers (d_model for the residual add)."""
+    """The glossary width the op's examples draw besides numbers."""
 
     d: sympy.Expr
     rows: sympy.Expr = DEFAULT_ROWS
@@ -80,13 +43,37 @@ class Binary(Primitive):
         return [cls(2, n)]
 
     def inputs(self) -> dict[str, TensorType]:
-        return {"a": rows(self.rows, self.d), "b": rows(self.rows, self.d)}
+        return {name: rows(self.rows, self.d) for name in self.operand_names}
 
     def output(self) -> TensorType:
         return rows(self.rows, self.d)
 
     def dependency(self) -> dict[str, Relation]:
-        return {"a": RowWise(), "b": RowWise()}
+        return {name: RowWise() for name in self.operand_names}
+
+
+@dataclass(frozen=True)
+class Elementwise(_EntryWise):
+    """An element-wise op on a (rows, d) matrix: ``scalar`` applied to every entry."""
+
+    def definition(
+        self,
+        index: tuple[sympy.Expr, ...],
+        inputs: Mapping[str, sympy.IndexedBase],
+        params: Mapping[str, sympy.IndexedBase],
+    ) -> sympy.Expr:
+        return self.scalar(inputs["x"][index])
+
+    def scalar(self, x: sympy.Expr) -> sympy.Expr:
+        """The function applied to one entry."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Binary(_EntryWise):
+    """y_{tj} = combine(a_{tj}, b_{tj}) on two (rows, d) matrices."""
+
+    operand_names: ClassVar[tuple[str, ...]] = ("a", "b")
 
     def definition(
         self,
