@@ -75,3 +75,13 @@ def test_the_scan_sees_a_cycle_through_a_function_level_import(tmp_path: Path) -
             if target in ("a", "b") and target != name:
                 graph.add_edge(name, target)
     assert list(nx.simple_cycles(graph)) == [["a", "b"]] or list(nx.simple_cycles(graph)) == [["b", "a"]]
+
+
+ALLOWED = {"spec": {"spec"}, "reference": {"spec", "reference"}, "fast": {"spec", "fast"}}
+"""The layers: spec/ imports nothing of ours; reference/ and fast/ import spec/ only (and themselves)."""
+
+
+def test_the_layers_import_only_what_they_may() -> None:
+    graph = import_graph()
+    wrong = [(a, b) for a, b in graph.edges if a.split(".")[0] in ALLOWED and b.split(".")[0] not in ALLOWED[a.split(".")[0]]]
+    assert not wrong, f"imports across layers: {wrong[:5]}"

@@ -22,6 +22,7 @@ modelled; every other ``rope_type`` is refused by name (spec.ops.rotary.REFUSED_
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -492,13 +493,13 @@ def check_inv_freq(name: str, value: np.ndarray, where: str, config: LlamaConfig
     """``layers.{i}.self_attn.rotary_emb.inv_freq``: the rotary frequencies θ^(−2j/d_head) that
     transformers before 4.31 saved with the weights. Current transformers ignores the stored copy
     and recomputes them from config.json, as the spec does; the copy is accepted when it agrees
-    with the config (unscaled, or divided by a linear scaling's factor), so a file whose
+    with the config (the spec's frequencies for it, scaled or unscaled), so a file whose
     frequencies came from another base or width is not read as if they matched."""
     d = config.head_width
-    default = float(config.rope_base) ** (-np.arange(0, d, 2, dtype=np.float64) / d)
-    candidates = [default] + ([default / config.rope_factor] if config.rope_scaling == "linear" else [])
+    rotary = config.rotary()  # the spec's frequencies, scaled as the model uses them, and unscaled (older files)
+    candidates = [np.array([float(op.frequency(k, d)) for k in range(d // 2)]) for op in (rotary, dataclasses.replace(rotary, scaling="none"))]
     got = np.asarray(value, dtype=np.float64)
-    if got.shape != default.shape:
+    if got.shape != candidates[0].shape:
         raise CheckpointError(f"{name} has shape {got.shape}, but expected ({d // 2},) = d_head/2 rotary frequencies [checkpoint {where}]")
     if not any(np.allclose(got, want, rtol=1e-6, atol=0) for want in candidates):
         worst = min(float(np.max(np.abs(got / want - 1))) for want in candidates)
