@@ -4,7 +4,6 @@ reference by the one tolerance policy, and usable from the command line."""
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import pytest
 
@@ -19,18 +18,29 @@ from spec.theta import preset_theta
 
 
 def test_bfloat16_storage_rounds_float64_once() -> None:
-    """ml_dtypes rounds float64 → bfloat16 through float32 (twice); fast/ must round once, as the
-    tolerance policy's stored reference does (round_bfloat16), including at ties, overflow and
-    subnormals."""
+    """fast/ rounds float64 → bfloat16 once, to nearest with ties to even, exactly as the tolerance
+    policy's stored reference does (round_bfloat16) — at ties, just above a tie (where rounding
+    through float32 first would land on the other side), overflow, subnormals, signed zero and ∞.
+    Nothing here depends on how a given ml_dtypes version casts float64 (0.4 rounded twice, 0.7
+    rounds once): the property is fast/'s, checked against the policy's own rounding and against
+    hand-computed values."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=50_000) * 10.0 ** rng.integers(-44, 39, size=50_000)
     edges = [1 + 2**-8 + 2**-30, 1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8 + 2**-40), 3.3961e38, 3.39e38, 3.5e38, 1e-40, 5e-324, -0.0, np.inf]
     x = np.concatenate([x, edges])
     got = to_storage(x, BFLOAT16).astype(np.float64)
     assert np.array_equal(got, round_bfloat16(x))
-    with np.errstate(over="ignore"):
-        double = x.astype(ml_dtypes.bfloat16).astype(np.float64)  # what a plain cast gives: differs at the first edge
-    assert double[50_000] != got[50_000] == 1 + 2**-7
+    # hand-computed: bfloat16 keeps 8 significant bits (ulp 2^-7 on [1, 2))
+    expected = {
+        1 + 2**-8 + 2**-30: 1 + 2**-7,  # just above the tie: up (a double rounding via float32 gives 1)
+        1 + 2**-8: 1.0,  # a tie: to even
+        1 + 3 * 2**-8: 1 + 2**-6,  # a tie: to even, upwards
+        -(1 + 2**-8 + 2**-40): -(1 + 2**-7),
+    }
+    for value, want in expected.items():
+        assert to_storage(np.array([value]), BFLOAT16).astype(np.float64)[0] == want, value
+    assert np.isinf(to_storage(np.array([3.5e38]), BFLOAT16).astype(np.float64)[0])
+    assert np.signbit(to_storage(np.array([-0.0]), BFLOAT16).astype(np.float64)[0])
 
 
 def test_precision_rounds_where_it_stores() -> None:
