@@ -4,9 +4,12 @@ once are O(B·n_heads·block²), not T².
 
 Grouped-query attention (n_kv_heads < n_heads) keeps K and V once per key/value head — in the
 GEMM's output, in the KV cache and in the attention kernel, where the query heads sharing a
-key/value head are stacked into one matrix against it. Rotary position embedding (the
-``rotary_Q`` / ``rotary_K`` nodes of spec/blocks.py's heads) is applied to Q and K inside the
-fused step at each row's position id (fast/kernels/rotary.py), so the cache holds rotated keys.
+key/value head are stacked into one matrix against it. The head-transform slot of the
+attention (rotary embedding, full or partial, at each row's position id — fast/kernels/rotary.py
+—, and QK-norm) is applied to Q and K inside the fused step, so the cache holds transformed keys;
+score soft-capping is applied to each block of scores before the mask. Cross-attention (queries
+from one sequence, keys and values from another, e.g. an encoder's output) runs here too: its K
+and V are computed once per sequence and kept.
 Key blocks no query of a tile may see — in the tile's future, or before a sliding window — are
 skipped.
 
@@ -15,9 +18,8 @@ operations of :class:`NumpyOps`; that it equals the masked softmax's weighted su
 of the keys into blocks is the theorem ``online_softmax`` of proofs/, proved about that same
 function.
 
-:func:`match` recognises the ``multi_head_attention`` composite that spec/blocks.py builds
-(every head: affine Q, K, V → [rotary Q, K] → scores → masked softmax → weighted sum, slicing
-the same Θ entries — the key/value entries at ⌊h / (n_heads / n_kv_heads)⌋; concat; W_O);
+:func:`match` reads the :class:`~spec.blocks.Attention` value that spec/blocks.py's attention
+composite carries (:class:`~spec.blocks.AttentionComposite`), never the names of its nodes;
 anything else runs op by op.
 """
 
@@ -30,24 +32,29 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import sympy
 
 from fast.batch import Batch
 from fast.kernels import allowed
 from fast.kernels.rotary import rotate
+from fast.kernels.softcap import soft_cap
 from fast.precision import Precision
 from spec import online_softmax as online
+from spec.blocks import AttentionComposite, QKNorm
 from spec.dims import T as T_SYMBOL
+from spec.dims import concrete
 from spec.errors import ShapeError
-from spec.graph import Composite, Node, ParamRef
+from spec.graph import Node
 from spec.masks import Relation
-from spec.ops import Affine, AttentionScores, ConcatHeads, MaskedSoftmax, Rotary, WeightedSum
+from spec.ops import Rotary
 
 Array = npt.NDArray[Any]
 
 
 @dataclass(frozen=True)
 class MHAPlan:
-    """What the fused kernel needs to know about one multi-head attention node."""
+    """What the fused kernel needs to know about one multi-head attention node: its
+    :class:`~spec.blocks.Attention` with the dims bound, and its Θ entries' names."""
 
     n_heads: int
     mask: Relation
@@ -62,102 +69,42 @@ class MHAPlan:
     b_O: str | None
     n_kv_heads: int = 0
     """Key/value heads (0: n_heads); query head h reads key/value head h // (n_heads / n_kv_heads)."""
-    rotary: Rotary | None = None
-    """The rotation every head applies to Q and K (rows normalised to T), or None."""
+    transforms: tuple[Rotary | QKNorm, ...] = ()
+    """What every head does to Q and K, in order (rotary rows normalised to T)."""
+    q_norm: str | None = None
+    k_norm: str | None = None
+    softcap: float | None = None
+    cross: bool = False
+    """Keys and values from another input than the queries (cross-attention): no rotation of
+    keys at query positions, and when decoding, K and V are computed once and kept."""
 
     @property
     def kv_heads(self) -> int:
         return self.n_kv_heads or self.n_heads
 
+    @property
+    def rotary(self) -> Rotary | None:
+        found = [t for t in self.transforms if isinstance(t, Rotary)]
+        return found[0] if found else None
 
-def _ref(node: Node, param: str) -> ParamRef | None:
-    return node.params.get(param)
 
-
-def match(node: Node) -> MHAPlan | None:
-    """The plan of a multi-head attention composite built as spec/blocks.py builds it, or None."""
+def match(node: Node, dims: Mapping[sympy.Symbol, int] | None = None) -> MHAPlan | None:
+    """The plan of a multi-head attention composite (spec.blocks.AttentionComposite, which carries
+    what the attention is), or None for any other node; ``dims`` bind its symbolic head counts."""
     op = node.op
-    if not isinstance(op, Composite) or op.kind != "multi_head_attention":
+    if not isinstance(op, AttentionComposite):
         return None
-    body = op.body
-    concat = body.nodes.get("concat")
-    out = body.nodes.get("W_O")
-    if concat is None or out is None or not isinstance(concat.op, ConcatHeads) or not isinstance(out.op, Affine):
-        return None
-    H = concat.op.n_heads
-    names: dict[str, str | None] = {}
-    masks, scales = set(), set()
-    rotaries: set[Rotary | None] = set()
-    kv_of: list[int] = []
-    for h in range(H):
-        head = body.nodes.get(f"head_{h}")
-        if head is None or not isinstance(head.op, Composite) or head.op.kind != "attention_head":
-            return None
-        hb = head.op.body.nodes
-        rotated = "rotary_Q" in hb
-        if set(hb) != {"Q", "K", "V", "scores", "softmax", "z"} | ({"rotary_Q", "rotary_K"} if rotated else set()):
-            return None
-        q, k, v, sc, sm, z = (hb[n] for n in ("Q", "K", "V", "scores", "softmax", "z"))
-        if not (isinstance(sc.op, AttentionScores) and isinstance(sm.op, MaskedSoftmax) and isinstance(z.op, WeightedSum)):
-            return None
-        q_src, k_src = ("rotary_Q", "rotary_K") if rotated else ("Q", "K")
-        wiring = (
-            sc.inputs["Q"].node == q_src and sc.inputs["K"].node == k_src and sm.inputs["x"].node == "scores"
-            and z.inputs["A"].node == "softmax" and z.inputs["V"].node == "V"
-            and q.inputs["x"].port == "x_q" and k.inputs["x"].port == "x_kv" and v.inputs["x"].port == "x_kv"
-            and concat.inputs[f"z_{h}"].node == f"head_{h}"
-        )
-        if not wiring:
-            return None
-        if rotated:
-            rq, rk = hb["rotary_Q"], hb["rotary_K"]
-            if not (isinstance(rq.op, Rotary) and isinstance(rk.op, Rotary)):
-                return None
-            if rq.inputs["x"].node != "Q" or rk.inputs["x"].node != "K":
-                return None
-            same_q, same_k = dataclasses.replace(rq.op, rows=T_SYMBOL), dataclasses.replace(rk.op, rows=T_SYMBOL)
-            if same_q != same_k:
-                return None  # Q and K rotated differently: not a rotary embedding, run op by op
-            rotaries.add(same_q)
-        else:
-            rotaries.add(None)
-        slots: dict[str, int] = {}
-        for name, proj in (("Q", q), ("K", k), ("V", v)):
-            if not isinstance(proj.op, Affine):
-                return None
-            W, b = _ref(proj, "W"), _ref(proj, "b")
-            if W is None or len(W.index) != 1 or W.transpose or W.reshape is not None:
-                return None
-            if b is not None and (b.index != W.index or b.transpose or b.reshape is not None):
-                return None
-            slots[name] = W.index[0]
-            for key, ref in ((f"W_{name}", W), (f"b_{name}", b)):
-                got = None if ref is None else ref.name
-                if names.setdefault(key, got) != got:
-                    return None
-        if slots["Q"] != h or slots["K"] != slots["V"]:
-            return None
-        kv_of.append(slots["K"])
-        masks.add(sm.op.mask)
-        scales.add(sc.op.scale)
-    if len(masks) != 1 or len(scales) != 1 or len(rotaries) != 1:
-        return None
-    KV = max(kv_of, default=-1) + 1
-    if KV < 1 or H % KV or kv_of != [h // (H // KV) for h in range(H)]:
-        return None  # key/value heads shared other than by consecutive groups: run op by op
-    W_O = _ref(out, "W")
-    if W_O is None or W_O.index or W_O.transpose:
-        return None
-    b_O = _ref(out, "b")
-    if node.inputs["x_q"] != node.inputs["x_kv"]:
-        return None  # cross-attention: no fused kernel yet, it runs op by op
-    W_Q, W_K, W_V = names["W_Q"], names["W_K"], names["W_V"]
-    if W_Q is None or W_K is None or W_V is None:
-        return None
+    op.check_body(node.name)
+    a = op.attention
+    bound = dict(dims or {})
+    H = concrete(a.n_heads, bound)
+    KV = H if a.n_kv_heads is None else concrete(a.n_kv_heads, bound)
+    e = op.entries
     return MHAPlan(
-        n_heads=H, mask=masks.pop(), scale=float(scales.pop()),
-        W_Q=W_Q, W_K=W_K, W_V=W_V, W_O=W_O.name, b_Q=names.get("b_Q"), b_K=names.get("b_K"),
-        b_V=names.get("b_V"), b_O=None if b_O is None else b_O.name, n_kv_heads=KV, rotary=rotaries.pop(),
+        n_heads=H, mask=a.mask, scale=float(a.scale), W_Q=e["W_Q"], W_K=e["W_K"], W_V=e["W_V"], W_O=e["W_O"],
+        b_Q=e.get("b_Q"), b_K=e.get("b_K"), b_V=e.get("b_V"), b_O=e.get("b_O"), n_kv_heads=KV,
+        transforms=tuple(dataclasses.replace(t, rows=T_SYMBOL) if isinstance(t, Rotary) else t for t in a.transforms),
+        q_norm=e.get("q_norm"), k_norm=e.get("k_norm"), softcap=a.softcap, cross=node.inputs["x_q"] != node.inputs["x_kv"],
     )
 
 
@@ -170,6 +117,8 @@ class MHAWeights:
     b_qkv: Array | None
     W_O: Array
     b_O: Array | None
+    q_norm: Array | None = None
+    k_norm: Array | None = None
 
 
 def pack(plan: MHAPlan, theta: Mapping[str, np.ndarray], precision: Precision) -> MHAWeights:
@@ -193,7 +142,32 @@ def pack(plan: MHAPlan, theta: Mapping[str, np.ndarray], precision: Precision) -
         None if b_qkv is None else store(b_qkv),
         store(np.ascontiguousarray(W_O.reshape(-1, W_O.shape[-1]))),
         None if plan.b_O is None else store(np.asarray(theta[plan.b_O])),
+        None if plan.q_norm is None else store(np.asarray(theta[plan.q_norm])),
+        None if plan.k_norm is None else store(np.asarray(theta[plan.k_norm])),
     )
+
+
+def _head_norm(t: QKNorm, x: Array, gamma: Array) -> Array:
+    """RMS norm of every head's row over d_head (the QK-norm), as fast/kernels/rms_norm.py computes it."""
+    eps = x.dtype.type(t.eps)
+    g = gamma + 1 if t.offset else gamma
+    mean_square = np.vecdot(x, x)[..., None] / x.shape[-1]
+    y: Array = x * (1.0 / np.sqrt(mean_square + eps))
+    y *= g
+    return y
+
+
+def _transform(plan: MHAPlan, weights: MHAWeights, P: Precision, which: str, x: Array, positions: npt.NDArray[np.int64]) -> Array:
+    """The plan's head transforms, in order, on Q or K rows (B, rows, heads, d_head) at ``positions``."""
+    for t in plan.transforms:
+        if isinstance(t, Rotary):
+            x = P.round(rotate(t, x, positions))
+        else:
+            gamma = weights.q_norm if which == "Q" else weights.k_norm
+            if gamma is None:
+                raise ShapeError(f"QK-norm without its gain for {which} [fast attention]")
+            x = P.round(_head_norm(t, x, P.load(gamma)))
+    return x
 
 
 class NumpyOps:
@@ -238,7 +212,8 @@ NUMPY_OPS = NumpyOps()
 
 
 def blocked_attention(
-    q: Array, k: Array, v: Array, scale: float, mask: Relation, batch: Batch, block: int, out: Array | None = None
+    q: Array, k: Array, v: Array, scale: float, mask: Relation, batch: Batch, block: int, out: Array | None = None,
+    softcap: float | None = None,
 ) -> Array:
     """softmax_A(scale · q kᵀ) v in tiles. Multi-head: q (B, H, T, d), k, v (B, H, S, d), result
     (B, H, T, d_v). Grouped-query: q (B, KV, G, T, d) — the G query heads of each key/value
@@ -260,7 +235,7 @@ def blocked_attention(
     grouped = q.ndim == 5
     if not grouped:  # multi-head: one query head per key/value head
         z4 = np.empty((*q.shape[:3], v.shape[-1]), dtype=q.dtype) if out is None else out
-        blocked_attention(q[:, :, None], k, v, scale, mask, batch, block, z4[:, :, None])
+        blocked_attention(q[:, :, None], k, v, scale, mask, batch, block, z4[:, :, None], softcap)
         return z4
     B, KV, G, T, _ = q.shape
     S = k.shape[2]
@@ -282,6 +257,8 @@ def blocked_attention(
             if not seen[s0:s1].any():
                 continue
             x = q_t @ kT[..., s0:s1]  # (B, KV, G, tile, width): one small GEMM per head, K shared by its group
+            if softcap is not None:  # c·tanh(a / c) of the scaled scores, before the mask (Gemma 2)
+                x = soft_cap(x, softcap)
             if not full[s0:s1].all():
                 np.copyto(x, dtype.type(-np.inf), where=~ok[:, None, None, :, s0:s1])
             state = online.step(state, x, v[..., s0:s1, :], NUMPY_OPS)
@@ -291,36 +268,63 @@ def blocked_attention(
 
 
 def fused_mha(
-    plan: MHAPlan, weights: MHAWeights, batch: Batch, key: str, x_q: Array, block: int, precision: Precision | None = None
+    plan: MHAPlan, weights: MHAWeights, batch: Batch, key: str, x_q: Array, block: int, precision: Precision | None = None,
+    x_kv: Array | None = None,
 ) -> Array:
-    """Self-attention of ``plan`` on (B, T, d_in) rows, with K/V cached under ``key`` (once per
-    key/value head, keys rotated). With a half-precision ``precision`` the rows and weights are
-    read in float32 and Q, K, V, each head's output and the result are rounded to the storage
-    dtype where the op-by-op graph stores them (fast/precision.py); the cache holds K and V in it."""
+    """Attention of ``plan`` on (B, T, d_in) query rows — self-attention, or cross-attention to
+    the (B, S, d_kv) rows ``x_kv`` — with K/V cached under ``key`` (once per key/value head, keys
+    transformed): self-attention's cache grows by this call's rows; cross-attention's K and V are
+    computed at the first call and then read as they are. With a half-precision ``precision`` the
+    rows and weights are read in float32 and Q, K, V, each head's output and the result are
+    rounded to the storage dtype where the op-by-op graph stores them (fast/precision.py); the
+    cache holds K and V in it."""
     P = precision or Precision.of(x_q.dtype)
     B, T, _ = x_q.shape
     H, KV = plan.n_heads, plan.kv_heads
     G = H // KV
     dh = weights.W_O.shape[0] // H
-    qkv = x_q.reshape(B * T, -1) @ P.load(weights.W_qkv)  # one GEMM: Q of every head, K and V of every key/value head
-    if weights.b_qkv is not None:
-        qkv += P.load(weights.b_qkv)
-    qkv = P.round(qkv).reshape(B, T, H + 2 * KV, dh)
-    q, k, v = qkv[:, :, :H], qkv[:, :, H : H + KV], qkv[:, :, H + KV :]  # (B, T, heads, dh), strided views
-    if plan.rotary is not None:  # at each row's position id: left padding shifts them, decoding continues them
-        q, k = P.round(rotate(plan.rotary, q, batch.positions)), P.round(rotate(plan.rotary, k, batch.positions))
+    W = P.load(weights.W_qkv)
+    b = None if weights.b_qkv is None else P.load(weights.b_qkv)
+    if not plan.cross:
+        qkv = x_q.reshape(B * T, x_q.shape[-1]) @ W  # one GEMM: Q of every head, K and V of every key/value head
+        if b is not None:
+            qkv += b
+        qkv = P.round(qkv).reshape(B, T, H + 2 * KV, dh)
+        q, k, v = qkv[:, :, :H], qkv[:, :, H : H + KV], qkv[:, :, H + KV :]  # (B, T, heads, dh), strided views
+        k = _transform(plan, weights, P, "K", k, batch.positions)  # keys of this call's rows, at their positions
+    else:
+        q = x_q.reshape(B * T, x_q.shape[-1]) @ W[:, : H * dh]
+        if b is not None:
+            q += b[: H * dh]
+        q = P.round(q).reshape(B, T, H, dh)
+        cached = None if batch.cache is None else batch.cache.get((key, "K"))
+        if cached is None:
+            if x_kv is None:
+                raise ShapeError(f"cross-attention {key} without its key/value rows [fast attention]")
+            S = x_kv.shape[1]
+            kv = x_kv.reshape(B * S, x_kv.shape[-1]) @ W[:, H * dh :]  # S = 0 (an empty source) included
+            if b is not None:
+                kv += b[H * dh :]
+            kv = P.round(kv).reshape(B, S, 2 * KV, dh)
+            k, v = kv[:, :, :KV], kv[:, :, KV:]
+            k = _transform(plan, weights, P, "K", k, batch.key_positions)
+    q = _transform(plan, weights, P, "Q", q, batch.positions)  # at each row's position id: left padding shifts them, decoding continues them
     q = q.reshape(B, T, KV, G, dh).transpose(0, 2, 3, 1, 4)  # (B, KV, G, T, dh): heads h = kv·G + g
-    k, v = np.ascontiguousarray(k.transpose(0, 2, 1, 3)), np.ascontiguousarray(v.transpose(0, 2, 1, 3))  # (B, KV, T, dh), read once per key block
-    if batch.cache is not None:
-        for name, new in (("K", k), ("V", v)):
-            prev = batch.cache.get((key, name))
-            kept = P.store(new)
-            batch.cache[(key, name)] = kept if prev is None else np.concatenate([prev, kept], axis=2)
+    if plan.cross and batch.cache is not None and (key, "K") in batch.cache:
         k, v = P.load(batch.cache[(key, "K")]), P.load(batch.cache[(key, "V")])
-    concat = np.empty((B, T, H, dh), dtype=qkv.dtype)  # heads side by side, written in place
-    blocked_attention(q, k, v, plan.scale, plan.mask, batch, block, out=concat.reshape(B, T, KV, G, dh).transpose(0, 2, 3, 1, 4))
+    else:
+        k, v = np.ascontiguousarray(k.transpose(0, 2, 1, 3)), np.ascontiguousarray(v.transpose(0, 2, 1, 3))  # (B, KV, S, dh), read once per key block
+        if batch.cache is not None:
+            for name, new in (("K", k), ("V", v)):
+                prev = None if plan.cross else batch.cache.get((key, name))
+                kept = P.store(new)
+                batch.cache[(key, name)] = kept if prev is None else np.concatenate([prev, kept], axis=2)
+            k, v = P.load(batch.cache[(key, "K")]), P.load(batch.cache[(key, "V")])
+    concat = np.empty((B, T, H, dh), dtype=q.dtype)  # heads side by side, written in place
+    blocked_attention(q, k, v, plan.scale, plan.mask, batch, block, out=concat.reshape(B, T, KV, G, dh).transpose(0, 2, 3, 1, 4),
+                      softcap=plan.softcap)
     y = P.round(concat.reshape(B * T, H * dh)) @ P.load(weights.W_O)
     if weights.b_O is not None:
         y += P.load(weights.b_O)
-    out: Array = y.reshape(B, T, -1)
+    out: Array = y.reshape(B, T, y.shape[-1])  # T = 0 included (no -1: nothing to infer it from)
     return out

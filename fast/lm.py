@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from fast.program import Program
 from spec.errors import ConfigError, TokenError
-from spec.lm import Sampler, check_generation, log_softmax
+from spec.lm import Sampler, check_generation, check_sampler, log_softmax
 
 
 def _batch(sequences: Sequence[Sequence[int]], left: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -87,7 +87,11 @@ def generate(
     step feeds every unfinished row its last token through the KV cache (a finished row is
     fed as padding). Row b follows ``sampler[b]`` (or the one sampler) with its own generator.
     An encoder–decoder's sources come in ``context``: encoded once, at the prefill."""
+    if not isinstance(sampler, Sampler | Sequence):
+        check_sampler(sampler, "fast generate")
     samplers = [sampler] * len(prompts) if isinstance(sampler, Sampler) else list(sampler)
+    for s in samplers:
+        check_sampler(s, "fast generate")
     if len(samplers) != len(prompts):
         raise ConfigError(f"samplers={len(samplers)}, but expected one per prompt={len(prompts)} [fast generate]")
     for p in prompts:

@@ -36,6 +36,7 @@ from fast.precision import BFLOAT16, FLOAT16, Precision, is_real
 from spec.errors import ConfigError, ShapeError, TokenError
 from spec.graph import Architecture, Node
 from spec.op import Primitive, bind_to_arrays
+from spec.seq2seq import vocabulary
 from spec.theta import LazyTheta, as_float64, check_theta, token_array
 from spec.types import Axis, Element
 
@@ -167,7 +168,7 @@ class Program:
         plans: dict[str, MHAPlan] = {}
 
         def fuse(node: Node) -> bool:
-            plan = match(node)
+            plan = match(node, arch.dims)
             if plan is not None:
                 plans[id(node)] = plan  # type: ignore[index]
             return plan is not None
@@ -271,7 +272,8 @@ class Program:
             batch = Batch(q.positions, q.valid, k.key_positions, k.key_valid, None if step.static else cache)
             args = {port: values[src] for port, src in step.sources.items()}
             if step.plan is not None and step.weights is not None:
-                y = fused_mha(step.plan, step.weights, batch, step.path, P.load(args["x_q"]), self.block, P)
+                x_kv = P.load(args["x_kv"]) if step.plan.cross and not (decoding and batch.cache is not None and (step.path, "K") in batch.cache) else None
+                y = fused_mha(step.plan, step.weights, batch, step.path, P.load(args["x_q"]), self.block, P, x_kv)
             else:
                 if batch.cache is not None:
                     for port in step.cached_ports:
@@ -322,6 +324,9 @@ class Program:
     def decode(self, state: State, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> npt.NDArray[Any]:
         """Append tokens (B,) or (B, k) to every row and return their logits (B, k, n_vocab);
         ``state`` is updated in place."""
+        if not isinstance(state, State):
+            raise ShapeError(f"state of type {type(state).__name__}, but expected the State that prefill returned [fast decode]; "
+                             "call program.prefill(ids) first")
         array = np.asarray(ids)
         array = array[:, None] if array.ndim == 1 else array
         mask = None if valid is None else np.asarray(valid, dtype=bool).reshape(array.shape)
@@ -333,7 +338,7 @@ class Program:
         if mask.size and int(last.max()) >= self.n_ctx:
             raise TokenError(
                 f"sequence length of {name}={int(last.max()) + 1}, but expected ≤ n_ctx={self.n_ctx} [fast]; "
-                "the positional encoding has no row for later positions"
+                "the model's positions end at n_ctx (its learned or sinusoidal table has no row for later positions)"
             )
 
     def _context(
@@ -354,7 +359,7 @@ class Program:
                     f"pass context={{{name!r}: ids}} (an encoder–decoder's source sequence)"
                 )
             mask = masks.get(name)
-            ids, valid = check_ids(given[name], None if mask is None else np.asarray(mask, dtype=bool), self.n_vocab, f"{where} {name}")
+            ids, valid = check_ids(given[name], None if mask is None else np.asarray(mask, dtype=bool), vocabulary(self.arch, name), f"{where} {name}")
             if ids.shape[0] != rows:
                 raise ShapeError(f"{name} has {ids.shape[0]} rows, but expected the batch's {rows} [{where}]")
             positions = positions_from_valid(valid)
@@ -401,6 +406,9 @@ def run_op(
     arrays' shapes; the result has the op's declared output shape."""
     if not isinstance(op, Primitive):
         raise ShapeError(f"op of type {type(op).__name__}, but expected a spec primitive [fast.run_op]")
+    for argument, given_as in (("inputs", inputs), ("params", {} if params is None else params)):
+        if not isinstance(given_as, Mapping):
+            raise ShapeError(f"{argument} of type {type(given_as).__name__}, but expected a mapping of names to arrays [fast.run_op {op.kind}]")
     P = Precision.of(resolve_dtype(dtype, "fast.run_op"))
     declared = op.inputs()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from gptspec import __version__
 from spec import PRESETS, GptSpecError
 from spec.counting import breakdown, count, symbolic_count
 from spec.errors import ConfigError
@@ -66,6 +67,11 @@ def _report(arch: object) -> None:
     for line in verdict(arch).lines():
         print(line)
 
+
+PASS, FAILED, COULD_NOT_RUN = 0, 1, 2
+"""The exit status of every command (README, "Exit status"): success or pass; a check,
+verification or proof failed; could not run (bad input, an unknown model or target, a missing or
+unreadable file — and argparse's usage errors, which exit 2 themselves)."""
 
 DTYPE_CHOICES = ["float64", "float32", "float16", "bfloat16"]
 """The dtypes fast/ runs in (fast.DTYPES)."""
@@ -152,6 +158,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from gptspec.typing_report import WithoutDecoding, verdict
     from gptspec.verify import FastImplementation, Target, verify
     from gptspec.verify.engine import Result
+    from gptspec.verify.session import describe_config, describe_function, function_fields
     from gptspec.verify.shard import WHOLE, describe, parse_shard
 
     shard = WHOLE if args.shard is None else parse_shard(args.shard)
@@ -162,11 +169,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # the same resolution (and the same θ draw for a preset and a seed) as every other command;
     # it refuses, with the number, a model whose float64 θ would not fit before drawing it
-    model = resolve(args.model, (), need_theta=True, seed=args.seed, run=Run("fast", args.dtype, 16, 3, command="check"))
+    model = resolve(args.model, tuple(args.set), need_theta=True, seed=args.seed, run=Run("fast", args.dtype, 16, 3, command="check"))
     if model.theta is None:
         raise ConfigError(f"no weights for {args.model} [gptspec check]")
     target = Target(model.source, model.arch, dict(model.theta),
-                    f"from gptspec.models import resolve\nmodel = resolve({args.model!r}, need_theta=True, seed={args.seed}, progress=False)\n"
+                    f"from gptspec.models import resolve\nmodel = resolve({args.model!r}, {tuple(args.set)!r}, need_theta=True, seed={args.seed}, progress=False)\n"
                     "from gptspec.verify import Target\ntarget = Target('model', model.arch, model.theta, '')")
     impl: Any = FastImplementation(args.dtype)
     snippet = f"from gptspec.verify import FastImplementation\nimpl = FastImplementation({args.dtype!r})"
@@ -184,6 +191,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not typed.causal:
             print("  KV-cache decoding is not defined for it, so that component is not run and the check exits 1; every other component is checked")
         print(f"gptspec check: {impl.name} against the float64 reference on {target.label}")
+        print(f"  architecture {model.arch.name}: {describe_config(model.arch.config)}")
+        print(f"  function: {describe_function(model.arch.config)}")
         from gptspec.verify.tolerance import DEFAULT as policy
         from gptspec.verify.tolerance import longest_reduction
 
@@ -209,11 +218,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if text and sys.stderr.isatty():
             print(f"  … {name[:72]}", file=sys.stderr, end="\r", flush=True)
 
-    from gptspec.verify.seq2seq import verify_seq2seq
-    from spec.seq2seq import is_seq2seq
-
-    run_all = verify_seq2seq if is_seq2seq(model.arch) else verify  # an encoder–decoder's model components take pairs
-    results = run_all(target, impl, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting, shard=shard)
+    # one component loop: the ops, then the whole model (of (source, target) pairs for an encoder–decoder)
+    results = verify(target, impl, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting, shard=shard)
     if args.all_ops:  # every op, mask family and padding mode of the library, and a small model of every family
         from gptspec.verify.coverage import verify_all_ops
 
@@ -223,8 +229,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if text:
         print(f"{len(results) - len(failed)} of {len(results)} components pass ({seconds:.1f} s)" + ("" if not failed else f"; FAILED: {', '.join(r.component for r in failed)}"))
     else:
-        print(json.dumps({"target": target.label, "implementation": impl.name, "examples": args.examples, "seed": args.seed, "shard": list(shard),
-                          "causality": typed.lines(), "all_ops": args.all_ops, "coverage": coverage, "passed": not failed, "seconds": seconds, "results": [r.as_dict() for r in results]}, indent=2))
+        # non-finite numbers as "inf"/"-inf"/"nan": standard JSON (docs/verify.md, "Reports")
+        from gptspec.verify.report import json_safe
+
+        report = {"target": target.label, "implementation": impl.name, "architecture": f"{model.arch.name}: {describe_config(model.arch.config)}",
+                  "function": function_fields(model.arch.config), "sets": list(args.set), "examples": args.examples, "seed": args.seed,
+                  "shard": list(shard), "causality": typed.lines(), "all_ops": args.all_ops, "coverage": coverage, "passed": not failed,
+                  "seconds": seconds, "results": [r.as_dict() for r in results]}
+        print(json.dumps(json_safe(report), indent=2, allow_nan=False))
     return 0 if not failed else 1
 
 
@@ -232,7 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gptspec",
         description="A formal specification of GPT-style transformers: count, evaluate and verify models against it.",
+        epilog="Exit status, every command: 0 success or pass, 1 a check, verification or proof failed, "
+        "2 could not run (bad input, an unknown model or target, a missing file).",
     )
+    parser.add_argument("--version", action="version", version=f"gptspec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("presets", help="list the named presets", description="List the named presets.")
@@ -245,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     set_help = "change a config field of a preset, e.g. --set band_width=128 or --set bias=false (repeatable; type-checked)"
     seed_help = (
-        "seed of a preset's random weights (default 0): the documented draw spec.theta.preset_theta, N(0, 0.2²) with "
-        "layer-norm gains 1 + N(0, 0.2²) — the same θ every command draws for a preset and a seed"
+        "the θ seed: seed of a preset's or a builder's random weights (default 0): the documented draw spec.theta.preset_theta, N(0, 0.2²) with "
+        "layer-norm gains 1 + N(0, 0.2²) — the same θ every command draws for a preset and a seed; generate and score call it "
+        "--weights-seed (generate's --seed is its sampling seed)"
     )
 
     p = sub.add_parser(
@@ -294,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1 ≤ I ≤ N): the components at positions k with k mod N = I − 1, "
                    "each with exactly its unsharded examples; N jobs together run the whole check (docs/ci.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.add_argument("--all-ops", action="store_true", help="also check every op the library has (each from its own examples: every mask "
                    "family, key padding, rows with no allowed key) and a small model of every family on padded batches and decoding; "
                    "without it the report names what MODEL does not exercise")
@@ -306,24 +323,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_prove_parser(sub)
     add_docs_parser(sub)  # gptspec/docs_cli.py
+    __import__("gptspec.diff_cli").diff_cli.add_diff_parser(sub)  # gptspec/diff_cli.py
     add_verify_parser(sub)  # gptspec/verify_cli.py
     add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status follows the one contract of every command (README, "Exit
+    status"): :data:`PASS` (0), :data:`FAILED` (1, a check, verification or proof failed) or
+    :data:`COULD_NOT_RUN` (2: an error message, or argparse's usage error, which exits 2 itself)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = " ".join(str(c) for c in (args.command, getattr(args, "bpe_command", None)) if c)
     try:
         code: int = args.run(args)
     except GptSpecError as error:
-        command = " ".join(str(c) for c in (args.command, getattr(args, "bpe_command", None)) if c)
         print(f"gptspec {command}: error: {error}", file=sys.stderr)
-        return 1
+        return COULD_NOT_RUN
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         sys.stderr.close()
-        return 0
+        return PASS
     except KeyboardInterrupt:
         print(f"gptspec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug of gptspec's own: shown in full, and never mistaken for a failed check (1)
+        import traceback
+
+        traceback.print_exc()
+        print(f"gptspec {command}: error: an internal error (the traceback above), so the command could not run; please report it", file=sys.stderr)
+        return COULD_NOT_RUN
     return code

@@ -177,3 +177,56 @@ def check_fits(est: Estimate, where: str, available: int | None = None) -> None:
             f"{_bytes(have)} this machine has available [{where}]; use a smaller model, fast/ in a smaller dtype, or the "
             "reference on a checkpoint (read lazily, one block at a time)"
         )
+
+
+# -- a verification campaign's cost (gptspec verify) ------------------------------------------
+
+MAX_CAMPAIGN_FORWARDS = 200_000
+"""The most reference evaluations (sequences, op examples) ``gptspec verify`` runs without
+``--no-cost-limit``: about 1,000 times its default campaign."""
+MAX_CAMPAIGN_GFLOP = 20_000.0
+"""The most reference GFLOP (float64, literal) ``gptspec verify`` runs without ``--no-cost-limit``:
+hours of the reference on one core."""
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """What a ``gptspec verify`` campaign asks of the reference, computed from the options and the
+    config alone (nothing is built or drawn): sequences evaluated and their GFLOP."""
+
+    forwards: int
+    tokens: int
+    gflop: float
+    parameters: int
+
+    def line(self) -> str:
+        return (f"about {self.forwards:,} reference evaluations of up to {self.tokens} tokens, "
+                f"{self.gflop:,.0f} GFLOP in float64 ({self.parameters:,} parameters)")
+
+
+def campaign(config: Any, *, examples: int, generation_examples: int, op_examples: int, max_len: int,
+             components: tuple[str, ...] = ("model", "decode", "generate", "weights", "ops")) -> Campaign:
+    """The reference's share of a campaign: each padded batch's rows (up to 4) evaluated once
+    (decoding and the checkpoint's weights reuse or repeat them), each generation's rows (up to
+    3) at each new token's length (up to 5), each op example once per distinct op (at most 32);
+    a shrink or a localisation adds a bounded number more."""
+    d = _dims(config)
+    width = max(1, min(int(max_len), d.get("n_ctx", max_len)))
+    rows = 0
+    if "model" in components or "decode" in components:
+        rows += 4 * examples * (2 if "weights" in components else 1)
+    if "generate" in components:
+        rows += 3 * 5 * generation_examples
+    ops = 32 * op_examples if "ops" in components else 0
+    n = parameters_of(config)
+    per_row = estimate(config, impl="reference", tokens=width, parameters=n).flops
+    return Campaign(rows + ops, width, rows * per_row / 1e9, n)
+
+
+def check_campaign(c: Campaign, where: str, flag: str = "--no-cost-limit") -> None:
+    """Refuse, with the estimate and the flag that overrides it, a campaign beyond the bounds."""
+    if c.forwards > MAX_CAMPAIGN_FORWARDS or c.gflop > MAX_CAMPAIGN_GFLOP:
+        raise ConfigError(
+            f"campaign cost={c.line()}, but expected at most {MAX_CAMPAIGN_FORWARDS:,} evaluations and {MAX_CAMPAIGN_GFLOP:,.0f} GFLOP "
+            f"[{where}]; lower --examples, --generation-examples, --op-examples or --max-len, or pass {flag} to run it anyway"
+        )

@@ -1,7 +1,7 @@
 """Command-line tools for text: ``gptspec bpe train|encode|decode``, ``gptspec generate`` and
 ``gptspec score``. :func:`add_parsers` adds them to the ``gptspec`` parser; every command
 function takes the parsed arguments and returns the exit status, raising spec.errors types
-for input it refuses (``gptspec.cli.main`` prints them and exits 1).
+for input it refuses (``gptspec.cli.main`` prints them and exits 2, could not run).
 
 Inputs are read through :mod:`gptspec.files` (capped, UTF-8 checked, never blocking on a FIFO);
 numeric options are checked before any model is built or any file written; ``bpe train``
@@ -16,8 +16,6 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from gptspec.files import check_output_path, read_stdin, read_text
 from spec.errors import ConfigError, FileError, GptSpecError, TokenError
@@ -344,7 +342,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"  … {len(lp) - args.show} more")
     if len(lp):
         h = -total / len(lp)
-        print(f"log-likelihood {total:.6f} nats; cross-entropy {h:.6f} nats/token; perplexity {float(np.exp(h)):.4f}")
+        perplexity = f"{math.exp(h):.4f}" if h < math.log(sys.float_info.max) else f"e^{h:.6f} (beyond float64's range)"
+        print(f"log-likelihood {total:.6f} nats; cross-entropy {h:.6f} nats/token; perplexity {perplexity}")
     else:
         print("log-likelihood 0 (fewer than 2 tokens: nothing is predicted); cross-entropy undefined")
     print(repr(total))
@@ -400,7 +399,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--no-newline", action="store_true", help="do not end the output with a newline")
     p.set_defaults(run=_guard(cmd_bpe_decode))
 
-    model_help = "a preset (seeded random weights) or a checkpoint (a Hugging Face GPT-2 directory or a .safetensors file written by gptspec)"
+    model_help = ("a preset (seeded random weights, see `gptspec presets`), a checkpoint (a Hugging Face directory of any layout gptspec "
+                  "reads: GPT-2, Llama, Mistral, Qwen2, Marian; or a .safetensors θ file written by gptspec), or a builder "
+                  "module.path:name / file.py:name")
     set_help = "override a config field of a preset, e.g. --set n_vocab=4096 (repeatable)"
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -412,7 +413,8 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--dtype", default=None, choices=["float64", "float32", "float16", "bfloat16"],
                        help="the precision of --impl fast (default float64; float16 and bfloat16 store in the half precision and compute in "
                        "float32; the reference is float64 only)")
-        p.add_argument("--weights-seed", type=int, default=0, help="seed of a preset's random weights, 0 ≤ seed < 2^63 (default 0)")
+        p.add_argument("--weights-seed", type=int, default=0, help="the θ seed: seed of a preset's random weights, 0 ≤ seed < 2^63 (default 0; "
+                       "what --seed is for forward and check)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
 
     p = sub.add_parser(
@@ -428,7 +430,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-new-tokens", type=int, required=True, metavar="N", help="tokens to generate at most")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k largest logits (default all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling draws, 0 ≤ seed < 2^63 (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="the sampling seed: seed of the draws of --temperature > 0, 0 ≤ seed < 2^63 (default 0); "
+                   "not the weights' seed, which is --weights-seed here (forward's and check's --seed)")
     p.add_argument("--stop", type=int, action="append", default=[], metavar="ID", help="stop after this id, an id of the model's vocabulary (repeatable)")
     p.add_argument("--no-stop", action="store_true", help=f"do not stop at the tokenizer's {END_OF_TEXT}")
     p.add_argument("--echo", action="store_true", help="print the prompt before the continuation")

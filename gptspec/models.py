@@ -80,6 +80,11 @@ def parse_overrides(config: Config, items: Sequence[str]) -> Config:
     return config.replace(**changes) if changes else config
 
 
+TORCH_EXTRA = ("torch", "transformers")
+"""The packages of the ``gptspec[torch]`` extra (pyproject.toml): a target that needs one that is
+missing is told to install the extra."""
+
+
 def load_object(reference: str, what: str = "target") -> object:
     """The object ``module.path:name`` or ``path/to/file.py:name`` names."""
     module_name, sep, attribute = reference.rpartition(":")
@@ -102,7 +107,10 @@ def load_object(reference: str, what: str = "target") -> object:
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:
-            raise ConfigError(f"{what} module {module_name!r} could not be imported ({error}) [command line]; check the name and sys.path") from error
+            missing = (error.name or "").split(".")[0]
+            fix = (f"{missing} is in the torch extra: pip install 'gptspec[torch]' (from a clone: pip install '.[torch]'; README, \"Install\")"
+                   if missing in TORCH_EXTRA else "check the name and sys.path")
+            raise ConfigError(f"{what} module {module_name!r} could not be imported ({error}) [command line]; {fix}") from error
     if not hasattr(module, attribute):
         raise ConfigError(f"{what} {module_name} has no attribute {attribute!r} [command line]")
     return getattr(module, attribute)

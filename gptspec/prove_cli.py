@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.run(args)
     except GptSpecError as error:
         print(f"gptspec prove: error: {error}", file=sys.stderr)
-        return 1
+        return 2  # could not run (gptspec.cli.COULD_NOT_RUN); 1 is a theorem that failed
     return code
 
 

@@ -10,7 +10,10 @@ runs the verification (any keyword of :class:`gptspec.verify.Options`: ``model=`
 ``empty_rows=``, ``examples=``, …); the others reuse its report. Each item passes when its
 component passes, fails with the minimal counterexample, the localisation and the script that
 reproduces it, and is skipped when the component was not run (the target does not offer it).
-A target that cannot run fails every item with the reason. ``@pytest.mark.gptspec_components("model",
+A target that cannot run fails every item with the reason. A target named by a string runs in a
+child process, as ``gptspec verify`` runs it (docs/verify.md, "Isolation"): a target that calls
+``sys.exit``/``os._exit`` or crashes makes its items fail, never the session pass or end.
+``@pytest.mark.gptspec_components("model",
 "decode")`` limits the items. docs/ci.md shows it in a CI workflow.
 """
 
@@ -71,7 +74,7 @@ def gptspec_verify(gptspec_component: str) -> Callable[..., Any]:
         report = _REPORTS[key]
         if isinstance(report, Exception):
             pytest.fail(f"gptspec verify could not run: {report}", pytrace=False)
-        results = [r for r in report.results if r.key == gptspec_component]
+        results = [r for r in report.results if r.key in (gptspec_component, "run")]  # "run": the whole run stopped (--timeout)
         if not results:
             why = "no checkpoint weights were given (weights=True with model=<checkpoint>)" if gptspec_component == "weights" else "not selected"
             pytest.skip(f"gptspec verify {gptspec_component}: not run — {why}")

@@ -25,7 +25,7 @@ from spec.errors import ConfigError
 from spec.graph import Architecture
 from spec.lm import Sampler
 from spec.seq2seq import SOURCE, inputs
-from spec.theta import token_array
+from spec.theta import check_architecture, token_array
 
 IMPLEMENTATIONS = ("reference", "fast")
 """The implementations a command can run, by name."""
@@ -118,6 +118,7 @@ def runner(name: str, arch: Architecture, theta: Mapping[str, np.ndarray], dtype
     """The implementation called ``name`` (:data:`IMPLEMENTATIONS`) of a model. The reference
     always computes in float64; ``dtype`` is fast/'s. ``source``: an encoder–decoder's source
     sequence (required for one, refused for a decoder-only model)."""
+    check_architecture(arch, "gptspec.run.runner")
     if name == "reference":
         if dtype != "float64":
             raise ConfigError(f"--dtype {dtype}, but expected float64 for --impl reference [command line]; the reference is the float64 meaning")

@@ -1,8 +1,8 @@
 """``gptspec verify TARGET``: verify anyone's transformer against the spec's reference.
 
 Exit status: 0 when every component that ran passed, 1 when a component failed, 2 when the
-target could not run (a bad target, layout or architecture, or a target that raises) — unlike
-the other commands, where any error is 1. docs/verify.md is the manual.
+target could not run (a bad target, layout or architecture, or a target that raises) — the
+contract of every command (README, "Exit status"). docs/verify.md is the manual.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ COULD_NOT_RUN = 2
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from gptspec.files import write_text
-    from gptspec.verify.report import FORMATS, result_lines
+    from gptspec.verify.report import result_lines
     from gptspec.verify.session import COMPONENTS, Options, verify_target
 
     if args.seed < 0:
@@ -33,11 +32,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except GptSpecError as error:
         print(f"gptspec verify: error: {error}", file=sys.stderr)
         return COULD_NOT_RUN
+    out = None
+    if args.out:
+        try:
+            out = _checked_out(args.out)  # before the target is loaded: a bad --out never costs a run
+        except GptSpecError as error:
+            print(f"gptspec verify: could not run: {error}", file=sys.stderr)
+            return COULD_NOT_RUN
     options = Options(
         layout=args.layout, model=args.model, weights=args.weights, dtype=args.dtype, attn_implementation=args.attn_implementation,
         empty_rows=args.empty_rows, examples=args.examples, generation_examples=args.generation_examples, op_examples=args.op_examples,
         seed=args.seed, max_len=args.max_len, shrink=not args.no_shrink, localise=not args.no_localise, components=components,
-        shard=shard,
+        shard=shard, sets=tuple(args.set), isolate=not args.in_process, call_timeout=args.call_timeout or None,
+        timeout=args.timeout or None, cost_limit=not args.no_cost_limit,
+        identify=True if args.identify else (False if args.no_identify else None),
     )
     interactive = sys.stderr.isatty()
     started = time.perf_counter()
@@ -68,10 +76,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return COULD_NOT_RUN
     if interactive and not args.quiet:
         print("\r\033[K", file=sys.stderr, end="", flush=True)
+    if args.save_layout and _save_layout(args.save_layout, report) is None:
+        return COULD_NOT_RUN
+    if args.identify and report.identified is not None and report.identified.get("passed"):
+        flags = report.identified["flags"] or " ".join(f"--set {k}={_flag(v)}" for k, v in report.function.items() if v is not None)
+        print(f"gptspec verify --identify: {flags}", file=sys.stderr)
+    try:
+        return _write(args, report, out, interactive)
+    except BrokenPipeError:  # standard output closed (piped into head): the verdict still decides the exit status
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return report.exit_code
+
+
+def _write(args: argparse.Namespace, report: Any, out: str | None, interactive: bool) -> int:
+    from gptspec.files import write_text
+    from gptspec.verify.report import FORMATS
+
     rendered = FORMATS[args.format](report)
-    if args.out:
+    if out is not None:
         try:
-            written = write_text(args.out, rendered, "gptspec verify --out")
+            written = write_text(out, rendered, "gptspec verify --out")
         except GptSpecError as error:
             print(FORMATS["text"](report), end="")
             print(f"gptspec verify: could not write the report: {error}", file=sys.stderr)
@@ -84,7 +110,72 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for result in report.results:
         if result.status == "error":
             print(f"gptspec verify: {result.component} could not run: {result.error}", file=sys.stderr)
-    return report.exit_code
+    code: int = report.exit_code
+    return code
+
+
+def _flag(value: object) -> str:
+    """A config value as ``--set`` reads it (gptspec.models.parse_overrides)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _save_layout(path: str, report: Any) -> str | None:
+    """Write the run's layout as Python (``--save-layout``): an inferred one as its table, a
+    registered one as a reference to its name. None (after saying why) when it cannot be written."""
+    from gptspec.checkpoint import LAYOUTS
+    from gptspec.files import write_text
+    from gptspec.verify.layouts import layout_source
+
+    lay = LAYOUTS.get(report.layout)
+    if lay is None:
+        print(f"gptspec verify: could not write --save-layout {path}: layout {report.layout} is not known here", file=sys.stderr)
+        return None
+    if lay.name.startswith("auto-"):
+        source = layout_source(lay, f"for {report.target}")
+    else:
+        source = (f'"""The registered layout {lay.name} (gptspec verify --save-layout for {report.target}); pass it back with --layout THIS_FILE.py."""\n\n'
+                  f"from gptspec.checkpoint import layout\n\nLAYOUT = layout({lay.name!r})\n")
+    try:
+        written = write_text(path, source, "gptspec verify --save-layout")
+    except GptSpecError as error:
+        print(f"gptspec verify: could not write the layout: {error}", file=sys.stderr)
+        return None
+    print(f"wrote layout {lay.name} to {written}", file=sys.stderr)
+    return str(written)
+
+
+def _checked_out(path: str) -> str:
+    """``--out`` as an absolute path (so a target that changes directory cannot move the
+    report), checked writable before anything runs."""
+    import os
+
+    from gptspec.files import check_output_path
+    from spec.errors import FileError
+
+    checked = os.path.abspath(check_output_path(path, "gptspec verify --out"))
+    parent = os.path.dirname(checked)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FileError(f"--out {path}: directory {parent} is not writable, but expected a directory the report can be written into [gptspec verify]")
+    if os.path.exists(checked) and not os.access(checked, os.W_OK):
+        raise FileError(f"--out {path}: {checked} is not writable, but expected a file the report can replace [gptspec verify]")
+    return checked
+
+
+def _seconds(text: str) -> float:
+    """A time limit on the command line: seconds > 0, or 0 for none."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}, but expected a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}, but expected a finite number of seconds ≥ 0 (0: no limit)")
+    return value
 
 
 def _quiet_transformers() -> None:
@@ -116,9 +207,18 @@ def add_verify_parser(sub: Any) -> None:
     )
     p.add_argument("target", metavar="TARGET", help="module.path:name or path/to/file.py:name — a torch.nn.Module class, factory f(config) or "
                    "instance; a callable f(state_dict, input_ids, attention_mask, config) -> logits; or an Implementation")
-    p.add_argument("--layout", help="how the target names its parameters (e.g. hf-gpt2); default: inferred from a Hugging Face class's model_type")
+    p.add_argument("--layout", help="how the target names its parameters: a registered layout (e.g. hf-gpt2, nanogpt, meta-llama), auto "
+                   "(inferred from the module's parameter names, shapes and orientation, confirmed on a random θ), or FILE.py defining LAYOUT "
+                   "(as --save-layout writes it); default: from a Hugging Face class's model_type, else auto for torch modules")
+    p.add_argument("--save-layout", metavar="FILE.py", help="write the layout the run used (an inferred one as a table to keep and edit) to FILE.py")
+    p.add_argument("--identify", action="store_true", help="search the architecture's registered variants (activation, ε, scale, rotary …) for the one "
+                   "the target computes, even when it passes, and print it as --set flags (it runs anyway when a component fails)")
+    p.add_argument("--no-identify", action="store_true", help="do not search for the variant a failing target computes")
     p.add_argument("--model", metavar="MODEL", help="the architecture to verify against: a preset, a checkpoint directory (its config), or a "
                    "builder module:name; default: the layout's small default")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a config field of the architecture (a preset's, or the layout's default), e.g. --set activation=gelu_erf "
+                   "or --set tied=false (repeatable; type-checked as for params/forward; refused for a checkpoint)")
     p.add_argument("--weights", action="store_true", help="also run the padded batches with the checkpoint's own weights (--model must be a checkpoint)")
     p.add_argument("--dtype", choices=["float64", "float32", "float16", "bfloat16"],
                    help="the precision the target computes in (default: an instance's own; float32 for torch classes and factories; float64 for callables)")
@@ -137,6 +237,17 @@ def add_verify_parser(sub: Any) -> None:
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1 ≤ I ≤ N) of the drawn cases and op components, each with exactly "
                    "its unsharded draws; N jobs together run the whole campaign; merge their JUnit reports with "
                    "python -m gptspec.verify.shard merge (docs/ci.md)")
+    p.add_argument("--call-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="the longest one call of the target may take (default 60; 0: no limit); a call over it is a failure with its "
+                   "input as the counterexample (exit 1)")
+    p.add_argument("--timeout", type=_seconds, default=0.0, metavar="SECONDS",
+                   help="the longest the whole run may take (default: no limit); past it the run stops and exits 2")
+    p.add_argument("--no-cost-limit", action="store_true",
+                   help="run a campaign beyond the cost bounds (by default a run estimated above 200,000 reference evaluations or "
+                   "20,000 GFLOP is refused before anything is built, with the estimate)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the target in this process (for a debugger); unsafe for CI: a target that exits or crashes ends the run "
+                   "and no time limit applies to its calls. By default it runs in a child process (docs/verify.md, \"Isolation\")")
     p.add_argument("--no-shrink", action="store_true", help="report the first failing example as found")
     p.add_argument("--no-localise", action="store_true", help="do not localise failures")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

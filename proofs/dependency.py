@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -336,31 +336,9 @@ def _row_reach(rows: Windows, value: Value, within: Windows = ALL) -> dict[str, 
 
 
 def transfer(op: Primitive, args: Mapping[str, Value], where: str = "") -> Value:
-    """The dependency of ``op``'s output from its inputs', by its declared rules."""
-    rules = op.dependency()
-    pairs_out = Axis.KEY in op.output().axes
-    query: dict[str, Windows] = {}
-    key: dict[str, Windows] = {}
-    for port, rule in rules.items():
-        value = args[port]
-        if isinstance(rule, SupportOf):
-            weights = args.get(rule.port)
-            if not isinstance(weights, Pairs) or not isinstance(value, Rows):
-                raise DependencyError(
-                    f"{where}.{port} reads the support of {rule.port!r}, but expected {rule.port!r} to be a "
-                    "T × S value and this port position-indexed [dependency typing]"
-                )
-            query = _unite(query, _then(weights.support, value.on))
-        elif isinstance(rule, KeyRow) and pairs_out and isinstance(value, Rows):
-            key = _unite(key, value.on)
-        elif isinstance(rule, WithinRow):
-            query = _unite(query, _row_reach(SAME, value, windows(rule.mask)))
-        else:
-            query = _unite(query, _row_reach(windows(rule), value))
-    if not pairs_out:
-        return Rows(query)
-    support = op.support()
-    return Pairs(query, key, ALL if support is None else windows(support))
+    """The dependency of ``op``'s output from its inputs', by its declared rules (windows)."""
+    value: Value = _transfer(WINDOWS, op, args, where)
+    return value
 
 
 @dataclass
@@ -660,31 +638,85 @@ def _reach_at(rows: npt.NDArray[np.bool_], value: ValueAt, within: npt.NDArray[n
 def transfer_at(op: Primitive, args: Mapping[str, ValueAt], where: str = "") -> ValueAt:
     """:func:`transfer` at concrete lengths: every rule read as its relation's matrix of allowed
     pairs (``Relation.matrix``), so a data-dependent rule (key padding) is exact, not "every s"."""
-    out = op.output()
-    pairs_out = Axis.KEY in out.axes
-    n_out = int(out.shape[0])
-    query: dict[str, npt.NDArray[np.bool_]] = {}
-    key: dict[str, npt.NDArray[np.bool_]] = {}
-    for port, rule in op.dependency().items():
-        value = args[port]
-        n_in = int(op.inputs()[port].shape[0])
-        if isinstance(rule, SupportOf):
-            weights = args.get(rule.port)
-            if not isinstance(weights, PairsAt) or not isinstance(value, RowsAt):
-                raise DependencyError(f"{where}.{port} reads the support of {rule.port!r}, but expected a T × S value [dependency typing]")
-            query = _bool_unite(query, _bool_then(weights.support, value.on))
-        elif isinstance(rule, KeyRow) and pairs_out and isinstance(value, RowsAt):
-            key = _bool_unite(key, value.on)
-        elif isinstance(rule, WithinRow):
-            within = rule.mask.matrix(n_out, int(op.inputs()[port].shape[1]))
-            query = _bool_unite(query, _reach_at(np.eye(n_out, n_in, dtype=bool), value, within))
-        else:
-            query = _bool_unite(query, _reach_at(rule.matrix(n_out, n_in), value))
-    if not pairs_out:
-        return RowsAt(query)
+    value: ValueAt = _transfer(MATRICES, op, args, where)
+    return value
+
+
+# -- one transfer, two domains ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where relations live: windows on ℤ (symbolic lengths) or boolean matrices (concrete ones).
+    :func:`_transfer` is written once over it; ``transfer`` and ``transfer_at`` are its two uses."""
+
+    rows: type[Any]
+    pairs: type[Any]
+    then: Callable[[Any, Mapping[str, Any]], dict[str, Any]]
+    unite: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+    reach: Callable[..., dict[str, Any]]
+    relation: Callable[[Relation, Primitive, str], Any]
+    """A rule of port ``port`` as the domain's relation (output rows × input positions)."""
+    within: Callable[[WithinRow, Primitive, str], tuple[Any, Any]]
+    """A WithinRow rule as (the rows it reads: the same row, the columns it allows)."""
+    support: Callable[[Primitive], Any]
+    """The output's support (all pairs when the op declares none)."""
+
+
+def _out_rows(op: Primitive) -> int:
+    return int(op.output().shape[0])
+
+
+def _in_rows(op: Primitive, port: str) -> int:
+    return int(op.inputs()[port].shape[0])
+
+
+def _support(op: Primitive, read: Callable[[Relation], Any], everything: Any) -> Any:
     support = op.support()
-    n_keys = int(out.shape[1])
-    return PairsAt(query, key, np.ones((n_out, n_keys), dtype=bool) if support is None else support.matrix(n_out, n_keys))
+    return everything if support is None else read(support)
+
+
+WINDOWS = Domain(
+    Rows, Pairs, _then, _unite, _row_reach,
+    relation=lambda rule, op, port: windows(rule),
+    within=lambda rule, op, port: (SAME, windows(rule.mask)),
+    support=lambda op: _support(op, windows, ALL),
+)
+MATRICES = Domain(
+    RowsAt, PairsAt, _bool_then, _bool_unite, _reach_at,
+    relation=lambda rule, op, port: rule.matrix(_out_rows(op), _in_rows(op, port)),
+    within=lambda rule, op, port: (np.eye(_out_rows(op), _in_rows(op, port), dtype=bool),
+                                   rule.mask.matrix(_out_rows(op), int(op.inputs()[port].shape[1]))),
+    support=lambda op: _support(op, lambda rel: rel.matrix(_out_rows(op), int(op.output().shape[1])),
+                                np.ones((_out_rows(op), int(op.output().shape[1])), dtype=bool)),
+)
+
+
+def _transfer(d: Domain, op: Primitive, args: Mapping[str, Any], where: str) -> Any:
+    """The dependency of ``op``'s output from its inputs', by its declared rules, in domain ``d``."""
+    pairs_out = Axis.KEY in op.output().axes
+    query: dict[str, Any] = {}
+    key: dict[str, Any] = {}
+    for port, rule in op.dependency().items():
+        value: Any = args[port]
+        if isinstance(rule, SupportOf):
+            weights: Any = args.get(rule.port)
+            if not isinstance(weights, d.pairs) or not isinstance(value, d.rows):
+                raise DependencyError(
+                    f"{where}.{port} reads the support of {rule.port!r}, but expected {rule.port!r} to be a "
+                    "T × S value and this port position-indexed [dependency typing]"
+                )
+            query = d.unite(query, d.then(weights.support, value.on))
+        elif isinstance(rule, KeyRow) and pairs_out and isinstance(value, d.rows):
+            key = d.unite(key, value.on)
+        elif isinstance(rule, WithinRow):
+            rows, within = d.within(rule, op, port)
+            query = d.unite(query, d.reach(rows, value, within))
+        else:
+            query = d.unite(query, d.reach(d.relation(rule, op, port), value))
+    if not pairs_out:
+        return d.rows(query)
+    return d.pairs(query, key, d.support(op))
 
 
 @functools.lru_cache(maxsize=4096)

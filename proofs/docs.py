@@ -89,9 +89,15 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """``python -m proofs.docs [--check]``: write docs/proofs.md, or with ``--check`` only say
+    whether it is out of date (exit 1 when it is)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m proofs.docs", description="Write docs/proofs.md from the registered theorems.")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when docs/proofs.md is out of date")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     text = render()
-    if "--check" in args:
+    if args.check:
         if not PATH.exists() or PATH.read_text() != text:
             print(f"{PATH} is out of date; run `python -m proofs.docs`", file=sys.stderr)
             return 1

@@ -19,10 +19,11 @@ import sympy
 
 from reference.ops import REFERENCE, Array
 from spec.dims import concrete_shape, show
-from spec.errors import ShapeError
+from spec.errors import ConfigError, ShapeError
 from spec.graph import Architecture, Node
 from spec.op import Primitive, bind_to_arrays
-from spec.theta import LazyTheta, as_float64, check_theta, float64_theta, token_array
+from spec.seq2seq import vocabulary
+from spec.theta import LazyTheta, as_float64, check_architecture, check_theta, float64_theta, token_array
 from spec.types import Element
 
 
@@ -113,6 +114,9 @@ def evaluate(
     about one block's parameters in float64 plus the activations in flight, whatever the depth.
     The values computed are the same, bit for bit: only when they are made and dropped differs.
     """
+    check_architecture(arch, "reference.evaluate")
+    if isinstance(keep, str) and keep not in ("all", "outputs") or not isinstance(keep, str | Collection):
+        raise ConfigError(f"keep={keep!r}, but expected 'all', 'outputs' or a collection of DAG paths [reference.evaluate]")
     if store is None:
         store = _identity
     where = f"reference {arch.name}"
@@ -129,7 +133,7 @@ def evaluate(
         if name not in inputs:
             raise ShapeError(f"input {name} is missing, but expected inputs {list(arch.inputs)} [{arch.name}]")
         values[f"input.{name}"] = (
-            token_array(inputs[name], arch.dim("n_vocab"), None, f"{arch.name} input {name}")
+            token_array(inputs[name], vocabulary(arch, name), None, f"{arch.name} input {name}")
             if ttype.element is Element.TOKEN
             else store(np.asarray(inputs[name], dtype=np.float64))
         )
@@ -183,6 +187,9 @@ def run_op(op: Primitive, inputs: Mapping[str, npt.ArrayLike], params: Mapping[s
     result is checked against the op's declared output type."""
     if not isinstance(op, Primitive):
         raise ShapeError(f"op of type {type(op).__name__}, but expected a spec primitive [reference.run_op]")
+    for argument, given_as in (("inputs", inputs), ("params", {} if params is None else params)):
+        if not isinstance(given_as, Mapping):
+            raise ShapeError(f"{argument} of type {type(given_as).__name__}, but expected a mapping of names to arrays [reference.run_op {op.kind}]")
     given = {**inputs, **(params or {})}
     declared = op.inputs()
     arrays: dict[str, np.ndarray] = {}
@@ -208,6 +215,7 @@ def forward(
     """The logits f_θ(ids) ∈ ℝ^{T × n_vocab}: one sequence, float64 (see :func:`evaluate` for
     ``store`` and ``progress``). Only the values later ops read are kept, and θ entries are made
     float64 when used (``keep="outputs"``), so memory stays bounded on large models."""
+    check_architecture(arch, "reference.forward")
     tokens = token_array(ids, arch.dim("n_vocab"), arch.dim("n_ctx"), f"{arch.name} forward")
     return evaluate(arch, theta, {"ids": tokens}, store, keep="outputs", progress=progress)["logits"]
 

@@ -10,10 +10,11 @@ import numpy.typing as npt
 
 from reference.interpreter import forward
 from spec.graph import Architecture
-from spec.lm import Sampler, check_generation
+from spec.lm import Sampler, check_generation, check_sampler
 from spec.lm import cross_entropy as ce_of_logits
 from spec.lm import log_likelihood as ll_of_logits
 from spec.lm import token_log_probs as lp_of_logits
+from spec.theta import check_architecture
 
 
 def token_log_probs(arch: Architecture, theta: Mapping[str, npt.ArrayLike], ids: Sequence[int]) -> npt.NDArray[np.float64]:
@@ -36,6 +37,8 @@ def generate(
 ) -> list[int]:
     """The new tokens: at each step, f_θ on the whole sequence so far, its last row through
     the sampler's rule; stops after a token in ``stop``."""
+    check_architecture(arch, "reference generate")
+    check_sampler(sampler, "reference generate")
     check_generation(len(prompt), max_new_tokens, arch.dim("n_ctx"), "reference generate")
     rng = sampler.rng()
     x = [int(v) for v in prompt]

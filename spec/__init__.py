@@ -9,11 +9,12 @@ from spec.config import Config
 from spec.counting import count, symbolic_count
 from spec.errors import CheckpointError, ConfigError, FileError, GptSpecError, GraphError, ShapeError, TokenError
 from spec.graph import Architecture, Composite, Graph, Node, ParamRef, Source, graph_input
+from spec.objective import Objective
 from spec.op import PRIMITIVES, Op, Primitive
 
 __all__ = [
     "FAMILIES", "PRESETS", "PRIMITIVES", "Architecture", "Config", "build", "family_of", "CheckpointError", "Composite", "ConfigError", "FileError",
-    "GPTConfig", "GptSpecError", "Graph", "GraphError", "Node", "Op", "ParamRef", "Primitive",
+    "GPTConfig", "GptSpecError", "Graph", "GraphError", "Node", "Objective", "Op", "ParamRef", "Primitive",
     "ShapeError", "Source", "TokenError", "build_gpt", "count", "dims", "graph_input", "masks",
     "ops", "preset", "symbolic_count",
 ]

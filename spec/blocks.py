@@ -1,5 +1,10 @@
-"""Composites: attention head → multi-head attention → MLP (plain or gated) → block (GPT's pre-LN,
-Llama's pre-RMSNorm).
+"""Composites: attention head → multi-head attention → MLP (plain or gated) → pre-norm block.
+
+What a block is is a value: :class:`Attention` (heads, key/value heads, mask, scale, the ordered
+head-transform slot — rotary full or partial, QK-norm — and score soft-capping), :class:`Norm`,
+:class:`MLP`, and :class:`Block` (sequential or parallel residual, sandwich norms). Builders make
+these values from their configs and pass them down; the attention composite carries its
+:class:`Attention` (:class:`AttentionComposite`), which fast/ reads to run it fused.
 
 Each builder takes its widths as arguments (never one global d_model), declares its
 parameters in Θ through ``declare`` under ``prefix``, and returns a :class:`Composite`. So a
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import sympy
@@ -36,6 +42,7 @@ from spec.ops import (
     Silu,
     WeightedSum,
 )
+from spec.ops.softcap import check_cap
 from spec.types import rows
 
 Declare = Callable[[str, Shape], ParamRef]
@@ -51,84 +58,162 @@ GATE_ACTIVATIONS: dict[str, type[GeluTanh] | type[GeluErf] | type[Relu] | type[S
 """The activations a gated MLP's gate may use: SiLU (SwiGLU) and the MLP activations (GeGLU, ReGLU)."""
 
 
+@dataclass(frozen=True)
+class QKNorm:
+    """A head transform: RMS-normalise each head's Q and K over d_head (QK-norm per head, as
+    Qwen3 and Gemma 3): gains ``q_norm`` and ``k_norm`` of shape (d_head,), shared by the heads;
+    ``offset`` scales by 1 + γ (spec/ops/rms_norm.py)."""
+
+    eps: float = 1e-6
+    offset: bool = False
+
+
+HeadTransform = Rotary | QKNorm
+"""What a head may do to its Q and K before the scores, in order: rotate them (full or partial
+rotary) or normalise them."""
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Multi-head attention as a value: what every builder passes down and what fast/ reads.
+
+    ``n_heads`` query heads of width ``d_head``; ``n_kv_heads`` key/value heads (None: n_heads;
+    query head h reads key/value head ⌊h / (n_heads / n_kv_heads)⌋, consecutive heads sharing
+    one); the score ``scale`` (exact) and ``mask``; ``transforms`` applied in order to every
+    head's Q and K (:data:`HeadTransform`: a :class:`~spec.ops.Rotary` — its width and rows are
+    the head's —, a :class:`QKNorm`); ``softcap`` c caps every scaled score to c·tanh(a/c)
+    before the mask (Gemma 2); ``bias`` switches b_Q, b_K, b_V and, unless ``out_bias`` says
+    otherwise, b_O. Widths may be glossary symbols (bound by the architecture's dims)."""
+
+    n_heads: sympy.Expr | int
+    d_head: sympy.Expr | int
+    mask: Relation
+    scale: sympy.Expr
+    n_kv_heads: sympy.Expr | int | None = None
+    transforms: tuple[HeadTransform, ...] = ()
+    softcap: float | None = None
+    bias: bool = False
+    out_bias: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mask, Relation):
+            raise ConfigError(f"mask={self.mask!r}, but expected a spec.masks.Relation [Attention]; e.g. Causal()")
+        for t in self.transforms:
+            if not isinstance(t, (Rotary, QKNorm)):
+                raise ConfigError(f"transform={t!r}, but expected a Rotary or a QKNorm [Attention]; the head-transform slot takes those")
+        if self.softcap is not None:
+            check_cap(self.softcap, "Attention")
+
+    @property
+    def rotary(self) -> Rotary | None:
+        """The rotation of the slot (None without one)."""
+        found = [t for t in self.transforms if isinstance(t, Rotary)]
+        return found[0] if found else None
+
+    @property
+    def output_bias(self) -> bool:
+        return self.bias if self.out_bias is None else self.out_bias
+
+
+class AttentionComposite(Composite):
+    """The composite :func:`multi_head_attention` builds, carrying its :class:`Attention` and the
+    names of its Θ entries, so an interpreter reads what the attention is from the value, not from
+    the names of its nodes (fast/attention.py). Its body is the heads op by op, as every
+    interpreter without a fused kernel runs it."""
+
+    def __init__(self, body: Graph, attention: Attention, entries: Mapping[str, str]) -> None:
+        super().__init__("multi_head_attention", "multi-head attention", body, multi_head_attention.__doc__ or "")
+        self.attention = attention
+        self.entries = dict(entries)
+        """W_Q, W_K, W_V, W_O, and when present b_Q, b_K, b_V, b_O, q_norm, k_norm → Θ names."""
+
+    def check_body(self, where: str) -> None:
+        """The body reads exactly the Θ entries the description names (a body edited after it was
+        built no longer is the attention it describes); refused by name otherwise."""
+        read: set[str] = set()
+        stack = [self.body]
+        while stack:
+            g = stack.pop()
+            for node in g.nodes.values():
+                read |= {ref.name for ref in node.params.values()}
+                if isinstance(node.op, Composite):
+                    stack.append(node.op.body)
+        if read != set(self.entries.values()):
+            named = set(self.entries.values())
+            raise ConfigError(
+                f"attention {where} reads Θ entries {sorted(read - named)} and not {sorted(named - read)}, but expected "
+                "exactly those its description names [multi-head attention]; build attention with "
+                "spec.blocks.multi_head_attention from an Attention value instead of editing its body"
+            )
+
+
 def attention_head(
     h: int,
     refs: Mapping[str, ParamRef],
+    attention: Attention,
     *,
     d_in: sympy.Expr,
     d_kv_in: sympy.Expr,
-    d_head: sympy.Expr,
-    mask: Relation,
-    scale: sympy.Expr,
-    bias: bool,
     q_rows: sympy.Expr = T,
     k_rows: sympy.Expr = T,
     kv_head: int | None = None,
-    rotary: Rotary | None = None,
 ) -> Composite:
-    """Head h: Q = x W_Q^h + b_Q^h, K and V likewise from the key/value input, then
-    A = masked_softmax(scale · Q Kᵀ), z = A V. ``refs`` maps W_Q, b_Q, … to whole Θ entries
-    with a leading head axis; this head reads slice h of the query entries and slice
-    ``kv_head`` (default h) of the key/value entries — grouped-query attention shares one
-    key/value slice among several heads. With ``rotary`` (an op whose rows are replaced by the
-    queries' and the keys'), Q and K are rotated at their positions before the scores."""
+    """Head h: Q = x W_Q^h + b_Q^h, K and V likewise from the key/value input, then the slot's
+    transforms on Q and K in order, A = masked_softmax(cap(scale · Q Kᵀ)), z = A V. ``refs`` maps
+    W_Q, b_Q, … to whole Θ entries with a leading head axis; this head reads slice h of the query
+    entries and slice ``kv_head`` (default h) of the key/value entries."""
+    a = attention
+    d_head = a.d_head
     g = Graph(f"head_{h}", {"x_q": rows(q_rows, d_in), "x_kv": rows(k_rows, d_kv_in)})
     g_kv = h if kv_head is None else kv_head
 
     def project(name: str, x: Source, n_rows: sympy.Expr, d: sympy.Expr) -> Source:
         slot = h if name == "Q" else g_kv
         params = {"W": ParamRef(refs[f"W_{name}"].name, (slot,))}
-        if bias:
+        if a.bias:
             params["b"] = ParamRef(refs[f"b_{name}"].name, (slot,))
-        return g.add(name, Affine(d, d_head, bias, n_rows), {"x": x}, params)
+        return g.add(name, Affine(d, d_head, a.bias, n_rows), {"x": x}, params)
 
     Q = project("Q", graph_input("x_q"), q_rows, d_in)
     K = project("K", graph_input("x_kv"), k_rows, d_kv_in)
     V = project("V", graph_input("x_kv"), k_rows, d_kv_in)
-    if rotary is not None:
-        Q = g.add("rotary_Q", dataclasses.replace(rotary, d=d_head, rows=q_rows), {"x": Q})
-        K = g.add("rotary_K", dataclasses.replace(rotary, d=d_head, rows=k_rows), {"x": K})
-    scores = g.add("scores", AttentionScores(d_head, scale, q_rows, k_rows), {"Q": Q, "K": K})
-    A = g.add("softmax", MaskedSoftmax(mask, q_rows, k_rows), {"x": scores})
+    for t in a.transforms:
+        if isinstance(t, Rotary):
+            Q = g.add("rotary_Q", dataclasses.replace(t, d=d_head, rows=q_rows), {"x": Q})
+            K = g.add("rotary_K", dataclasses.replace(t, d=d_head, rows=k_rows), {"x": K})
+        else:
+            Q = g.add("norm_Q", RMSNorm(d_head, t.eps, t.offset, q_rows), {"x": Q}, {"gamma": refs["q_norm"]})
+            K = g.add("norm_K", RMSNorm(d_head, t.eps, t.offset, k_rows), {"x": K}, {"gamma": refs["k_norm"]})
+    scores = g.add("scores", AttentionScores(d_head, a.scale, q_rows, k_rows, a.softcap), {"Q": Q, "K": K})
+    A = g.add("softmax", MaskedSoftmax(a.mask, q_rows, k_rows), {"x": scores})
     z = g.add("z", WeightedSum(d_head, q_rows, k_rows), {"A": A, "V": V})
     g.output("y", z)
-    return Composite("attention_head", "attention head", g)
+    return Composite("attention_head", "attention head", g, attention_head.__doc__ or "")
 
 
 def multi_head_attention(
     declare: Declare,
     prefix: str,
     dims: Mapping[sympy.Symbol, int],
+    attention: Attention,
     *,
     d_in: sympy.Expr,
-    n_heads: sympy.Expr,
-    d_head: sympy.Expr,
     d_out: sympy.Expr,
-    mask: Relation,
-    scale: sympy.Expr,
-    bias: bool,
     d_kv_in: sympy.Expr | None = None,
     q_rows: sympy.Expr = T,
     k_rows: sympy.Expr = T,
-    n_kv_heads: sympy.Expr | None = None,
-    rotary: Rotary | None = None,
-    out_bias: bool | None = None,
-) -> Composite:
-    """Heads side by side, concatenated, then projected by W_O (+ b_O).
+) -> AttentionComposite:
+    """``attention``'s heads side by side, concatenated, then projected by W_O (+ b_O).
 
-    Θ: W_Q: (n_heads, d_in, d_head), W_K, W_V: (n_kv_heads, d_in, d_head); b_Q: (n_heads,
+    Θ: W_Q: (n_heads, d_in, d_head), W_K, W_V: (n_kv_heads, d_kv_in, d_head); b_Q: (n_heads,
     d_head), b_K, b_V: (n_kv_heads, d_head); W_O: (n_heads, d_head, d_out), read as one
-    (n_heads·d_head, d_out) matrix after the concatenation; b_O: (d_out,). ``d_kv_in`` differs
-    from ``d_in`` only for cross-attention.
-
-    Grouped-query attention: with ``n_kv_heads`` (default n_heads, one key/value head per
-    head) dividing n_heads, query head h reads key/value head ⌊h / (n_heads / n_kv_heads)⌋
-    (consecutive heads share one; n_kv_heads = 1 is multi-query attention). ``rotary`` rotates
-    every head's Q and K (:func:`attention_head`). ``bias`` switches b_Q, b_K, b_V and, unless
-    ``out_bias`` says otherwise, b_O.
-    """
+    (n_heads·d_head, d_out) matrix after the concatenation; b_O: (d_out,); with a QK-norm,
+    q_norm, k_norm: (d_head,). ``d_kv_in`` (default ``d_in``) and ``k_rows`` differ only for
+    cross-attention."""
+    a = attention
+    n_heads, d_head = a.n_heads, a.d_head
     d_kv = d_in if d_kv_in is None else d_kv_in
-    kv = n_heads if n_kv_heads is None else n_kv_heads
+    kv = n_heads if a.n_kv_heads is None else a.n_kv_heads
     count = concrete(n_heads, dict(dims))
     kv_count = concrete(kv, dict(dims))
     if kv_count < 1 or count % kv_count:
@@ -142,29 +227,29 @@ def multi_head_attention(
         "W_K": declare(f"{prefix}.W_K", (kv, d_kv, d_head)),
         "W_V": declare(f"{prefix}.W_V", (kv, d_kv, d_head)),
     }
-    if bias:
+    if a.bias:
         refs |= {
             "b_Q": declare(f"{prefix}.b_Q", (n_heads, d_head)),
             "b_K": declare(f"{prefix}.b_K", (kv, d_head)),
             "b_V": declare(f"{prefix}.b_V", (kv, d_head)),
         }
+    if any(isinstance(t, QKNorm) for t in a.transforms):
+        refs |= {"q_norm": declare(f"{prefix}.q_norm", (d_head,)), "k_norm": declare(f"{prefix}.k_norm", (d_head,))}
     W_O = declare(f"{prefix}.W_O", (n_heads, d_head, d_out))
     g = Graph("attn", {"x_q": rows(q_rows, d_in), "x_kv": rows(k_rows, d_kv)})
     heads = {}
     for h in range(count):
-        head = attention_head(
-            h, refs, d_in=d_in, d_kv_in=d_kv, d_head=d_head, mask=mask, scale=scale,
-            bias=bias, q_rows=q_rows, k_rows=k_rows, kv_head=h // group, rotary=rotary,
-        )
+        head = attention_head(h, refs, a, d_in=d_in, d_kv_in=d_kv, q_rows=q_rows, k_rows=k_rows, kv_head=h // group)
         heads[f"z_{h}"] = g.add(f"head_{h}", head, {"x_q": graph_input("x_q"), "x_kv": graph_input("x_kv")})
     concat = g.add("concat", ConcatHeads(count, d_head, q_rows), heads)
     params = {"W": ParamRef(W_O.name, reshape=(n_heads * d_head, d_out))}
-    o_bias = bias if out_bias is None else out_bias
-    if o_bias:
+    entries = {name: ref.name for name, ref in refs.items()} | {"W_O": W_O.name}
+    if a.output_bias:
         params["b"] = declare(f"{prefix}.b_O", (d_out,))
-    out = g.add("W_O", Affine(n_heads * d_head, d_out, o_bias, q_rows), {"x": concat}, params)
+        entries["b_O"] = params["b"].name
+    out = g.add("W_O", Affine(n_heads * d_head, d_out, a.output_bias, q_rows), {"x": concat}, params)
     g.output("y", out)
-    return Composite("multi_head_attention", "multi-head attention", g)
+    return AttentionComposite(g, a, entries)
 
 
 def mlp(
@@ -187,18 +272,19 @@ def mlp(
     hidden = g.add("W_in", Affine(d, d_mlp, bias, n_rows), {"x": graph_input("x")}, up)
     act = g.add(activation, activation_op(activation, d_mlp, n_rows), {"x": hidden})
     g.output("y", g.add("W_out", Affine(d_mlp, d, bias, n_rows), {"x": act}, down))
-    return Composite("mlp", "MLP", g)
+    return Composite("mlp", "MLP", g, mlp.__doc__ or "")
 
 
 def activation_op(name: str, d: sympy.Expr, n_rows: sympy.Expr = T) -> Primitive:
-    """The activation op named ``name`` (gelu_tanh, gelu_erf, relu)."""
-    if name not in ACTIVATIONS:
+    """The activation op named ``name`` (gelu_tanh, gelu_erf, relu, or silu — Marian's swish FFN);
+    which of them a family admits is its config's check."""
+    if name not in GATE_ACTIVATIONS:
         import difflib
 
-        close = difflib.get_close_matches(name, list(ACTIVATIONS), n=2)
+        close = difflib.get_close_matches(name, list(GATE_ACTIVATIONS), n=2)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(f"activation={name!r}, but expected one of {list(ACTIVATIONS)} [MLP]{hint}")
-    return ACTIVATIONS[name](d, n_rows)
+        raise ConfigError(f"activation={name!r}, but expected one of {list(GATE_ACTIVATIONS)} [MLP]{hint}")
+    return GATE_ACTIVATIONS[name](d, n_rows)
 
 
 def layer_norm(
@@ -209,41 +295,6 @@ def layer_norm(
     if bias:
         params["beta"] = declare(f"{prefix}.beta", (d,))
     return LayerNorm(d, eps, bias), params
-
-
-def pre_ln_block(
-    declare: Declare,
-    prefix: str,
-    dims: Mapping[sympy.Symbol, int],
-    *,
-    d: sympy.Expr,
-    n_heads: sympy.Expr,
-    d_head: sympy.Expr,
-    d_mlp: sympy.Expr,
-    mask: Relation,
-    scale: sympy.Expr,
-    eps: float,
-    activation: str,
-    attn_bias: bool,
-    mlp_bias: bool,
-    ln_bias: bool,
-) -> Composite:
-    """A GPT-2 block: x + attn(LN₁(x)), then + mlp(LN₂(·))."""
-    g = Graph("block", {"x": rows(T, d)})
-    x = graph_input("x")
-    ln1, p1 = layer_norm(declare, f"{prefix}.ln_1", d=d, eps=eps, bias=ln_bias)
-    a_in = g.add("ln_1", ln1, {"x": x}, p1)
-    attn = multi_head_attention(
-        declare, f"{prefix}.attn", dims, d_in=d, n_heads=n_heads, d_head=d_head, d_out=d,
-        mask=mask, scale=scale, bias=attn_bias,
-    )
-    a = g.add("attn", attn, {"x_q": a_in, "x_kv": a_in})
-    x = g.add("add_attn", Add(d), {"a": x, "b": a})
-    ln2, p2 = layer_norm(declare, f"{prefix}.ln_2", d=d, eps=eps, bias=ln_bias)
-    m_in = g.add("ln_2", ln2, {"x": x}, p2)
-    m = g.add("mlp", mlp(declare, f"{prefix}.mlp", d=d, d_mlp=d_mlp, activation=activation, bias=mlp_bias), {"x": m_in})
-    g.output("y", g.add("add_mlp", Add(d), {"a": x, "b": m}))
-    return Composite("block", "pre-LN transformer block", g)
 
 
 def gated_mlp(
@@ -279,7 +330,7 @@ def gated_mlp(
     b = g.add("W_up", Affine(d, d_mlp, bias, n_rows), {"x": x}, up)
     hidden = g.add("gated", Multiply(d_mlp, n_rows), {"a": a, "b": b})
     g.output("y", g.add("W_down", Affine(d_mlp, d, bias, n_rows), {"x": hidden}, down))
-    return Composite("gated_mlp", "gated MLP", g)
+    return Composite("gated_mlp", "gated MLP", g, gated_mlp.__doc__ or "")
 
 
 def rms_norm(declare: Declare, prefix: str, *, d: sympy.Expr, eps: float, offset: bool = False) -> tuple[RMSNorm, dict[str, ParamRef]]:
@@ -287,39 +338,96 @@ def rms_norm(declare: Declare, prefix: str, *, d: sympy.Expr, eps: float, offset
     return RMSNorm(d, eps, offset), {"gamma": declare(f"{prefix}.gamma", (d,))}
 
 
-def pre_rms_block(
-    declare: Declare,
-    prefix: str,
-    dims: Mapping[sympy.Symbol, int],
-    *,
-    d: sympy.Expr,
-    n_heads: sympy.Expr,
-    n_kv_heads: sympy.Expr,
-    d_head: sympy.Expr,
-    d_mlp: sympy.Expr,
-    mask: Relation,
-    scale: sympy.Expr,
-    rotary: Rotary,
-    eps: float,
-    activation: str,
-    qkv_bias: bool,
-    out_bias: bool,
-    mlp_bias: bool,
-) -> Composite:
-    """A Llama block: x + attn(RMSNorm₁(x)) with rotary, grouped-query attention, then
-    + gated_mlp(RMSNorm₂(·))."""
+@dataclass(frozen=True)
+class Norm:
+    """A block's normalisation: ``layer`` (LayerNorm, β when ``bias``) or ``rms`` (RMSNorm, gain
+    1 + γ when ``offset``, Gemma's). Its nodes are named ``ln_i`` (layer) or ``norm_i`` (rms)."""
+
+    kind: Literal["layer", "rms"]
+    eps: float
+    bias: bool = True
+    offset: bool = False
+
+    def make(self, declare: Declare, prefix: str, d: sympy.Expr) -> tuple[LayerNorm | RMSNorm, dict[str, ParamRef]]:
+        if self.kind == "layer":
+            return layer_norm(declare, prefix, d=d, eps=self.eps, bias=self.bias)
+        return rms_norm(declare, prefix, d=d, eps=self.eps, offset=self.offset)
+
+    @property
+    def stem(self) -> str:
+        return "ln" if self.kind == "layer" else "norm"
+
+
+@dataclass(frozen=True)
+class MLP:
+    """A block's feed-forward network: plain (W_in, act, W_out) or ``gated`` (act(x W_gate) ⊙
+    x W_up, then W_down), of width ``d_mlp``, with or without biases."""
+
+    d_mlp: sympy.Expr
+    activation: str
+    bias: bool
+    gated: bool = False
+
+    def make(self, declare: Declare, prefix: str, d: sympy.Expr, n_rows: sympy.Expr = T) -> Composite:
+        build = gated_mlp if self.gated else mlp
+        return build(declare, prefix, d=d, d_mlp=self.d_mlp, activation=self.activation, bias=self.bias, n_rows=n_rows)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A pre-norm decoder block as a value.
+
+    ``residual="sequential"`` (GPT-2, Llama): x + attn(N₁ x), then + mlp(N₂ ·);
+    ``"parallel"`` (GPT-NeoX, Pythia, GPT-J): x + (mlp(N₂ x) + attn(N₁ x)), both branches reading x.
+    ``post_norms`` (Gemma 2's sandwich): each branch is normalised again (``post_<stem>_i``) before
+    it is added to the residual stream."""
+
+    attention: Attention
+    norm: Norm
+    mlp: MLP
+    residual: Literal["sequential", "parallel"] = "sequential"
+    post_norms: bool = False
+
+    def __post_init__(self) -> None:
+        if self.residual not in ("sequential", "parallel"):
+            raise ConfigError(f"residual={self.residual!r}, but expected 'sequential' or 'parallel' [Block]")
+
+    @property
+    def title(self) -> str:
+        kind = "pre-LN" if self.norm.kind == "layer" else "pre-RMSNorm"
+        extra = (", parallel residual" if self.residual == "parallel" else "") + (", sandwich norms" if self.post_norms else "")
+        return f"{kind} transformer block{extra}"
+
+
+def pre_norm_block(declare: Declare, prefix: str, dims: Mapping[sympy.Symbol, int], block: Block, *, d: sympy.Expr) -> Composite:
+    """A pre-norm residual block: attention and then the MLP each read the normalised residual
+    stream and add their output back to it (a parallel block adds both branches, read from the same
+    stream, at once).
+
+    The block ``block`` at width ``d`` has nodes ``<stem>_1``, ``attn``, ``<stem>_2``, ``mlp`` and
+    the residual adds (``add_attn``, ``add_mlp``; parallel: ``add_branches``, ``add_residual``)."""
     g = Graph("block", {"x": rows(T, d)})
     x = graph_input("x")
-    n1, p1 = rms_norm(declare, f"{prefix}.norm_1", d=d, eps=eps)
-    a_in = g.add("norm_1", n1, {"x": x}, p1)
-    attn = multi_head_attention(
-        declare, f"{prefix}.attn", dims, d_in=d, n_heads=n_heads, d_head=d_head, d_out=d, mask=mask, scale=scale,
-        bias=qkv_bias, n_kv_heads=n_kv_heads, rotary=rotary, out_bias=out_bias,
-    )
-    a = g.add("attn", attn, {"x_q": a_in, "x_kv": a_in})
-    x = g.add("add_attn", Add(d), {"a": x, "b": a})
-    n2, p2 = rms_norm(declare, f"{prefix}.norm_2", d=d, eps=eps)
-    m_in = g.add("norm_2", n2, {"x": x}, p2)
-    m = g.add("mlp", gated_mlp(declare, f"{prefix}.mlp", d=d, d_mlp=d_mlp, activation=activation, bias=mlp_bias), {"x": m_in})
-    g.output("y", g.add("add_mlp", Add(d), {"a": x, "b": m}))
-    return Composite("block", "pre-RMSNorm transformer block", g)
+    stem = block.norm.stem
+
+    def sublayer(index: int, x_in: Source, name: str, op: Composite, ports: tuple[str, ...]) -> Source:
+        n, p = block.norm.make(declare, f"{prefix}.{stem}_{index}", d)
+        y_in = g.add(f"{stem}_{index}", n, {"x": x_in}, p)
+        y = g.add(name, op, {port: y_in for port in ports})
+        if block.post_norms:
+            n, p = block.norm.make(declare, f"{prefix}.post_{stem}_{index}", d)
+            y = g.add(f"post_{stem}_{index}", n, {"x": y}, p)
+        return y
+
+    attn = multi_head_attention(declare, f"{prefix}.attn", dims, block.attention, d_in=d, d_out=d)
+    if block.residual == "parallel":
+        a = sublayer(1, x, "attn", attn, ("x_q", "x_kv"))
+        m = sublayer(2, x, "mlp", block.mlp.make(declare, f"{prefix}.mlp", d), ("x",))
+        both = g.add("add_branches", Add(d), {"a": m, "b": a})
+        g.output("y", g.add("add_residual", Add(d), {"a": both, "b": x}))
+    else:
+        a = sublayer(1, x, "attn", attn, ("x_q", "x_kv"))
+        x = g.add("add_attn", Add(d), {"a": x, "b": a})
+        m = sublayer(2, x, "mlp", block.mlp.make(declare, f"{prefix}.mlp", d), ("x",))
+        g.output("y", g.add("add_mlp", Add(d), {"a": x, "b": m}))
+    return Composite("block", block.title, g, pre_norm_block.__doc__ or "")

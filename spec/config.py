@@ -21,7 +21,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 import sympy
@@ -29,6 +29,10 @@ import sympy
 from spec.errors import ConfigError
 
 C = TypeVar("C", bound="Config")
+
+GRAPH_SIZE: Callable[[Config], int] | None = None
+"""How many nodes a config's graph has: spec.architectures.registry.graph_size, set when the
+registry is imported (the registry imports this module, so this one cannot import it)."""
 
 MAX_JSON_BYTES = 1_000_000
 """A config's JSON is a few hundred bytes; anything this large is not one."""
@@ -102,9 +106,17 @@ class Config:
         raise NotImplementedError(f"{type(self).__name__}.dims")
 
     def graph_size(self) -> int:
-        """An upper bound on the number of DAG nodes the builder makes, computed without
-        building (so a hostile size is refused before any work). Families override it."""
-        return 0
+        """The number of DAG nodes the family's builder makes for this config, from small built
+        graphs (spec.architectures.registry.graph_size, which registers itself here as
+        :data:`GRAPH_SIZE`), so a hostile size is refused before the whole graph is built."""
+        if GRAPH_SIZE is None:
+            raise ConfigError(f"{self._where()}: no architecture registry is loaded [Config.graph_size]; import spec.architectures")
+        return GRAPH_SIZE(self)
+
+    def layer_period(self) -> int:
+        """After how many layers the blocks' structure repeats (1 unless a family inserts something
+        every few layers); graph_size builds whole periods."""
+        return 1
 
     # -- changing and reading ---------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import sympy
 
 from spec.dims import Shape, n_layers
 from spec.graph import Architecture
+from spec.theta import check_architecture
 
 
 def size(shape: Shape) -> sympy.Expr:
@@ -23,6 +24,7 @@ def size(shape: Shape) -> sympy.Expr:
 
 def count(arch: Architecture) -> int:
     """The exact parameter count: Σ over Θ of the product of each concrete shape."""
+    check_architecture(arch, "spec.count")
     total = sympy.Add(*(size(s) for s in arch.theta.values())).subs(arch.dims)
     return int(total)
 
@@ -33,6 +35,7 @@ _ANY_BLOCK = re.compile(r"^((?:[^.]+\.)*?)blocks\.(\d+)\.(.+)$")
 
 def symbolic_count(arch: Architecture) -> sympy.Expr:
     """The count as a formula in the dims (n_layers factored out when blocks are uniform)."""
+    check_architecture(arch, "spec.symbolic_count")
     outside = sympy.Add(*(size(s) for name, s in arch.theta.items() if not _BLOCK.match(name)))
     per_block: dict[int, dict[str, Shape]] = {}
     for name, s in arch.theta.items():
@@ -52,6 +55,7 @@ def symbolic_count(arch: Architecture) -> sympy.Expr:
 def breakdown(arch: Architecture) -> OrderedDict[str, int]:
     """Parameter count by group: embeddings, each kind of block entry summed over blocks, final
     norm, unembedding. Groups are the Θ names with the block index removed."""
+    check_architecture(arch, "spec.counting.breakdown")
     groups: OrderedDict[str, int] = OrderedDict()
     for name, s in arch.theta.items():
         m = _ANY_BLOCK.match(name)  # blocks.3.attn.W_Q, and an encoder–decoder's encoder.blocks.3.attn.W_Q

@@ -381,10 +381,12 @@ class Composite(Op):
     kind: ClassVar[str] = "composite"
     title: ClassVar[str] = "composite"
 
-    def __init__(self, kind: str, title: str, body: Graph) -> None:
+    def __init__(self, kind: str, title: str, body: Graph, description: str = "") -> None:
         self.kind = kind  # type: ignore[misc]  # per-instance kind: block, attention_head, …
         self.title = title  # type: ignore[misc]
         self.body = body
+        self.description = description
+        """What it computes, in words: the docstring of the builder that made it (spec/blocks.py)."""
         body.validate_structure()
 
     def inputs(self) -> dict[str, TensorType]:

@@ -139,7 +139,7 @@ def sample(z: npt.ArrayLike, u: float, temperature: float = 1.0, top_k: int | No
 def check_rule(temperature: float, top_k: int | None) -> None:
     """τ ≥ 0 and finite; k a whole number ≥ 1 or None."""
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ConfigError(f"temperature={temperature}, but expected a finite number ≥ 0 [sampling]; 0 means greedy")
+        raise ConfigError(f"temperature={temperature!r}, but expected a finite number ≥ 0 [sampling]; 0 means greedy")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ConfigError(f"top-k={top_k}, but expected a whole number ≥ 1, or none for all ids [sampling]")
 
@@ -155,6 +155,8 @@ class Sampler:
 
     def __post_init__(self) -> None:
         check_rule(self.temperature, self.top_k)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed={self.seed!r}, but expected a whole number 0 ≤ seed < 2^63 [Sampler]; numpy's generators take no negative seeds")
 
     @property
     def greedy(self) -> bool:
@@ -169,6 +171,13 @@ class Sampler:
         if self.greedy:
             return greedy(z)
         return sample(z, float(rng.random()), self.temperature, self.top_k)
+
+
+def check_sampler(sampler: object, where: str) -> None:
+    """``sampler`` is a :class:`Sampler` (e.g. ``Sampler()`` for greedy decoding)."""
+    if not isinstance(sampler, Sampler):
+        raise ConfigError(f"sampler of type {type(sampler).__name__}, but expected a spec.lm.Sampler [{where}]; "
+                          "Sampler() is greedy, Sampler(temperature, top_k, seed) samples")
 
 
 def check_generation(prompt_length: int, max_new_tokens: int, n_ctx: int, where: str) -> None:

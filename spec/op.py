@@ -126,6 +126,14 @@ class Primitive(Op):
     """Where the definition comes from, and how the source's notation maps to ours."""
     operands: ClassVar[Mapping[str, Operand]] = {}
     """What each input or parameter holds, by name (absent: :attr:`Operand.REAL`)."""
+    notation: ClassVar[str] = ""
+    """The op applied to whole arrays, as a LaTeX template of its operands' expressions, so a
+    composite's equations can be derived from its DAG (gptspec/docs/equations.py): ``⟨x⟩`` stands
+    for the expression of the input or parameter ``x``, ``⟨z_*⟩`` for every input ``z_0, z_1, …``
+    in order, ``⟨:scale⟩`` for the value of the attribute ``scale``; ``⟦…⟧`` is dropped when a
+    parameter or attribute inside it is absent (no bias, an attribute that is None or False), and
+    ``⟦X ‖ Y⟧`` reads X when everything in X is present, Y otherwise. E.g. ``⟨x⟩ ⟨W⟩⟦ + ⟨b⟩⟧``.
+    Empty: the op is written as a function of its operands, named by its kind."""
 
     def __post_init__(self) -> None:
         check_sizes(self)

@@ -41,11 +41,12 @@ import numpy as np
 import numpy.typing as npt
 import sympy
 
+from spec.dims import concrete
 from spec.errors import ShapeError
-from spec.graph import Architecture, Composite, Graph
+from spec.graph import Architecture, Composite, Graph, graph_input
 from spec.masks import Intersection, KeyPadding
 from spec.op import Op
-from spec.ops import MaskedSoftmax
+from spec.ops import MaskedSoftmax, OneHot
 from spec.theta import token_array
 
 SOURCE = "source"
@@ -59,9 +60,19 @@ def is_seq2seq(arch: Architecture) -> bool:
     return SOURCE in arch.inputs and TARGET in arch.inputs
 
 
+def vocabulary(arch: Architecture, name: str) -> int:
+    """How many token ids input ``name`` takes: the vocabulary of the one-hot that reads it (an
+    encoder's source vocabulary may differ from the target's, Marian's decoder_vocab_size), else
+    the glossary's n_vocab."""
+    for node in arch.nodes.values():
+        if isinstance(node.op, OneHot) and graph_input(name) in node.inputs.values():
+            return concrete(node.op.n_vocab, arch.dims)
+    return arch.dim("n_vocab")
+
+
 def source_array(arch: Architecture, source: Sequence[int] | npt.ArrayLike, where: str) -> npt.NDArray[np.int64]:
-    """A source sequence as int64 ids, refusing ids outside [0, n_vocab) and S > n_ctx."""
-    return token_array(source, arch.dim("n_vocab"), arch.dim("n_ctx"), f"{where} source")
+    """A source sequence as int64 ids, refusing ids outside the source vocabulary and S > n_ctx."""
+    return token_array(source, vocabulary(arch, SOURCE), arch.dim("n_ctx"), f"{where} source")
 
 
 def inputs(arch: Architecture, source: Sequence[int] | npt.ArrayLike | None, ids: Sequence[int] | npt.ArrayLike, where: str) -> dict[str, npt.NDArray[np.int64]]:
@@ -100,7 +111,7 @@ def with_key_padding(arch: Architecture, valid: Mapping[str, Sequence[bool]]) ->
             if isinstance(op, Composite):
                 body = graph(op.body)
                 if body is not None:
-                    ops[node.name] = Composite(op.kind, op.title, body)
+                    ops[node.name] = Composite(op.kind, op.title, body, op.description)
             elif isinstance(op, MaskedSoftmax) and sympy.sympify(op.k_rows) in lengths:
                 padding = KeyPadding(lengths[sympy.sympify(op.k_rows)])
                 ops[node.name] = dataclasses.replace(op, mask=Intersection((op.mask, padding)))

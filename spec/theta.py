@@ -54,11 +54,17 @@ def entry_shape(theta: Mapping[str, object], name: str) -> tuple[int, ...]:
     return tuple(np.shape(value))
 
 
+def check_architecture(arch: object, where: str) -> None:
+    """``arch`` is a built :class:`~spec.graph.Architecture` (a config, e.g. a GPTConfig, is not:
+    the public run and count functions take what ``spec.build(config)`` returns)."""
+    if not isinstance(arch, Architecture):
+        raise ShapeError(f"architecture of type {type(arch).__name__}, but expected a spec.Architecture [{where}]; build one with spec.build(config)")
+
+
 def check_theta(arch: Architecture, theta: Mapping[str, np.ndarray], where: str = "θ") -> None:
     """θ is a mapping of every Θ entry (and nothing else) to a real array of its shape; see
     :func:`as_float64` for what an entry may be."""
-    if not isinstance(arch, Architecture):
-        raise ShapeError(f"architecture of type {type(arch).__name__}, but expected a spec.Architecture [{where}]; build one with spec.build(config)")
+    check_architecture(arch, where)
     if not isinstance(theta, Mapping):
         raise ShapeError(
             f"θ of type {type(theta).__name__}, but expected a mapping of Θ names to arrays [{where}]; "
@@ -129,6 +135,7 @@ def random_theta(arch: Architecture, seed: int = 0, std: float = 0.02) -> Theta:
         raise ConfigError(f"seed={seed!r}, but expected a whole number 0 ≤ seed < 2^63 [random_theta]; numpy's generators take no negative seeds")
     if isinstance(std, bool) or not isinstance(std, (int, float)) or not (std > 0 and np.isfinite(std)):
         raise ConfigError(f"std={std!r}, but expected a finite number > 0 [random_theta]")
+    check_architecture(arch, "random_theta")
     rng = np.random.default_rng(seed)
     theta: Theta = {}
     for name, shape in arch.theta_shapes().items():
@@ -159,7 +166,8 @@ def token_array(ids: Sequence[int] | npt.ArrayLike, n_vocab: int, n_ctx: int | N
         )
     if n_ctx is not None and array.size > n_ctx:
         raise TokenError(
-            f"sequence length T={array.size}, but expected T ≤ n_ctx={n_ctx} [{where}]; the learned "
-            "positional table has no row for later positions: shorten the sequence or split it"
+            f"sequence length T={array.size}, but expected T ≤ n_ctx={n_ctx} [{where}]; the model's positions end at n_ctx "
+            "(its learned or sinusoidal table has no row for later positions, its rotary scaling is configured for n_ctx): "
+            "shorten the sequence or split it"
         )
     return array.astype(np.int64)

@@ -222,9 +222,14 @@ def pretoken_counts(corpus: str | Iterable[str], pattern: str = GPT2_PATTERN, sp
     """The training multiset W (definition 3): utf8 of every pre-token of every ordinary piece
     of the corpus (special names removed), with its multiplicity. ``corpus`` may be one text or
     several documents (pre-tokens never span two documents)."""
+    if not isinstance(corpus, str | Iterable) or isinstance(corpus, bytes | bytearray):
+        raise ConfigError(f"corpus of type {type(corpus).__name__}, but expected a text (str) or an iterable of texts [BPE training]; "
+                          "decode bytes as UTF-8 first")
     documents = [corpus] if isinstance(corpus, str) else corpus
     counts: Counter[bytes] = Counter()
-    for document in documents:
+    for k, document in enumerate(documents):
+        if not isinstance(document, str):
+            raise ConfigError(f"corpus document {k} of type {type(document).__name__}, but expected a text (str) [BPE training]")
         for piece, is_special in split_special(document, special):
             if not is_special:
                 counts.update(utf8(w, "training corpus") for w in pretokenize(piece, pattern))
@@ -261,9 +266,10 @@ def check_target(n_vocab: int, special: Sequence[str]) -> int:
     if len(set(special)) != len(special) or any(not s for s in special):
         raise ConfigError(f"special tokens={list(special)}, but expected distinct non-empty names [BPE training]")
     least = BASE_SIZE + len(special)
-    if not isinstance(n_vocab, int) or n_vocab < least:
+    if isinstance(n_vocab, bool) or not isinstance(n_vocab, int) or n_vocab < least:
+        kind = "" if isinstance(n_vocab, int) and not isinstance(n_vocab, bool) else f" of type {type(n_vocab).__name__}"
         raise ConfigError(
-            f"vocab size={n_vocab}, but expected vocab size ≥ 256 bytes + {len(special)} special = {least} "
+            f"vocab size={n_vocab!r}{kind}, but expected vocab size ≥ 256 bytes + {len(special)} special = {least} "
             "[BPE training]; the base vocabulary already has one token per byte"
         )
     return n_vocab - least

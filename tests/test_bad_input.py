@@ -1,7 +1,8 @@
 """Bad input, everywhere: one table of malformed and hostile inputs to the command line and the
-Python API, each with the outcome it must have — a one-line error and exit status 1 (CLI), or a
-typed :class:`~spec.errors.GptSpecError` (API) — never a traceback, a hang, a half-written file
-or a silently wrong result.
+Python API, each with the outcome it must have — a one-line error and exit status 2, could not
+run (CLI; README, "Exit status"), or a typed :class:`~spec.errors.GptSpecError` (API) — never a
+traceback, a hang, a half-written file, the status of a failed check (1) or a silently wrong
+result.
 
 To add a case, add a :class:`Case` to :data:`CASES`:
 
@@ -13,8 +14,8 @@ To add a case, add a :class:`Case` to :data:`CASES`:
   (``match`` is then a fragment of its message);
 * optional: ``stdin`` (bytes), ``setup(out)`` to put files in ``{out}`` first (they must be
   left exactly as they were), ``fault(monkeypatch)`` to inject a failure such as a full device,
-  ``code`` (2 for argparse's usage errors), ``xfail`` (why the case fails today: strict, so the
-  marker must go once it passes).
+  ``usage`` (an argparse usage error, which exits 2 through SystemExit with argparse's own
+  message), ``xfail`` (why the case fails today: strict, so the marker must go once it passes).
 
 After every case the test checks that ``{out}`` and the prepared inputs are unchanged: nothing
 written, nothing half-written, no temporary file left behind.
@@ -48,7 +49,7 @@ import fast.bpe as F
 import reference
 from gptspec import bpe_files, files, safetensors_io
 from gptspec.checkpoint import THETA_FORMAT, save_theta
-from gptspec.cli import main
+from gptspec.cli import COULD_NOT_RUN, main
 from gptspec.lm_cli import parse_ids
 from spec import GPTConfig, build, build_gpt, preset
 from spec.errors import CheckpointError, ConfigError, FileError, GptSpecError, ShapeError, TokenError
@@ -71,7 +72,7 @@ class Case:
     stdin: bytes | None = None
     setup: Callable[[Path], None] | None = None
     fault: Callable[[pytest.MonkeyPatch], None] | None = None
-    code: int = 1
+    usage: bool = False
     xfail: str = ""
     skip: str = ""
 
@@ -199,7 +200,7 @@ CASES: list[Case] = [
     Case("train-special-a-byte", [*TRAIN, "--special", "a", "--out", f"{OUT}/tok"], "one-byte token"),
     Case("train-special-a-merge", [*TRAIN, "--special", "Ġthe", "--out", f"{OUT}/tok"], "not also an ordinary token"),
     Case("train-impl-unknown", [*TRAIN, "--impl", "gpu", "--out", f"{OUT}/tok"], "--impl 'gpu'"),
-    Case("train-vocab-size-not-a-number", [*TRAIN, "--vocab-size", "many", "--out", f"{OUT}/tok"], "invalid int value", code=2),
+    Case("train-vocab-size-not-a-number", [*TRAIN, "--vocab-size", "many", "--out", f"{OUT}/tok"], "invalid int value", usage=True),
     # -- bpe train: the output directory ---------------------------------------------------------
     Case("train-out-onto-a-file", [*TRAIN, "--out", f"{OUT}/taken"], "is a regular file, but expected a directory",
          setup=a_file("taken")),
@@ -264,7 +265,7 @@ CASES: list[Case] = [
     Case("generate-stop-beyond-vocabulary", [*GEN, "--stop", "64"], "0 ≤ stop < 64"),
     Case("generate-dtype-with-reference", [*GEN, "--dtype", "float32"], "--dtype float32 with --impl reference"),
     Case("generate-impl-unknown", ["generate", "tiny", "--impl", "cuda", "--tokens", "1", "--max-new-tokens", "1"], "--impl 'cuda'"),
-    Case("generate-seed-not-a-number", [*GEN, "--seed", "1e3"], "invalid int value", code=2),
+    Case("generate-seed-not-a-number", [*GEN, "--seed", "1e3"], "invalid int value", usage=True),
     Case("generate-no-input", ["generate", *MODEL, "--max-new-tokens", "1"], "no input"),
     Case("generate-two-inputs", ["generate", *MODEL, "--prompt", "1", "--tokens", "1", "--max-new-tokens", "1"], "both a text and --tokens"),
     Case("generate-empty-prompt", ["generate", *MODEL, "--prompt", "", "--max-new-tokens", "1"], "prompt length=0"),
@@ -589,17 +590,19 @@ def test_bad_input(case: Case, fx: Path, tmp_path: Path, capsys: pytest.CaptureF
     else:
         assert isinstance(case.expect, str), f"{case.id}: a CLI case expects a message fragment"
         argv = [a.replace(FX, str(fx)).replace(OUT, str(out)) for a in case.run]
+        usage = False
         try:
             with watchdog(20):
                 code: object = main(argv)
         except SystemExit as stop:  # argparse's usage errors
-            code = stop.code
+            code, usage = stop.code, True
         _, err = capsys.readouterr()
         assert "Traceback" not in err, err
-        assert code == case.code, f"exit status {code}, but expected {case.code}; stderr: {err}"
+        assert code == COULD_NOT_RUN, f"exit status {code}, but expected {COULD_NOT_RUN} (could not run); stderr: {err}"
+        assert usage == case.usage, f"argparse usage error={usage}, but expected {case.usage}; stderr: {err}"
         lines = err.splitlines()
         assert lines and case.expect in lines[-1], f"expected {case.expect!r} in the last line of: {err}"
-        if case.code == 1:
+        if not case.usage:
             command = " ".join(argv[:2]) if argv[0] == "bpe" else argv[0]  # main names a bpe subcommand too
             errors = [line for line in lines if line.startswith(f"gptspec {command}: error: ")]
             assert errors == [lines[-1]], f"expected one error, on the last line of stderr: {err}"
@@ -741,6 +744,6 @@ def test_a_file_size_limit_fails_cleanly_and_leaves_nothing(tmp_path: Path) -> N
         [sys.executable, "-m", "gptspec", "bpe", "train", str(corpus), "--vocab-size", "600", "--out", str(out / "tok"), "--quiet"],
         capture_output=True, text=True, preexec_fn=limit, timeout=60, check=False,
     )
-    assert result.returncode == 1, result
+    assert result.returncode == COULD_NOT_RUN, result
     assert result.stderr.splitlines() == [result.stderr.strip()] and "file-size limit" in result.stderr, result.stderr
     assert os.listdir(out) == [], os.listdir(out)

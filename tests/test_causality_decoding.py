@@ -43,8 +43,7 @@ def test_fast_caches_what_the_spec_plan_caches(name: str) -> None:
     assert {step.path for step in plan.steps} >= {s.path for s in program.steps if s.plan is None}
 
 
-@pytest.mark.parametrize("name", ["gpt dense+banded, learned, gelu_tanh, biases, untied", "llama sliding, rotary, GQA, SwiGLU",
-                                  "conv-gpt causal kernel 2"])
+@pytest.mark.parametrize("name", list(kv_architectures()))
 def test_spec_decoding_on_the_reference_equals_fast_decoding(name: str) -> None:
     arch = kv_architectures()[name]
     theta = random_theta(arch, 1, std=0.5)
@@ -67,7 +66,7 @@ def test_spec_decoding_on_the_reference_equals_fast_decoding(name: str) -> None:
 def test_a_row_local_input_holds_only_the_new_rows() -> None:
     """ReferenceRows gives a row-local input NaN where decoding holds nothing: an op that read
     an earlier row would return NaN. A plan that wrongly called K row-local is caught this way."""
-    arch = kv_architectures()["gpt dense, relu, two heads"]
+    arch = kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"]
     theta = random_theta(arch, 2, std=0.5)
     plan = decoding.plan(arch)
     broken = decoding.Plan(tuple(decoding.Step(s.path, s.node, s.sources, ()) for s in plan.steps), plan.outputs, plan.inputs)
@@ -82,8 +81,8 @@ def test_the_plan_refuses_what_it_does_not_model() -> None:
 
     with pytest.raises(ConfigError, match="one decoded input"):
         decoding.plan(build(preset("transformer-tiny").config))
-    plan = decoding.plan(kv_architectures()["gpt dense, relu, two heads"])
+    plan = decoding.plan(kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"])
     with pytest.raises(ShapeError, match="count"):
-        decoding.extend(plan, decoding.Cache(), {"ids": (0, np.array([1]))}, 0, ReferenceRows(kv_architectures()["gpt dense, relu, two heads"], {}))
+        decoding.extend(plan, decoding.Cache(), {"ids": (0, np.array([1]))}, 0, ReferenceRows(kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"], {}))
     with pytest.raises(ShapeError, match="growing inputs"):
-        decoding.extend(plan, decoding.Cache(), {"x": (0, np.array([1]))}, 1, ReferenceRows(kv_architectures()["gpt dense, relu, two heads"], {}))
+        decoding.extend(plan, decoding.Cache(), {"x": (0, np.array([1]))}, 1, ReferenceRows(kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"], {}))

@@ -69,9 +69,10 @@ def test_forward_of_the_empty_sequence(capsys: pytest.CaptureFixture[str], tmp_p
         (["forward", "gpt2-xl", "--tokens", "1"], "GiB"),
     ],
 )
-def test_errors_exit_1_with_a_message(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_errors_exit_2_with_a_message(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    """Bad input is "could not run" (2), never the status of a failed check (1)."""
     code, _, err = run(capsys, *argv)
-    assert code == 1 and message in err, err
+    assert code == 2 and message in err, err
 
 
 def test_an_unknown_implementation_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import sympy
 
 from spec import GPTConfig, build_gpt, count, preset, symbolic_count
 from spec import dims as D
-from spec.blocks import pre_ln_block
+from spec.blocks import MLP, Attention, Block, Norm, pre_norm_block
 from spec.graph import Architecture, Composite, graph_input
 from spec.masks import Causal
 from spec.ops import Affine
@@ -113,8 +113,9 @@ def test_symbolic_count_does_not_fold_non_uniform_blocks() -> None:
     half = D.d_model / 2
 
     def block(name: str, width: sympy.Expr) -> Composite:
-        return pre_ln_block(arch.declare, name, dims, d=width, n_heads=D.n_heads, d_head=width / D.n_heads, d_mlp=4 * width,
-                            mask=Causal(), scale=sympy.Integer(1), eps=1e-5, activation="relu", attn_bias=True, mlp_bias=True, ln_bias=True)
+        spec = Block(Attention(D.n_heads, width / D.n_heads, Causal(), sympy.Integer(1), bias=True), Norm("layer", 1e-5, True),
+                     MLP(4 * width, "relu", True))
+        return pre_norm_block(arch.declare, name, dims, spec, d=width)
 
     h = arch.add("blocks.0", block("blocks.0", D.d_model), {"x": graph_input("x")})
     h = arch.add("reduce", Affine(D.d_model, half), {"x": h}, {"W": arch.declare("reduce.W", (D.d_model, half)), "b": arch.declare("reduce.b", (half,))})

@@ -18,38 +18,17 @@ import reference
 from gptspec.verify import FastImplementation, Outcome, check_decode, check_model
 from gptspec.verify.strategies import BatchExample, batch_examples
 from spec import online_softmax, preset
-from spec.architectures import LlamaConfig, build_llama
-from spec.architectures.llama import LayerKind
-from spec.blocks import GATE_ACTIVATIONS
+from spec.architectures import LlamaConfig, build_llama, family
 from spec.masks import Banded, Causal, Relation
 from spec.theta import random_theta
 
 DTYPES = ("float64", "float32")
 
 
-@st.composite
-def llama_configs(draw: st.DrawFn, *, max_layers: int = 2) -> LlamaConfig:
-    """Small Llama-family configs across the builder's options: GQA ratios 1, 2, 4 and
-    multi-query, d_head ≠ d_model / n_heads, both pairings, every scaling, full and sliding
-    layers (windows shorter than the sequences), biases per projection, tied and untied."""
-    kv = draw(st.integers(1, 3), label="n_kv_heads")
-    group = draw(st.sampled_from([1, 2, 4]), label="group")
-    d_head = draw(st.sampled_from([2, 4]), label="d_head")
-    d_model = draw(st.sampled_from([kv * group * d_head, draw(st.integers(2, 9))]), label="d_model")
-    patterns: list[tuple[LayerKind, ...]] = [("full",), ("sliding",), ("sliding", "full")]
-    pattern = draw(st.sampled_from(patterns), label="attention")
-    scaling = draw(st.sampled_from(["none", "linear", "llama3"]), label="rope_scaling")
-    return LlamaConfig(
-        n_vocab=draw(st.integers(2, 30)), n_ctx=16, d_model=d_model, n_layers=draw(st.integers(1, max_layers)),
-        n_heads=kv * group, n_kv_heads=kv, d_head=d_head, d_mlp=draw(st.integers(1, 8)),
-        activation=draw(st.sampled_from(sorted(GATE_ACTIVATIONS))), eps=draw(st.sampled_from([1e-6, 1e-2])),
-        rope_base=draw(st.sampled_from([10000.0, 2.0, 500000.0])), rope_pairing=draw(st.sampled_from(["half", "interleaved"])),
-        rope_scaling=scaling, rope_factor=draw(st.sampled_from([2.0, 8.0])) if scaling != "none" else 1.0,
-        rope_high_freq_factor=8.0, rope_original_n_ctx=32,
-        attention=pattern, sliding_window=draw(st.integers(1, 3)) if "sliding" in pattern else None,
-        qkv_bias=draw(st.booleans()), out_bias=draw(st.booleans()), mlp_bias=draw(st.booleans()), tied=draw(st.booleans()),
-        name="drawn",
-    )
+def llama_configs(*, max_layers: int = 2) -> st.SearchStrategy[LlamaConfig]:
+    """The Llama family record's strategy (spec/architectures/llama.py)."""
+    drawn: st.SearchStrategy[LlamaConfig] = family("llama").configs(max_layers=max_layers)
+    return drawn
 
 
 cases = st.tuples(llama_configs(), st.integers(0, 2**16), batch_examples(max_batch=3, max_len=8))
@@ -142,7 +121,7 @@ def test_fused_and_per_op_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     valid = np.ones_like(ids, dtype=bool)
     valid[1, :4] = False
     fused = fast.compile(arch, theta, "float64", block=4).forward(ids, valid)
-    monkeypatch.setattr(fast.program, "match", lambda node: None)
+    monkeypatch.setattr(fast.program, "match", lambda node, dims=None: None)
     per_op = fast.compile(arch, theta, "float64", block=4)
     assert all(step.plan is None for step in per_op.steps)
     np.testing.assert_allclose(per_op.forward(ids, valid), fused, rtol=0, atol=1e-12 * np.max(np.abs(fused)))

@@ -168,23 +168,18 @@ def test_widths_are_arguments_so_heads_need_not_tile_d_model() -> None:
 
 def test_cross_attention_with_s_different_from_t_types_check() -> None:
     """The head composite takes S key rows; an encoder–decoder fits without new formalism."""
-    from spec.blocks import multi_head_attention
+    from spec.blocks import Attention, multi_head_attention
     from spec.types import rows as rows_type
 
     arch = Architecture("xattn", {"x": rows_type(D.T, D.d_model), "memory": rows_type(D.S, D.d_model)}, {D.d_model: 6, D.n_heads: 2, D.d_head: 3})
-    mha = multi_head_attention(
-        arch.declare, "cross", arch.dims, d_in=D.d_model, n_heads=D.n_heads, d_head=D.d_head, d_out=D.d_model,
-        mask=Causal(), scale=1 / sympy.sqrt(3), bias=True, q_rows=D.T, k_rows=D.S,
-    )
+    attention = Attention(D.n_heads, D.d_head, Causal(), 1 / sympy.sqrt(3), bias=True)
+    mha = multi_head_attention(arch.declare, "cross", arch.dims, attention, d_in=D.d_model, d_out=D.d_model, q_rows=D.T, k_rows=D.S)
     arch.add("cross", mha, {"x_q": graph_input("x"), "x_kv": graph_input("memory")})
     arch.output("y", Source("cross"))
     arch.validate()
     with pytest.raises(ShapeError, match=r"\(T, 6\)"):
         bad = Architecture("xattn", {"x": rows_type(D.T, D.d_model), "memory": rows_type(D.S, D.d_model)}, {D.d_model: 6, D.n_heads: 2, D.d_head: 3})
-        mha = multi_head_attention(
-            bad.declare, "cross", bad.dims, d_in=D.d_model, n_heads=D.n_heads, d_head=D.d_head, d_out=D.d_model,
-            mask=Causal(), scale=1 / sympy.sqrt(3), bias=True, q_rows=D.T, k_rows=D.T,
-        )
+        mha = multi_head_attention(bad.declare, "cross", bad.dims, attention, d_in=D.d_model, d_out=D.d_model, q_rows=D.T, k_rows=D.T)
         bad.add("cross", mha, {"x_q": graph_input("x"), "x_kv": graph_input("memory")})
         bad.output("y", Source("cross"))
         bad.validate()

@@ -185,10 +185,10 @@ def edit(directory: Path, **changes: object) -> Path:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"activation_function": "swish"}, "swish"),
-    ({"decoder_layers": 1}, "decoder_layers=1"),
+    ({"activation_function": "mish"}, "mish"),
+    ({"activation_function": "gelu_fast"}, "gelu_fast"),
     ({"normalize_before": True}, "post-LN"),
-    ({"decoder_vocab_size": 7}, "decoder_vocab_size=7"),
+    ({"add_final_layer_norm": True}, "final layer norm"),
     ({"some_new_option": 1}, "some_new_option"),
 ])
 def test_what_marian_does_not_model_is_refused_by_name(tmp_path: Path, changes: dict[str, object], message: str) -> None:
@@ -230,5 +230,5 @@ def test_forward_on_a_marian_directory_takes_the_source(tmp_path: Path, capsys: 
     assert main(["forward", str(directory), "--source", "3 4 5", "--tokens", "0 7", "--out", str(out)]) == 0
     arch, theta = load(directory)
     np.testing.assert_array_equal(np.load(out), evaluate(arch, theta, {SOURCE: np.array([3, 4, 5]), TARGET: np.array([0, 7])})["logits"])
-    assert main(["forward", str(directory), "--tokens", "0 7"]) == 1
+    assert main(["forward", str(directory), "--tokens", "0 7"]) == 2  # could not run
     assert "--source" in capsys.readouterr().err

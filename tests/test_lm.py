@@ -8,7 +8,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import argparse
 import math
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,7 @@ from hypothesis.extra import numpy as hnp
 import fast
 import fast.lm as FL
 import reference.lm as RL
-from gptspec.lm_cli import add_parsers
-from spec import GPTConfig, GptSpecError, build_gpt
+from spec import GPTConfig, build_gpt
 from spec.errors import ConfigError, ShapeError, TokenError
 from spec.lm import (
     Sampler,
@@ -227,15 +225,10 @@ def test_greedy_equals_hugging_face_generate(tmp_path: Path) -> None:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Our subcommands under a parser like gptspec's (gptspec.cli.main wires the same)."""
-    parser = argparse.ArgumentParser(prog="gptspec")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    try:
-        code: int = args.run(args)
-    except GptSpecError as error:
-        print(f"gptspec {args.command}: error: {error}", file=__import__("sys").stderr)
-        code = 1
+    """The command line as users run it (gptspec.cli.main: bad input exits 2, could not run)."""
+    from gptspec.cli import main
+
+    code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -264,7 +257,7 @@ def test_cli_bpe_train_encode_decode(capsys: pytest.CaptureFixture[str], tmp_pat
     code, out, err = run(capsys, "bpe", "decode", str(out_dir), "226 130")
     assert code == 0 and out == "\ufffd\n" and "not valid UTF-8" in err
     code, _, err = run(capsys, "bpe", "decode", str(out_dir), "5 300")
-    assert code == 1 and "token id=300, but expected an id of the vocabulary" in err
+    assert code == 2 and "token id=300, but expected an id of the vocabulary" in err
     reference_dir = tmp_path / "ref"
     run(capsys, "bpe", "train", str(corpus_file), "--vocab-size", "300", "--out", str(reference_dir), "--impl", "reference", "--quiet")
     assert (reference_dir / "merges.txt").read_text() == (out_dir / "merges.txt").read_text()
@@ -274,13 +267,13 @@ def test_cli_bpe_train_refuses_bad_input(capsys: pytest.CaptureFixture[str], tmp
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     code, _, err = run(capsys, "bpe", "train", str(empty), "--vocab-size", "300", "--out", str(tmp_path / "x"))
-    assert code == 1 and "of 0 bytes, but expected some text" in err
+    assert code == 2 and "of 0 bytes, but expected some text" in err
     code, _, err = run(capsys, "bpe", "train", str(corpus_file), "--vocab-size", "256", "--out", str(tmp_path / "x"))
-    assert code == 1 and "vocab size=256, but expected vocab size ≥ 256 bytes + 1 special = 257" in err
+    assert code == 2 and "vocab size=256, but expected vocab size ≥ 256 bytes + 1 special = 257" in err
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\u00e9".encode("latin-1"))
     code, _, err = run(capsys, "bpe", "train", str(latin1), "--vocab-size", "300", "--out", str(tmp_path / "x"))
-    assert code == 1 and "byte 3" in err and "expected UTF-8 text" in err
+    assert code == 2 and "byte 3" in err and "expected UTF-8 text" in err
     code, _, err = run(capsys, "bpe", "train", str(corpus_file), "--vocab-size", "5000", "--out", str(tmp_path / "y"), "--quiet")
     assert code == 0 and "ran out of pairs" in err
 
@@ -301,11 +294,11 @@ def test_cli_generate_and_score(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     code, text_out, _ = run(capsys, "generate", "tiny", "--set", "n_vocab=280", "--tokenizer", str(tok), "--prompt", "the cat", "--max-new-tokens", "4", "--echo")
     assert code == 0 and text_out.startswith("the cat")
     code, _, err = run(capsys, "generate", "tiny", "--tokenizer", str(tok), "--prompt", "the cat", "--max-new-tokens", "4")
-    assert code == 1 and "tokenizer n_vocab=280, but expected at most the model's n_vocab=64" in err and "--set n_vocab=280" in err
+    assert code == 2 and "tokenizer n_vocab=280, but expected at most the model's n_vocab=64" in err and "--set n_vocab=280" in err
     code, _, err = run(capsys, "generate", "tiny", "--prompt", "hello", "--max-new-tokens", "2")
-    assert code == 1 and "without a tokenizer the input is token ids" in err
+    assert code == 2 and "without a tokenizer the input is token ids" in err
     code, _, err = run(capsys, "generate", "tiny", "--prompt", "1", "--max-new-tokens", "40")
-    assert code == 1 and "expected ≤ n_ctx=32" in err
+    assert code == 2 and "expected ≤ n_ctx=32" in err
 
     code, out, _ = run(capsys, "score", "tiny", "--tokens", "1 2 3 4")
     assert code == 0 and float(out.splitlines()[-1]) == pytest.approx(RL.log_likelihood(model.arch, model.theta, [1, 2, 3, 4]), rel=1e-12)

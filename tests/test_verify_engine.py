@@ -101,6 +101,12 @@ def test_policy_budget_follows_its_formula() -> None:
     policy = Policy(factor=4.0, floor_ulps=256.0)
     assert policy.budget("float32", 1e-6, 2.0) == 4e-6 + 256 * 2.0**-24 * 2.0
     assert DEFAULT.budget("float64", 0.0, 1.0) == 256 * unit_roundoff("float64")
+    # the largest attention score enters verify's budget, not check's (docs/tolerances.md)
+    from gptspec.verify.tolerance import VERIFY
+
+    assert VERIFY.budget("float32", 0.0, 1.0, scores=100.0) == (256 + 100) * 2.0**-24
+    assert DEFAULT.budget("float32", 0.0, 1.0, scores=100.0) == 256 * 2.0**-24
+    assert "max|score|" in VERIFY.describe("float32") and "max|score|" not in DEFAULT.describe("float32")
 
 
 def test_compare_reports_where_and_treats_nan_as_infinite() -> None:
@@ -137,3 +143,86 @@ def test_the_factor_grows_with_the_longest_reduction_only_where_it_is_long() -> 
     assert VERIFY.budget("float32", 1.0, 0.0, reduction=64) == 8.0
     assert abs(DEFAULT.budget("float32", 1.0, 0.0, reduction=3072) - 3072**0.5 / 2) < 1e-12
     assert "√3072/2" in DEFAULT.describe("float32", 3072) and "√" not in DEFAULT.describe("float32", 64)
+
+
+# -- one engine: check's checks are verify's (issue 21, "One verification engine") ----------
+
+
+def test_check_and_verify_share_one_verdict_one_row_judge_and_one_batch_type() -> None:
+    from gptspec.verify import engine
+    from gptspec.verify.cases import Batch, Verdict, model_verdict
+    from gptspec.verify.strategies import BatchExample
+
+    assert engine.Outcome is Verdict
+    example = BatchExample((5, 2, 0), (False, True, True), 3)
+    batch = example.batch(TINY.arch.dim("n_vocab"))
+    assert isinstance(batch, Batch) and batch.lengths == (5, 2, 0) and batch.width == 5
+    ids, valid = example.arrays(TINY.arch.dim("n_vocab"))
+    assert [tuple(int(i) for i in ids[b, valid[b]]) for b in range(3)] == list(batch.tokens)
+    assert valid[1].tolist() == [False, False, False, True, True]  # left-padded
+    impl = FastImplementation("float32")
+    ctx = engine.check_context(impl.dtype, TINY.arch, TINY.theta)
+    assert ctx.empty_rows == "zero" and ctx.policy is DEFAULT
+    direct = model_verdict(impl, ctx, batch, TINY.theta, ctx.theta_key)
+    via_check = check_model(impl, TINY.arch, TINY.theta, example)
+    assert isinstance(via_check, Verdict) and via_check.passed
+    assert (via_check.comparison, via_check.budget, via_check.e_store) == (direct.comparison, direct.budget, direct.e_store)
+
+
+class LeakyPadding(FastImplementation):
+    """fast/ with a nonzero value on padded positions: check's ``zero`` convention refuses it."""
+
+    def model(self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: Any, valid: Any) -> np.ndarray:
+        out = super().model(arch, theta, ids, valid).copy()
+        out[~valid] = 1.0
+        return out
+
+
+def test_check_judges_padded_positions_by_the_zero_convention() -> None:
+    from gptspec.verify.strategies import BatchExample
+
+    verdict = check_model(LeakyPadding("float64"), TINY.arch, TINY.theta, BatchExample((4, 2), (False, True), 1))
+    assert not verdict.passed and verdict.padding and "convention zero" in verdict.note
+
+
+def test_the_reference_cache_is_keyed_by_content_not_identity() -> None:
+    from gptspec.verify.oracle import ORACLE, content_key
+    from gptspec.verify.strategies import BatchExample
+
+    theta = {name: value.copy() for name, value in TINY.theta.items()}
+    key = content_key(TINY.arch, theta)
+    assert content_key(TINY.arch, {name: value.copy() for name, value in theta.items()}) == key  # another object, same content
+    example = BatchExample((3,), (False,), 11)
+    impl = FastImplementation("float64")
+    check_model(impl, TINY.arch, theta, example)
+    before = ORACLE.evaluations
+    check_model(impl, TINY.arch, {name: value.copy() for name, value in theta.items()}, example)
+    assert ORACLE.evaluations == before, "a copy of θ is the same θ: its reference values are reused"
+    changed = dict(theta)
+    first = next(iter(changed))
+    changed[first] = changed[first] + 0.5
+    assert content_key(TINY.arch, changed) != key
+    check_model(impl, TINY.arch, changed, example)
+    assert ORACLE.evaluations > before, "another θ is evaluated afresh, whatever object holds it"
+
+
+def test_the_reference_cache_is_bounded_in_bytes() -> None:
+    from gptspec.verify.oracle import Oracle
+
+    oracle = Oracle(max_bytes=1)
+    for n in (2, 3, 4):
+        oracle.values(TINY.arch, TINY.theta, "k", np.arange(n))
+    assert len(oracle._values) == 1 and oracle.evaluations == 3  # only the newest entry is kept
+
+
+def test_one_component_loop_runs_decoder_only_and_encoder_decoder_models() -> None:
+    from gptspec.verify.engine import model_components
+    from spec import build
+    from spec.theta import preset_theta
+
+    decoder = [c.name for c in model_components(TINY, FastImplementation("float64"), "")]
+    assert decoder[0].startswith("model: padded batches") and "KV cache" in decoder[1]
+    arch = build(preset("transformer-tiny").config)
+    pair = Target("transformer-tiny", arch, dict(preset_theta(arch, 0)), "")
+    found = [c.name.split(" (")[0] for c in model_components(pair, FastImplementation("float64"), "")]
+    assert found == ["model: padded", "model: prefill then decode one target token at a time"]

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fast.batch import Batch
+from fast.kernels.softcap import soft_cap
 from fast.kernels.table import KERNELS, Array
 from spec.errors import ShapeError
 from spec.masks import Relation
@@ -28,6 +29,8 @@ def attention_mask(relation: Relation, batch: Batch) -> npt.NDArray[np.bool_]:
 @KERNELS.implements(AttentionScores)
 def attention_scores(op: AttentionScores, batch: Batch, Q: Array, K: Array) -> Array:
     scores: Array = (Q @ K.swapaxes(-1, -2)) * Q.dtype.type(float(op.scale))
+    if op.softcap is not None:
+        scores = soft_cap(scores, op.softcap)
     return scores
 
 

@@ -4,6 +4,8 @@ working dtype; the fused attention (fast/attention.py) rotates Q and K with :fun
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 
@@ -29,7 +31,12 @@ def frequencies(op: Rotary, d: int) -> npt.NDArray[np.float64]:
 
 def rotate(op: Rotary, x: Array, positions: npt.NDArray[np.int64]) -> Array:
     """x (positions.shape, …, d) with each row rotated at its position id; the axes between the
-    positions' and the features' (heads) share the rotation."""
+    positions' and the features' (heads) share the rotation. A partial rotary rotates the first
+    ``op.rotated`` features and copies the others."""
+    if op.rotated is not None and op.rotated < x.shape[-1]:
+        out: Array = x.copy()
+        out[..., : op.rotated] = rotate(dataclasses.replace(op, d=op.rotated, rotated=None), x[..., : op.rotated], positions)
+        return out
     d = x.shape[-1]
     half = d // 2
     angle = positions.astype(np.float64)[..., None] * frequencies(op, d)  # (…, d/2) in float64

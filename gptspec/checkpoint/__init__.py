@@ -4,7 +4,8 @@
 * :mod:`gptspec.checkpoint.layout` — layouts as data: external tensor names ↔ Θ, native config
   keys ↔ spec config fields, module names ↔ DAG paths; import and export from one table;
 * one module per external layout: :mod:`gptspec.checkpoint.hf_gpt2` (``hf-gpt2``),
-  :mod:`gptspec.checkpoint.hf_marian` (``hf-marian``);
+  :mod:`gptspec.checkpoint.hf_marian` (``hf-marian``), :mod:`gptspec.checkpoint.nanogpt` (``nanogpt``),
+  :mod:`gptspec.checkpoint.meta_llama` (``meta-llama``: Meta's reference names, interleaved rotary);
 * :mod:`gptspec.checkpoint.hf_dir` — reading a Hugging Face directory through its layout;
 * :mod:`gptspec.checkpoint.theta_file` — θ under Θ's names with the family and config inside.
 
@@ -14,6 +15,7 @@ to and from a layout's state dict (bit-exact both ways).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, overload
@@ -21,9 +23,13 @@ from typing import Literal, overload
 import numpy as np
 
 from gptspec import safetensors_io
+from gptspec.checkpoint import hf_gemma as _hf_gemma  # noqa: F401  (registers the hf-gemma, hf-gemma2 layouts)
 from gptspec.checkpoint import hf_gpt2 as _hf_gpt2  # noqa: F401  (registers the hf-gpt2 layout)
 from gptspec.checkpoint import hf_llama as _hf_llama  # noqa: F401  (registers the hf-llama, hf-mistral, hf-qwen2 layouts)
 from gptspec.checkpoint import hf_marian as _hf_marian  # noqa: F401  (registers the hf-marian layout)
+from gptspec.checkpoint import hf_neox as _hf_neox  # noqa: F401  (registers the hf-neox layout)
+from gptspec.checkpoint import meta_llama as _meta_llama  # noqa: F401  (registers the meta-llama layout)
+from gptspec.checkpoint import nanogpt as _nanogpt  # noqa: F401  (registers the nanogpt layout)
 from gptspec.checkpoint.hf_dir import PICKLE_SUFFIXES, directory_architecture, load_directory, pickles, refuse_pickle
 from gptspec.checkpoint.hf_gpt2 import HF_ACTIVATIONS, HF_GPT2, HF_GPT2_KEYS
 from gptspec.checkpoint.layout import (
@@ -43,7 +49,7 @@ from gptspec.checkpoint.theta_file import THETA_FORMAT, load_theta, save_theta
 from gptspec.safetensors_io import PathLike
 from spec import build
 from spec.config import Config
-from spec.errors import CheckpointError, FileError
+from spec.errors import CheckpointError, ConfigError, FileError
 from spec.graph import Architecture
 from spec.theta import LazyTheta, Theta, float64_theta
 
@@ -125,6 +131,10 @@ def load(path: PathLike, lazy: bool = False) -> tuple[Architecture, Theta | Lazy
     ``lazy``: θ as a :class:`~spec.theta.LazyTheta` over memory maps of the files, each entry read
     and made float64 only when used (for checkpoints larger than memory in float64; the values
     are the same, bit for bit)."""
+    if not isinstance(path, str | os.PathLike) or isinstance(path, str) and not path:
+        raise FileError(f"path={path!r} of type {type(path).__name__}, but expected a checkpoint path (a str or os.PathLike) [load]; {EXPECTED}")
+    if not isinstance(lazy, bool):
+        raise ConfigError(f"lazy={lazy!r}, but expected True or False [load]")
     p = Path(path)
     if p.is_symlink() and not p.exists():
         raise FileError(f"path={p} is a broken symbolic link or a symlink loop, but expected {EXPECTED} [load]")

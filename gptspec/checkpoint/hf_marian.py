@@ -5,8 +5,12 @@ What Marian is, in the spec's terms: post-LN encoder and decoder blocks with bia
 and layer-norm ε = 1e-5 (PyTorch's default; not in the config), the sinusoidal encoding in the
 *concatenated* layout (sines, then cosines: ``SinusoidalPositional(layout="concatenated")``),
 token embeddings scaled by √d_model when ``scale_embedding``, one embedding for source and target
-when ``share_encoder_decoder_embeddings``, the head tied to the target embedding when
-``tie_word_embeddings``, and the ``final_logits_bias`` added to the logits (Θ ``b_U``, kept in
+when ``share_encoder_decoder_embeddings`` (else the encoder's, ``vocab_size`` rows, and the decoder's,
+``decoder_vocab_size`` rows: ``n_vocab_target``), the head tied to the target embedding when
+``tie_word_embeddings``, encoder and decoder of their own depth, head count and FFN width
+(``encoder_*`` / ``decoder_*``: the config's ``n_decoder_layers``, ``n_decoder_heads``,
+``d_decoder_mlp``), the FFN activation of ``activation_function`` (the opus-mt checkpoints' ``swish``
+is SiLU), and the ``final_logits_bias`` added to the logits (Θ ``b_U``, kept in
 Marian's (1, n_vocab) shape). ``nn.Linear`` stores (d_out, d_in) and computes x Wᵀ + b, so every
 weight is the transpose of its Θ entry; q/k/v_proj stack the heads' columns ("(h e) d"), out_proj
 reads them ("d (h e)").
@@ -42,22 +46,33 @@ from spec.architectures.transformer import TransformerConfig
 from spec.config import Config
 from spec.errors import CheckpointError
 
+MARIAN_ACTIVATIONS = {**HF_ACTIVATIONS, "swish": "silu", "silu": "silu"}
+"""Marian's ``activation_function`` → the spec's FFN activation: GPT-2's table (hf_gpt2.HF_ACTIVATIONS)
+and SiLU, x σ(x), under both of Hugging Face's names (ACT2FN maps ``swish`` and ``silu`` to
+``nn.SiLU``) — the opus-mt checkpoints use ``swish``."""
+NATIVE_MARIAN_ACTIVATION = {**NATIVE_ACTIVATION, "silu": "swish"}
+"""The spec's FFN activation → the name written to a Marian config.json."""
+
 MARIAN_EPS = 1e-5
 """Marian's layer norms are ``nn.LayerNorm(d_model)``: PyTorch's default ε, not a config key."""
 
 HF_MARIAN_KEYS: dict[str, ConfigKey] = {
     # Keys that change the function, modelled by TransformerConfig.
-    "vocab_size": model("n_vocab: the rows of the shared embedding, the width of the logits"),
-    "decoder_vocab_size": model("the target vocabulary; must equal vocab_size (one vocabulary); null means vocab_size", default=None),
+    "vocab_size": model("n_vocab: the source vocabulary (the rows of the shared or the encoder's embedding)"),
+    "decoder_vocab_size": model(
+        "n_vocab_target: the rows of the decoder's embedding and lm_head, the width of the logits; null means vocab_size; "
+        "with share_encoder_decoder_embeddings, MarianMTModel uses vocab_size for both and so does gptspec",
+        default=None,
+    ),
     "max_position_embeddings": model("n_ctx: the rows of the positional tables, the longest source or target"),
     "d_model": model("d_model: the width of both stacks"),
     "encoder_layers": model("n_layers: the encoder's blocks"),
-    "decoder_layers": model("the decoder's blocks; the layout's one layer index needs encoder_layers = decoder_layers"),
-    "encoder_attention_heads": model("n_heads; MarianAttention sets d_head = d_model / heads"),
-    "decoder_attention_heads": model("the decoder's heads; must equal encoder_attention_heads (one head count)"),
-    "encoder_ffn_dim": model("d_mlp: the FFN's hidden width"),
-    "decoder_ffn_dim": model("the decoder's FFN width; must equal encoder_ffn_dim (one width)"),
-    "activation_function": model("the FFN activation, mapped by hf_gpt2.HF_ACTIVATIONS (gelu is the exact erf form)", default="gelu"),
+    "decoder_layers": model("n_decoder_layers: the decoder's blocks"),
+    "encoder_attention_heads": model("n_heads: the encoder's heads; MarianAttention sets d_head = d_model / heads"),
+    "decoder_attention_heads": model("n_decoder_heads: the heads of the decoder's self- and cross-attention"),
+    "encoder_ffn_dim": model("d_mlp: the encoder FFN's hidden width"),
+    "decoder_ffn_dim": model("d_decoder_mlp: the decoder FFN's hidden width"),
+    "activation_function": model("the FFN activation, mapped by MARIAN_ACTIVATIONS (gelu is the exact erf form, swish is silu)", default="gelu"),
     "scale_embedding": model("true: token embeddings are multiplied by √d_model (embed_scale)", default=False),
     "share_encoder_decoder_embeddings": model("true: one embedding (model.shared) for source and target", default=True),
     "tie_word_embeddings": model("true: lm_head is the target embedding (transposed)", default=True),
@@ -103,35 +118,41 @@ HF_MARIAN_KEYS: dict[str, ConfigKey] = {
 writes, and those of older configs — with its role and reason. A key not here is refused."""
 
 
-def _same(values: Mapping[str, object], a: str, b: str, where: str, reason: str) -> None:
-    if values[b] is not None and values[a] != values[b]:
-        raise CheckpointError(f"config key {b}={values[b]!r}, but expected {b}={values[a]!r} as {a} [checkpoint {where}]; {reason}")
+def _unless(decoder: int, encoder: int) -> int | None:
+    """A decoder-side value as TransformerConfig spells it: None when the encoder's (its default)."""
+    return None if decoder == encoder else decoder
 
 
 def read_config(values: Mapping[str, object], where: str) -> Config:
     """The :class:`TransformerConfig` of a Hugging Face Marian ``config.json``'s modelled keys."""
-    _same(values, "vocab_size", "decoder_vocab_size", where, "a separate target vocabulary is a second n_vocab, which the spec's Transformer does not model")
-    _same(values, "encoder_layers", "decoder_layers", where, "the spec models n_decoder_layers, but this layout's table expands one layer index for both stacks")
-    _same(values, "encoder_attention_heads", "decoder_attention_heads", where, "the spec's Transformer has one head count for both stacks")
-    _same(values, "encoder_ffn_dim", "decoder_ffn_dim", where, "the spec's Transformer has one FFN width for both stacks")
-    d_model, n_heads = whole(values, "d_model", where), whole(values, "encoder_attention_heads", where)
-    if d_model % n_heads:
-        raise CheckpointError(
-            f"config key d_model={d_model}, but expected a multiple of encoder_attention_heads={n_heads} [checkpoint {where}]; "
-            "Hugging Face's MarianAttention refuses it too"
-        )
+    shared = flag(values, "share_encoder_decoder_embeddings", where)
+    n_vocab = whole(values, "vocab_size", where)
+    # MarianMTModel sizes lm_head and final_logits_bias by vocab_size when the embeddings are shared, and
+    # ties the decoder's embedding to model.shared: decoder_vocab_size then changes nothing
+    target = n_vocab if shared or values["decoder_vocab_size"] is None else whole(values, "decoder_vocab_size", where)
+    d_model = whole(values, "d_model", where)
+    n_heads, decoder_heads = whole(values, "encoder_attention_heads", where), whole(values, "decoder_attention_heads", where)
+    for key, heads in (("encoder_attention_heads", n_heads), ("decoder_attention_heads", decoder_heads)):
+        if d_model % heads:
+            raise CheckpointError(
+                f"config key d_model={d_model}, but expected a multiple of {key}={heads} [checkpoint {where}]; "
+                "Hugging Face's MarianAttention refuses it too"
+            )
+    n_layers, decoder_layers = whole(values, "encoder_layers", where), whole(values, "decoder_layers", where)
+    d_mlp, decoder_mlp = whole(values, "encoder_ffn_dim", where), whole(values, "decoder_ffn_dim", where)
     activation = values["activation_function"]
-    if not isinstance(activation, str) or activation not in HF_ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in MARIAN_ACTIVATIONS:
         raise CheckpointError(
-            f"config key activation_function={activation!r}, but expected one of {list(HF_ACTIVATIONS)} [checkpoint {where}]; "
-            "the spec models gelu (erf), gelu_new (tanh) and relu; swish and the rest are other functions"
+            f"config key activation_function={activation!r}, but expected one of {list(MARIAN_ACTIVATIONS)} [checkpoint {where}]; "
+            "the spec models gelu (erf), gelu_new (tanh), relu and swish (silu); the rest are other functions"
         )
     return TransformerConfig(
-        n_vocab=whole(values, "vocab_size", where), n_ctx=whole(values, "max_position_embeddings", where), d_model=d_model,
-        n_layers=whole(values, "encoder_layers", where), n_heads=n_heads, d_mlp=whole(values, "encoder_ffn_dim", where),
-        activation=HF_ACTIVATIONS[activation], eps=MARIAN_EPS, bias=True, positional="concatenated",
+        n_vocab=n_vocab, n_vocab_target=_unless(target, n_vocab), n_ctx=whole(values, "max_position_embeddings", where), d_model=d_model,
+        n_layers=n_layers, n_decoder_layers=_unless(decoder_layers, n_layers), n_heads=n_heads,
+        n_decoder_heads=_unless(decoder_heads, n_heads), d_mlp=d_mlp, d_decoder_mlp=_unless(decoder_mlp, d_mlp),
+        activation=MARIAN_ACTIVATIONS[activation], eps=MARIAN_EPS, bias=True, positional="concatenated",
         scale_embedding=flag(values, "scale_embedding", where),
-        shared_embeddings=flag(values, "share_encoder_decoder_embeddings", where),
+        shared_embeddings=shared,
         tied=flag(values, "tie_word_embeddings", where), logits_bias=True, name="marian",
     )
 
@@ -147,19 +168,17 @@ def write_config(config: TransformerConfig) -> dict[str, object]:
         refuse.append("bias=false (Marian has biases on every affine map and layer norm)")
     if not config.logits_bias:
         refuse.append("logits_bias=false (Marian always adds final_logits_bias; use logits_bias=true with zeros)")
-    if config.decoder_layers != config.n_layers:
-        refuse.append("n_decoder_layers ≠ n_layers (this layout expands one layer index)")
     if config.eps != MARIAN_EPS:
         refuse.append(f"eps={config.eps} (Marian's layer norms use PyTorch's default {MARIAN_EPS})")
     if refuse:
         raise CheckpointError(f"config {'; '.join(refuse)}, but expected a config Marian can express [{where}]")
     return {
-        "model_type": "marian", "vocab_size": config.n_vocab, "decoder_vocab_size": config.n_vocab,
+        "model_type": "marian", "vocab_size": config.n_vocab, "decoder_vocab_size": config.target_vocab,
         "max_position_embeddings": config.n_ctx, "d_model": config.d_model,
-        "encoder_layers": config.n_layers, "decoder_layers": config.n_layers,
-        "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.n_heads,
-        "encoder_ffn_dim": config.mlp_width, "decoder_ffn_dim": config.mlp_width,
-        "activation_function": NATIVE_ACTIVATION[config.activation], "scale_embedding": config.scale_embedding,
+        "encoder_layers": config.n_layers, "decoder_layers": config.decoder_layers,
+        "encoder_attention_heads": config.n_heads, "decoder_attention_heads": config.decoder_heads,
+        "encoder_ffn_dim": config.mlp_width, "decoder_ffn_dim": config.decoder_mlp_width,
+        "activation_function": NATIVE_MARIAN_ACTIVATION[config.activation], "scale_embedding": config.scale_embedding,
         "share_encoder_decoder_embeddings": config.shared_embeddings, "tie_word_embeddings": config.tied,
         "is_encoder_decoder": True,
     }
@@ -226,6 +245,7 @@ HF_MARIAN = register_layout(Layout(
     read_config=read_config,
     write_config=write_config,
     layers=lambda c: c.n_layers,
+    stacks=(("encoder.", lambda c: c.n_layers), ("decoder.", lambda c: c.decoder_layers)),
     prefix="model.",
     unprefixed=("lm_head.weight", "final_logits_bias"),
     tensors=(

@@ -219,11 +219,16 @@ class Layout:
     tensors: tuple[Tensor | Alias, ...]
     layers: Callable[[Any], int]
     """How many layers ``{i}`` runs over, for a config."""
+    stacks: tuple[tuple[str, Callable[[Any], int]], ...] = ()
+    """Stacks of other depths (an encoder–decoder's encoder and decoder): (the external name's
+    start, the layers ``{i}`` runs over there); names no stack claims run over ``layers``."""
     model_type: str = ""
     """The native ``model_type`` that selects this layout when reading a directory."""
     prefix: str = ""
     """A prefix some files put on every tensor but those in ``unprefixed`` (``transformer.``)."""
     unprefixed: tuple[str, ...] = ()
+    spellings: tuple[tuple[str, str], ...] = ()
+    """Other names files use for a tensor: (the file's name, the layout's name), read on import."""
     buffers: tuple[Buffer, ...] = ()
     ignored_prefixes: tuple[str, ...] = ()
     """External tensors under these prefixes are not the language model's (a classifier head)."""
@@ -245,10 +250,14 @@ class Layout:
             if rule.when is not None and not rule.when(config):
                 continue
             if "{i}" in rule.external:
-                out += [(rule.external.format(i=i), rule, i) for i in range(self.layers(config))]
+                out += [(rule.external.format(i=i), rule, i) for i in range(self.depth(config, rule.external))]
             else:
                 out.append((rule.external, rule, None))
         return out
+
+    def depth(self, config: Any, external: str) -> int:
+        """How many layers ``{i}`` runs over in the external name (template) ``external``."""
+        return next((count(config) for start, count in self.stacks if external.startswith(start)), self.layers(config))
 
     def external_name(self, name: str, prefixed: bool = True) -> str:
         """A tensor's name as the full model's state dict spells it."""
@@ -259,7 +268,7 @@ class Layout:
         out: dict[str, str] = {}
         for external, path in self.modules:
             if "{i}" in external:
-                for i in range(self.layers(config)):
+                for i in range(self.depth(config, external.removeprefix(self.prefix))):
                     out[external.format(i=i)] = path.format(i=i)
             else:
                 out[external] = path
@@ -280,8 +289,8 @@ def register_layout(layout: Layout) -> Layout:
 
 def layout(name: str) -> Layout:
     """The layout called ``name``."""
-    if name not in LAYOUTS:
-        close = difflib.get_close_matches(name, list(LAYOUTS), n=2)
+    if not isinstance(name, str) or name not in LAYOUTS:
+        close = difflib.get_close_matches(name, list(LAYOUTS), n=2) if isinstance(name, str) else []
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"layout={name!r}, but expected one of {list(LAYOUTS)} [layouts]{hint}")
     return LAYOUTS[name]
@@ -655,8 +664,10 @@ def spelling(lay: Layout, by_key: Mapping[str, str]) -> Callable[[str], str]:
 def strip_prefix(lay: Layout, names: Iterable[str], where: str) -> dict[str, str]:
     """Name without the layout's prefix → the name in the file; two names for one tensor are refused."""
     by_key: dict[str, str] = {}
+    respell = dict(lay.spellings)
     for name in names:
         key = name[len(lay.prefix):] if lay.prefix and name.startswith(lay.prefix) else name
+        key = respell.get(key, key)
         if key in by_key:
             raise CheckpointError(f"tensors {by_key[key]} and {name} name the same parameter, but expected one of them [checkpoint {where}]; remove one")
         by_key[key] = name

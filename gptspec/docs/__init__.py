@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from spec.errors import FileError
 from spec.graph import Architecture
@@ -22,9 +22,12 @@ from spec.graph import Architecture
 Format = Literal["html", "markdown"]
 
 
-def write_docs(arch: Architecture, out: str | Path, fmt: Format = "html", source: str = "", note: str = "") -> list[Path]:
+def write_docs(
+    arch: Architecture, out: str | Path, fmt: Format = "html", source: str = "", note: str = "", diff: Any = None,
+) -> list[Path]:
     """Write the documentation of ``arch`` into the directory ``out`` (created if missing);
-    return the files written."""
+    return the files written. With ``diff`` (a :class:`gptspec.diff.Diff` whose B is ``arch``),
+    the site has a page of what ``arch`` changes relative to the diff's A."""
     from gptspec.docs.content import collect
 
     directory = Path(out)
@@ -35,6 +38,7 @@ def write_docs(arch: Architecture, out: str | Path, fmt: Format = "html", source
     except OSError as error:
         raise FileError(f"--out {directory} could not be created ({error.strerror}), but expected a writable directory [gptspec docs]") from error
     site = collect(arch, source or f"architecture {arch.name}", note)
+    site.diff = diff
     proofs = Path(__file__).resolve().parent.parent.parent / "docs" / "proofs.md"
     if proofs.is_file() and directory.resolve().is_relative_to(proofs.parent.parent):
         site.proofs_href = Path(os.path.relpath(proofs, directory.resolve())).as_posix()

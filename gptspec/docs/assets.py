@@ -37,10 +37,21 @@ h2 { font-size: 1.35rem; margin-top: 2rem; border-bottom: 1px solid var(--line);
 h3 { font-size: 1.1rem; margin-top: 1.4rem; }
 h4, h5, h6 { font-size: 1rem; }
 code, pre, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .9em; }
-p, li, td, th, dd, summary { overflow-wrap: anywhere; }
+p, li, dd, summary { overflow-wrap: anywhere; }
+td, th { overflow-wrap: break-word; }
 pre { background: var(--panel); border: 1px solid var(--line); padding: .75rem; overflow-x: auto; line-height: 1.35; }
 .table-wrap, .figure, .math { overflow-x: auto; max-width: 100%; }
-.math { padding: .25rem 0; }
+.math { padding: .25rem 0; overflow-y: hidden; }
+.math > math { padding: .3em 0; }
+td.num, th.num, .nowrap { white-space: nowrap; }
+.composite-definition { border-left: 3px solid var(--accent); padding: .1rem 0 .1rem .75rem; margin: .5rem 0 1rem; }
+.composite-definition .where, .composite-definition .uses { margin: .25rem 0; color: var(--muted); }
+.lead { font-size: 1.05rem; }
+ol.algorithm { font-size: 1rem; padding-left: 2.5rem; }
+ol.algorithm li { padding-left: calc(var(--depth, 0) * 1.5rem); margin: .15rem 0; }
+ol.algorithm li::marker { color: var(--muted); font-size: .85em; }
+table.diff td.removed { background: #fdecec; }
+table.diff td.added { background: #e9f7ec; }
 math { font-family: "Latin Modern Math", "STIX Two Math", "Cambria Math", "DejaVu Math TeX Gyre", math; }
 math[display="block"] { font-size: 1.1em; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; }

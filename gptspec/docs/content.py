@@ -21,6 +21,8 @@ from typing import Any
 
 import sympy
 
+from gptspec.docs.equations import composite_definitions, definition
+from gptspec.docs.equations import symbol_latex as symbol_latex  # re-exported: the pages write dims with it
 from spec import dims as D
 from spec.counting import breakdown, count, symbolic_count
 from spec.dims import Shape, concrete_shape, show
@@ -47,17 +49,6 @@ def paragraph(doc: str | None) -> str:
     return " ".join(first.split()).replace("``", "`").replace(":class:", "").replace(":func:", "").replace(":meth:", "")
 
 
-@functools.lru_cache(maxsize=65536)
-def symbol_latex(expr: object) -> str:
-    """A dim expression in LaTeX, with multi-letter subscripts upright (d_model → d_{\\mathrm{model}})."""
-    e = sympy.sympify(expr)
-    names = {s: _symbol_name(str(s)) for s in e.free_symbols if isinstance(s, sympy.Symbol)}
-    return str(sympy.latex(e, symbol_names=names))
-
-
-def _symbol_name(name: str) -> str:
-    head, sep, tail = name.partition("_")
-    return f"{head}_{{\\mathrm{{{tail.replace('_', ' ')}}}}}" if sep and tail else name
 
 
 def shape_latex(shape: Shape) -> str:
@@ -431,9 +422,25 @@ class Site:
     verdict: list[str]
     conventions: list[Any]
     kinds: set[str]
+    definitions: dict[str, Any] = field(default_factory=dict)
+    """Composite kind → its derived definitions (gptspec.docs.equations.CompositeDefinitions)."""
+    model: Any = None
+    """The model's derived equations (a gptspec.docs.equations.Definition)."""
+    diff: Any = None
+    """What this architecture changes relative to another (a gptspec.diff.Diff), or None."""
     proofs_href: str = ""
     """A relative link to docs/proofs.md when the docs are written inside the repository (else
     the theorems name it as text: a link out of the site would not resolve elsewhere)."""
+
+    @property
+    def family_description(self) -> str:
+        """The registered family's description ('' for an unregistered architecture)."""
+        from spec import family_of
+
+        try:
+            return family_of(self.arch.config).description if self.arch.config is not None else ""
+        except GptSpecError:
+            return ""
 
     @property
     def family(self) -> str:
@@ -500,6 +507,7 @@ def collect(arch: Architecture, source: str = "", note: str = "") -> Site:
     except GptSpecError as error:  # the typing refuses an architecture it cannot type: say so
         typing_lines = [f"the dependency typing could not type this architecture: {error}"]
     return Site(
+        definitions=composite_definitions(arch), model=definition(arch, ""),
         arch=arch, source=source, note=note, levels=lv, ops=ops, composites=composites, variant_of=variant_of,
         theta=theta_entries(arch, reads, list(groups)), total=count(arch), formula=symbolic_count(arch), groups=groups,
         theorems=applicable_theorems(kinds, architecture_family(arch)), verdict=typing_lines, conventions=applicable_conventions(kinds), kinds=kinds,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
 import json
 import re
@@ -48,7 +49,7 @@ from spec.op import PRIMITIVES
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 OPS = DOCS / "ops.md"
-BLOCK_FILES = ("conventions.md",)
+BLOCK_FILES = ("conventions.md", "diff.md", "algorithms.md")
 """The files in docs/ whose marked blocks are generated (others may be added)."""
 
 BEGIN = re.compile(r"<!-- BEGIN GENERATED (?P<name>[^\s>]+) -->\n")
@@ -302,7 +303,63 @@ def block_config_keys(name: str) -> str:
     return "\n".join(table(["config key", "read as", "reason"], rows) + tail).rstrip("\n")
 
 
+def _target(text: str) -> tuple[str, str]:
+    """``PRESET`` or ``PRESET@node.path``."""
+    name, _, node = text.partition("@")
+    return name, node
+
+
+@functools.lru_cache(maxsize=64)
+def block_diff(arg: str) -> str:
+    """``diff:A:B`` — what preset B changes relative to preset A (gptspec/diff.py), as ``gptspec
+    diff A B`` computes it; ``PRESET@node.path`` compares two composites (``--node-a``/``--node-b``).
+    Remembered for the process (it builds whole presets, and they do not change while it runs)."""
+    from gptspec.diff import compare, markdown
+    from gptspec.models import resolve
+
+    (a_name, a_node), (b_name, b_node) = (_target(t) for t in arg.split(":", 1))
+    a, b = (resolve(n, (), need_theta=False, progress=False) for n in (a_name, b_name))
+    command = f"gptspec diff {a_name} {b_name}" + (f" --node-a {a_node}" if a_node else "") + (f" --node-b {b_node}" if b_node else "")
+    return f"`{command}`:\n\n" + markdown(compare(a.arch, b.arch, a.source, b.source, a_node, b_node))
+
+
+def family_example(name: str) -> str:
+    """A family's example preset: its registered preset with the smallest graph (the first of its
+    instances when it has none)."""
+    from spec.architectures import PRESETS
+
+    presets = [(p.config.graph_size(), n) for n, p in PRESETS.items() if p.family == name]
+    if not presets:
+        return ""
+    return min(presets)[1]
+
+
+@functools.lru_cache(maxsize=1)
+def block_algorithms() -> str:
+    """``algorithms`` — the algorithm of every registered family (its example preset, or its first
+    instance), in registration order (gptspec/docs/equations.py)."""
+    from gptspec.docs.equations import algorithm
+    from gptspec.docs.markdown import algorithm_md
+    from spec import build
+    from spec.architectures import FAMILIES, preset
+
+    out: list[str] = []
+    for name, fam in FAMILIES.items():
+        example = family_example(name)
+        if example:
+            config = preset(example).config
+            what = f"preset `{example}`"
+        else:
+            instance, config = next(iter(fam.instances().items()))
+            what = f"its instance `{instance}`"
+        out += [f"## {name}", "", f"{fam.description}. The algorithm of {what}:", ""]
+        out += algorithm_md(algorithm(build(config)))
+    return "\n".join(out).rstrip("\n")
+
+
 BLOCKS: dict[str, Callable[..., str]] = {
+    "diff": block_diff,
+    "algorithms": block_algorithms,
     "op": block_op,
     "relations": block_relations,
     "dataflow": block_dataflow,
@@ -351,8 +408,15 @@ def stale() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if "--check" in args:
+    """``python -m gptspec.docs [--check]``: write the generated files of docs/, or with
+    ``--check`` only say which are out of date (exit 1 when any is)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gptspec.docs", description="Write the generated files of docs/ (docs/ops.md, "
+                                     "the generated blocks of docs/conventions.md, docs/diff.md, docs/algorithms.md) from the spec.")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 and name each file that is out of date")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.check:
         old = stale()
         for path in old:
             print(f"{path} is out of date; run `python -m gptspec.docs`", file=sys.stderr)

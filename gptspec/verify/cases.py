@@ -17,8 +17,8 @@ import numpy.typing as npt
 from gptspec.verify.compare import Comparison, compare
 from gptspec.verify.conventions import EmptyRows, padded_violation
 from gptspec.verify.draws import MAGNITUDES, ThetaDraw, draw_theta
-from gptspec.verify.oracle import ORACLE, Oracle
-from gptspec.verify.tolerance import VERIFY, Policy, longest_reduction
+from gptspec.verify.oracle import ORACLE, Oracle, content_key
+from gptspec.verify.tolerance import DEFAULT, VERIFY, Policy, dtype_name, longest_reduction
 from spec.graph import Architecture
 
 
@@ -144,18 +144,38 @@ class Context:
         return draw_theta(self.arch, case.draw, self.dtype), case.draw.key(self.arch, self.dtype)
 
 
-def judge_rows(ctx: Context, case: Case, got: np.ndarray, ids: np.ndarray, valid: np.ndarray) -> Verdict:
-    """Each row's real positions against the reference on its real tokens (budget by the
-    policy, e_store measured on that row); padded positions by the convention."""
-    theta, key = ctx.theta_for(case)
+def check_context(
+    dtype: object, arch: Architecture, theta: Mapping[str, np.ndarray], policy: Policy = DEFAULT, key: Hashable | None = None,
+    empty_rows: EmptyRows = "zero",
+) -> Context:
+    """``check``'s settings as a verify :class:`Context`: the implementation's dtype, the policy, the ``zero``
+    empty-row convention (what fast/ meets), θ given and named by its content (``key``; computed
+    when None: :func:`gptspec.verify.oracle.content_key`)."""
+    return Context(arch, dtype_name(dtype), policy, empty_rows, ORACLE, theta, content_key(arch, theta) if key is None else key)
+
+
+def judge_rows(
+    ctx: Context, theta: Mapping[str, np.ndarray], key: Hashable, got: np.ndarray, ids: np.ndarray, valid: np.ndarray,
+    context: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Verdict:
+    """The one row judge of ``check`` and ``verify``: each row's real positions of ``got``
+    (B, T, n_vocab) against the reference on its real tokens (``key`` names θ by content for the
+    oracle; budget by the policy, e_store measured on that row); padded positions by the
+    empty-row convention. ``context``: an encoder–decoder's other inputs by name, (B, S) ids
+    and valid, each row's real ones given to the reference with the row."""
+    context = context or {}
     worst = PASS
     for b in range(ids.shape[0]):
         where = np.flatnonzero(valid[b])
         if where.size:
             real = ids[b, valid[b]]
-            values = ctx.oracle.values(ctx.arch, theta, key, real)
+            inputs: np.ndarray | dict[str, np.ndarray] = real
+            if context:
+                name = next(n for n in ctx.arch.inputs if n not in context)
+                inputs = {name: real} | {n: a[b, v[b]] for n, (a, v) in context.items()}
+            values = ctx.oracle.values(ctx.arch, theta, key, inputs)
             want = values["logits"]
-            stored = ctx.oracle.logits(ctx.arch, theta, key, real, ctx.dtype)
+            stored = ctx.oracle.logits(ctx.arch, theta, key, inputs, ctx.dtype)
             c = compare(got[b, where], want)
             e_store = compare(stored, want).max_abs
             c = Comparison(c.max_abs, c.scale, (b, int(where[c.where[0]]), c.where[1]) if c.where else (b,), c.got, c.want)
@@ -174,23 +194,34 @@ def judge_rows(ctx: Context, case: Case, got: np.ndarray, ids: np.ndarray, valid
     return worst
 
 
-def run_model(impl: Any, ctx: Context, case: Case) -> Verdict:
-    ids, valid = case.batch.arrays(ctx.arch.dim("n_vocab"))
-    theta, _ = ctx.theta_for(case)
+def model_verdict(impl: Any, ctx: Context, batch: Batch, theta: Mapping[str, np.ndarray], key: Hashable) -> Verdict:
+    """``impl.model`` on a padded batch, judged by :func:`judge_rows` (``check``'s and ``verify``'s
+    padded-batch component)."""
+    ids, valid = batch.arrays(ctx.arch.dim("n_vocab"))
     got = np.asarray(impl.model(ctx.arch, theta, ids, valid), dtype=np.float64)
-    return judge_rows(ctx, case, got, ids, valid)
+    return judge_rows(ctx, theta, key, got, ids, valid)
 
 
-def decode_prefix(case: Case) -> int:
+def decode_verdict(impl: Any, ctx: Context, batch: Batch, theta: Mapping[str, np.ndarray], key: Hashable) -> Verdict:
+    """``impl.decode``: the batch prefilled halfway (:func:`decode_prefix`), then decoded one
+    position at a time (a KV cache), judged like :func:`model_verdict`."""
+    ids, valid = batch.arrays(ctx.arch.dim("n_vocab"))
+    got = np.asarray(impl.decode(ctx.arch, theta, ids, valid, decode_prefix(batch)), dtype=np.float64)
+    return judge_rows(ctx, theta, key, got, ids, valid)
+
+
+def run_model(impl: Any, ctx: Context, case: Case) -> Verdict:
+    return model_verdict(impl, ctx, case.batch, *ctx.theta_for(case))
+
+
+def decode_prefix(case: Case | Batch) -> int:
     """How many positions a decode check prefills: half the width (at least 1)."""
-    return max(1, case.batch.width // 2)
+    batch = case.batch if isinstance(case, Case) else case
+    return max(1, batch.width // 2)
 
 
 def run_decode(impl: Any, ctx: Context, case: Case) -> Verdict:
-    ids, valid = case.batch.arrays(ctx.arch.dim("n_vocab"))
-    theta, _ = ctx.theta_for(case)
-    got = np.asarray(impl.decode(ctx.arch, theta, ids, valid, decode_prefix(case)), dtype=np.float64)
-    return judge_rows(ctx, case, got, ids, valid)
+    return decode_verdict(impl, ctx, case.batch, *ctx.theta_for(case))
 
 
 def greedy_tokens(impl: Any, ctx: Context, theta: Mapping[str, np.ndarray], ids: np.ndarray, valid: np.ndarray, n_new: int) -> np.ndarray:

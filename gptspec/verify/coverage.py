@@ -10,10 +10,10 @@ rotary embedding). So the report says what the run does not exercise (:func:`mis
 - every registered primitive (``spec.op.PRIMITIVES``), drawn from its own examples
   (``Primitive.examples``: every mask family, key padding with rows that allow no key, one head,
   width 1, every convolution padding, ε from 1e-12 to 0.1);
-- small models of every registered family (:data:`COVERAGE`: GPT with banded layers and
-  sinusoidal positions, Llama with grouped queries, a sliding window and llama3 rotary scaling, a
-  causal ConvGPT, ParallelGPT, LinearGPT, and the encoder–decoder Transformer) on padded batches
-  (left and right padding) and with KV-cache decoding.
+- small models of every registered family (:func:`coverage_models`: each family record's fixed
+  instances, e.g. GPT with banded layers and sinusoidal positions, Llama with grouped queries, a
+  sliding window and llama3 rotary scaling, a causal ConvGPT, and the encoder–decoder
+  Transformer) on padded batches (left and right padding) and with KV-cache decoding.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from gptspec.verify.engine import Component, Outcome, Result, Target, check_op, components, run_component
+from gptspec.verify.engine import Component, Result, Target, Verdict, check_op, model_components, op_script, run_components
 from gptspec.verify.implementation import Implementation
 from gptspec.verify.strategies import OpExample, small_op_examples
 from gptspec.verify.tolerance import DEFAULT, Policy
 from spec import masks as spec_masks
+from spec.config import Config
+from spec.errors import ConfigError
 from spec.graph import Architecture
 from spec.masks import Intersection, KeyRow, Relation, SupportOf, WithinRow
 from spec.op import PRIMITIVES, Primitive
@@ -84,7 +86,7 @@ def missing_line(arch: Architecture, label: str, all_ops: bool = False) -> str:
     everything = library()
     if all_ops:
         return (f"--all-ops: also every registered op ({len(everything.ops)}) from its own examples, every mask family "
-                f"({len(everything.masks)}), {OP_LEVEL_PADDING}, and small models of every family ({', '.join(COVERAGE)}) "
+                f"({len(everything.masks)}), {OP_LEVEL_PADDING}, and small models of every family ({', '.join(coverage_models())}) "
                 "on padded batches and decoding")
     got = exercised(arch)
     ops = sorted(everything.ops - got.ops, key=list(PRIMITIVES).index)
@@ -104,39 +106,18 @@ def missing_line(arch: Architecture, label: str, all_ops: bool = False) -> str:
 # -- the --all-ops components ----------------------------------------------------------------
 
 
-def _coverage_configs() -> dict[str, object]:
-    from spec.architectures.conv_gpt import ConvGPTConfig
-    from spec.architectures.gpt import GPTConfig
-    from spec.architectures.linear_gpt import LinearGPTConfig
-    from spec.architectures.llama import LlamaConfig
-    from spec.architectures.parallel_gpt import ParallelGPTConfig
-    from spec.architectures.transformer import TransformerConfig
+def coverage_models() -> dict[str, Config]:
+    """The small models ``--all-ops`` runs whole: every registered family's fixed instances
+    (spec.architectures.registry.instances), by ``"<family>: <instance>"``."""
+    from spec.architectures.registry import instances
 
-    return {
-        "gpt banded+dense, sinusoidal, gelu_erf, untied": GPTConfig(
-            n_vocab=13, n_ctx=12, d_model=6, n_layers=2, n_heads=2, d_head=3, d_mlp=5, attention=("banded", "dense"), band_width=2,
-            positional="sinusoidal", activation="gelu_erf", tied=False, name="coverage-gpt"),
-        "gpt relu, scaled, no biases": GPTConfig(
-            n_vocab=11, n_ctx=12, d_model=5, n_layers=1, n_heads=2, d_head=2, d_mlp=3, activation="relu", bias=False, attn_scale=0.5,
-            name="coverage-gpt-relu"),
-        "llama GQA, sliding window, llama3 rotary": LlamaConfig(
-            n_vocab=13, n_ctx=16, d_model=8, n_layers=2, n_heads=4, n_kv_heads=2, d_head=2, d_mlp=5, attention=("sliding", "full"),
-            sliding_window=3, rope_pairing="interleaved", rope_scaling="llama3", rope_factor=8.0, rope_original_n_ctx=8,
-            qkv_bias=True, name="coverage-llama"),
-        "conv-gpt causal": ConvGPTConfig(n_vocab=11, n_ctx=12, d_model=8, n_layers=2, n_heads=2, mlp_ratio=1, reduce_every=1,
-                                         kernel=3, pad_left=2, name="coverage-conv-gpt"),
-        "parallel-gpt": ParallelGPTConfig(n_vocab=11, n_ctx=12, d_model=4, n_layers=2, n_heads=2, mlp_ratio=1, name="coverage-parallel-gpt"),
-        "linear-gpt": LinearGPTConfig(n_vocab=11, n_ctx=12, d_model=8, n_layers=2, n_heads=2, mlp_ratio=1, reduce_every=1,
-                                      name="coverage-linear-gpt"),
-        "transformer (encoder–decoder)": TransformerConfig(n_vocab=11, n_ctx=8, d_model=4, n_layers=1, n_heads=2, d_mlp=6,
-                                                           name="coverage-transformer"),
-    }
+    return instances()
 
 
-COVERAGE: tuple[str, ...] = ("gpt banded+dense, sinusoidal, gelu_erf, untied", "gpt relu, scaled, no biases",
-                             "llama GQA, sliding window, llama3 rotary", "conv-gpt causal", "parallel-gpt", "linear-gpt",
-                             "transformer (encoder–decoder)")
-"""The small models ``--all-ops`` runs whole (:func:`coverage_components`)."""
+def __getattr__(name: str) -> object:
+    if name == "COVERAGE":  # read when asked, so a family registered later is in it
+        return tuple(coverage_models())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # (the reduced models end at width 2: a layer norm over a width-1 row is 0, which would make their logits 0)
@@ -147,8 +128,10 @@ def coverage_target(name: str, seed: int = 0) -> Target:
     from spec import build
     from spec.theta import preset_theta
 
-    config = _coverage_configs()[name]
-    arch = build(config)  # type: ignore[arg-type]
+    models = coverage_models()
+    if name not in models:
+        raise ConfigError(f"coverage model={name!r}, but expected one of {list(models)} [gptspec check --all-ops]")
+    arch = build(models[name])
     return Target(f"coverage model {name!r} (random θ, seed {seed})", arch, dict(preset_theta(arch, seed)),
                   f"from gptspec.verify.coverage import coverage_target\ntarget = coverage_target({name!r}, seed={seed})")
 
@@ -156,18 +139,12 @@ def coverage_target(name: str, seed: int = 0) -> Target:
 def op_components(impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT) -> Iterator[Component]:
     """One component per registered primitive, drawn from its own examples."""
     for kind in PRIMITIVES:
-        def check(case: tuple[Primitive, OpExample]) -> Outcome | None:
+        def check(case: tuple[Primitive, OpExample]) -> Verdict | None:
             op, example = case
             return check_op(impl, op, example, policy)
 
         def snippet(case: tuple[Primitive, OpExample]) -> str:
-            op, example = case
-            return (
-                "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
-                "from spec.masks import *\nfrom spec.ops import *\n"
-                f"{impl_snippet}\nfrom gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
-                f"op = {op!r}\nprint(check_op(impl, op, {example!r}))"
-            )
+            return op_script(impl_snippet, case[0], case[1], policy)
 
         yield Component(f"all ops: {kind} (its own examples: every attribute's hard cases)", small_op_examples(kind), check, snippet)
 
@@ -175,15 +152,10 @@ def op_components(impl: Implementation, impl_snippet: str, policy: Policy = DEFA
 def coverage_components(impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT, seed: int = 0) -> Iterator[Component]:
     """Every op from its own examples, then each coverage model whole: padded batches and
     decoding (an encoder–decoder: padded pairs, and decoding with the encoder run once)."""
-    from gptspec.verify.seq2seq import pair_components
-    from spec.seq2seq import is_seq2seq
-
     yield from op_components(impl, impl_snippet, policy)
-    for name in COVERAGE:
+    for name in coverage_models():
         target = coverage_target(name, seed)
-        found = pair_components(target, impl, policy) if is_seq2seq(target.arch) else (
-            c for c in components(target, impl, impl_snippet, policy) if c.name.startswith("model:"))
-        for component in found:
+        for component in model_components(target, impl, impl_snippet, policy):
             yield Component(f"{name}: {component.name}", component.strategy, component.check, component.reproduce)
 
 
@@ -192,19 +164,10 @@ def verify_all_ops(
     on_result: Callable[[Result], None] | None = None, on_start: Callable[[str], None] | None = None,
     shard: tuple[int, int] = (1, 1),
 ) -> list[Result]:
-    """Run :func:`coverage_components` (of ``shard`` only, as ``verify`` does)."""
-    from gptspec.verify.shard import check_shard, select
-
-    results = []
-    for component in select(list(coverage_components(impl, impl_snippet, policy, seed)), check_shard(shard, "--shard")):
-        if on_start is not None:
-            on_start(component.name)
-        result = run_component(component, examples, seed)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
+    """Run :func:`coverage_components` through the one component loop (of ``shard`` only, as ``verify`` does)."""
+    return run_components(coverage_components(impl, impl_snippet, policy, seed), examples=examples, seed=seed, shard=shard,
+                          on_result=on_result, on_start=on_start)
 
 
-__all__ = ["COVERAGE", "MASK_FAMILIES", "Coverage", "coverage_components", "coverage_target", "exercised", "library",
+__all__ = ["MASK_FAMILIES", "Coverage", "coverage_components", "coverage_models", "coverage_target", "exercised", "library",
            "missing_line", "op_components", "verify_all_ops"]

@@ -3,25 +3,27 @@ error against the tolerance policy, shrink a failure to a minimal counterexample
 
 The check functions (:func:`check_op`, :func:`check_model`, :func:`check_decode`) are plain
 functions of one example, used both by pytest's property tests and by :func:`verify`, which
-drives them with hypothesis for ``gptspec check``.
+drives them with hypothesis for ``gptspec check``. They are ``gptspec verify``'s checks
+(gptspec/verify/cases.py) under ``check``'s settings — the ``zero`` empty-row convention, the
+``DEFAULT`` policy, θ given — with its one verdict (:class:`Verdict`, also named ``Outcome``),
+its one row judge and its one reference cache (gptspec/verify/oracle.py, keyed by content);
+:func:`run_components` is the one component loop of decoder-only, encoder–decoder
+(gptspec/verify/seq2seq.py) and ``--all-ops`` (gptspec/verify/coverage.py) runs.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
 
 import reference
+from gptspec.verify.cases import Batch, Context, Verdict, check_context, decode_verdict, model_verdict
 from gptspec.verify.compare import Comparison, compare
+from gptspec.verify.component import Component, Result, Target, run_component, run_components
 from gptspec.verify.conventions import EmptyRows, empty_softmax_rows
 from gptspec.verify.implementation import Implementation
+from gptspec.verify.seq2seq import pair_components
 from gptspec.verify.strategies import (
     BatchExample,
     OpExample,
@@ -32,30 +34,14 @@ from gptspec.verify.strategies import (
     op_examples,
     sizes_of,
 )
-from gptspec.verify.tolerance import DEFAULT, Policy, dtype_name, longest_reduction, rounded, storer, unit_roundoff
+from gptspec.verify.tolerance import DEFAULT, Policy, dtype_name, rounded, storer, unit_roundoff
 from spec.graph import Architecture
 from spec.op import Primitive
+from spec.seq2seq import is_seq2seq
 from spec.theta import preset_theta
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """One example's verdict."""
-
-    comparison: Comparison
-    budget: float
-    e_store: float
-    note: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.comparison.max_abs <= self.budget
-
-    @property
-    def ratio(self) -> float:
-        if self.comparison.max_abs == 0:
-            return 0.0
-        return self.comparison.max_abs / self.budget if self.budget > 0 else float("inf")
+Outcome = Verdict
+"""One example's verdict: the one verdict type of ``check`` and ``verify`` (gptspec/verify/cases.py)."""
 
 
 def check_op(
@@ -91,189 +77,36 @@ def check_op(
             if violation is not None:
                 magnitude, note = violation
                 row = int(np.flatnonzero(empty)[0])
-                return Outcome(Comparison(magnitude, 0.0, (row,), magnitude, 0.0), 0.0, 0.0, note)
+                return Verdict(Comparison(magnitude, 0.0, (row,), magnitude, 0.0), 0.0, 0.0, note)
             got = np.where(empty[:, None], want, got)  # judged above by the convention
     comparison = compare(got, want)
-    return Outcome(comparison, policy.budget(D, e_store, comparison.scale), e_store)
+    return Verdict(comparison, policy.budget(D, e_store, comparison.scale), e_store)
 
 
-@dataclass
-class ReferenceCache:
-    """Reference logits per (θ, sequence, stored dtype), reused across examples and checks."""
-
-    values: dict[tuple[int, tuple[int, ...], str], np.ndarray] = field(default_factory=dict)
-
-    def logits(self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: np.ndarray, stored_in: np.dtype[Any] | None) -> np.ndarray:
-        key = (id(theta), tuple(int(i) for i in ids), "" if stored_in is None else stored_in.name)
-        if key not in self.values:
-            store = None if stored_in is None else storer(stored_in, seed=len(ids))
-            self.values[key] = reference.forward(arch, theta, ids, store=store)
-        return self.values[key]
-
-
-def _judge_rows(
-    got: np.ndarray, arch: Architecture, theta: Mapping[str, np.ndarray], ids: np.ndarray, valid: np.ndarray,
-    dtype: np.dtype[Any], policy: Policy, cache: ReferenceCache,
-) -> Outcome:
-    worst: Outcome | None = None
-    for b in range(ids.shape[0]):
-        real = ids[b, valid[b]]
-        want = cache.logits(arch, theta, real, None)
-        stored = cache.logits(arch, theta, real, dtype)
-        comparison = compare(got[b, valid[b]], want)
-        e_store = compare(stored, want).max_abs
-        where = np.flatnonzero(valid[b])
-        comparison = Comparison(
-            comparison.max_abs, comparison.scale,
-            (b, int(where[comparison.where[0]]), comparison.where[1]) if comparison.where else (b,),
-            comparison.got, comparison.want,
-        )
-        outcome = Outcome(comparison, policy.budget(dtype, e_store, comparison.scale, reduction=longest_reduction(arch)), e_store)
-        if worst is None or outcome.ratio > worst.ratio:
-            worst = outcome
-        padded = got[b, ~valid[b]]
-        if padded.size and not np.all(padded == 0):
-            bad = Comparison(float(np.max(np.abs(padded))), 0.0, (b,), float(np.max(np.abs(padded))), 0.0)
-            return Outcome(bad, 0.0, 0.0, "a padded row is not 0")
-    if worst is None:
-        return Outcome(Comparison(0.0, 0.0, (), 0.0, 0.0), 0.0, 0.0)
-    return worst
+def _batch(example: BatchExample | Batch, arch: Architecture) -> Batch:
+    return example if isinstance(example, Batch) else example.batch(arch.dim("n_vocab"))
 
 
 def check_model(
-    impl: Implementation, arch: Architecture, theta: Mapping[str, np.ndarray], example: BatchExample,
-    policy: Policy = DEFAULT, cache: ReferenceCache | None = None,
-) -> Outcome:
+    impl: Implementation, arch: Architecture, theta: Mapping[str, np.ndarray], example: BatchExample | Batch,
+    policy: Policy = DEFAULT, ctx: Context | None = None,
+) -> Verdict:
     """``impl.model`` on a padded batch against the reference on each row's real tokens; padded
-    rows must be 0."""
-    ids, valid = example.arrays(arch.dim("n_vocab"))
-    got = np.asarray(impl.model(arch, theta, ids, valid), dtype=np.float64)
-    return _judge_rows(got, arch, theta, ids, valid, impl.dtype, policy, cache or ReferenceCache())
+    rows must be 0 (verify's padded-batch check under :func:`check_context`)."""
+    ctx = ctx or check_context(impl.dtype, arch, theta, policy)
+    return model_verdict(impl, ctx, _batch(example, arch), theta, ctx.theta_key)
 
 
 def check_decode(
-    impl: Implementation, arch: Architecture, theta: Mapping[str, np.ndarray], example: BatchExample,
-    policy: Policy = DEFAULT, cache: ReferenceCache | None = None,
-) -> Outcome | None:
+    impl: Implementation, arch: Architecture, theta: Mapping[str, np.ndarray], example: BatchExample | Batch,
+    policy: Policy = DEFAULT, ctx: Context | None = None,
+) -> Verdict | None:
     """Prefill half of the positions, decode the rest one at a time (KV cache), and judge the
     logits against the reference like :func:`check_model`. None if ``impl`` cannot decode."""
-    decode = getattr(impl, "decode", None)
-    if decode is None:
+    if getattr(impl, "decode", None) is None:
         return None
-    ids, valid = example.arrays(arch.dim("n_vocab"))
-    prefix = max(1, ids.shape[1] // 2)
-    got = np.asarray(decode(arch, theta, ids, valid, prefix), dtype=np.float64)
-    return _judge_rows(got, arch, theta, ids, valid, impl.dtype, policy, cache or ReferenceCache())
-
-
-# -- driving the checks with hypothesis ---------------------------------------------------
-
-
-@dataclass
-class Result:
-    """One line of the report. ``status`` is ``passed``, ``failed``, ``not run`` (the
-    implementation does not expose the component: ``skipped`` says why; never counted as
-    passed) or ``error`` (the implementation raised or broke its calling convention:
-    ``error`` says how). ``counterexample`` is Python that reproduces a failure;
-    ``example`` describes the minimal failing example, ``localisation`` where the fault is."""
-
-    component: str
-    examples: int = 0
-    max_error: float = 0.0
-    budget: float = 0.0
-    ratio: float = 0.0
-    passed: bool = True
-    seconds: float = 0.0
-    detail: str = ""
-    counterexample: str | None = None
-    skipped: str | None = None
-    error: str | None = None
-    example: str | None = None
-    localisation: dict[str, str] | None = None
-    key: str = ""
-    e_store: float = 0.0
-    """e_store of the worst example (docs/tolerances.md), for model-level components."""
-
-    @property
-    def status(self) -> str:
-        if self.error is not None:
-            return "error"
-        if self.skipped is not None:
-            return "not run"
-        return "passed" if self.passed else "failed"
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["status"] = self.status
-        return out
-
-
-class Counterexample(Exception):
-    def __init__(self, example: object, outcome: Outcome) -> None:
-        super().__init__(f"{example}: {outcome.comparison.describe()} > budget {outcome.budget:.3g}")
-        self.example = example
-        self.outcome = outcome
-
-
-@dataclass
-class Component:
-    """Something to verify: a name, a strategy of examples, the check, and how to reproduce a
-    failing example in Python."""
-
-    name: str
-    strategy: st.SearchStrategy[Any]
-    check: Callable[[Any], Outcome | None]
-    reproduce: Callable[[Any], str]
-
-
-def run_component(component: Component, examples: int, seed: int) -> Result:
-    """Run ``examples`` examples; on a failure, hypothesis shrinks it and the minimal one is
-    reported with a snippet that reproduces it."""
-    result = Result(component.name)
-    start = time.perf_counter()
-
-    @hypothesis_seed(seed)
-    @settings(
-        max_examples=examples, database=None, deadline=None, derandomize=False,
-        phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-    )
-    @given(component.strategy)
-    def prop(example: Any) -> None:
-        outcome = component.check(example)
-        if outcome is None:
-            result.skipped = "the implementation does not provide it"
-            return
-        result.examples += 1
-        if outcome.ratio >= result.ratio:
-            result.ratio, result.max_error, result.budget = outcome.ratio, outcome.comparison.max_abs, outcome.budget
-            result.detail = outcome.comparison.describe() + (f"; {outcome.note}" if outcome.note else "")
-        if not outcome.passed:
-            raise Counterexample(example, outcome)
-
-    try:
-        prop()
-    except Counterexample as failure:
-        result.passed = False
-        o = failure.outcome
-        result.max_error, result.budget, result.ratio = o.comparison.max_abs, o.budget, o.ratio
-        result.detail = f"minimal counterexample {failure.example}: {o.comparison.describe()}" + (f"; {o.note}" if o.note else "")
-        result.counterexample = component.reproduce(failure.example)
-    result.seconds = time.perf_counter() - start
-    if result.skipped and result.examples:
-        result.skipped = None
-    if result.skipped:
-        result.passed = False  # not run is never passed
-    return result
-
-
-@dataclass
-class Target:
-    """What is verified: an architecture, its θ, and Python that rebuilds both."""
-
-    label: str
-    arch: Architecture
-    theta: dict[str, np.ndarray]
-    load_snippet: str
+    ctx = ctx or check_context(impl.dtype, arch, theta, policy)
+    return decode_verdict(impl, ctx, _batch(example, arch), theta, ctx.theta_key)
 
 
 def preset_target(name: str, seed: int = 0) -> Target:
@@ -289,40 +122,66 @@ def preset_target(name: str, seed: int = 0) -> Target:
     )
 
 
+def op_script(
+    impl_snippet: str, op: Primitive, example: OpExample, policy: Policy = DEFAULT, empty_rows: EmptyRows = "zero", exit_status: bool = False,
+) -> str:
+    """Python that reruns one op's check on one example (a failure's reproduction, for ``check``,
+    ``--all-ops`` and ``verify`` alike): ``impl_snippet`` defines ``impl``; the policy and the
+    convention are the run's. ``exit_status``: the script exits 1 when the check fails."""
+    options = (f", policy={policy!r}" if policy != DEFAULT else "") + (f", empty_rows={empty_rows!r}" if empty_rows != "zero" else "")
+    head = (
+        "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
+        "from spec.masks import *\nfrom spec.ops import *\n"
+        f"{impl_snippet}\nfrom gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
+        + ("from gptspec.verify.tolerance import Policy\n" if policy != DEFAULT else "")
+        + f"op = {op!r}\n"
+    )
+    if not exit_status:
+        return head + f"print(check_op(impl, op, {example!r}{options}))"
+    return head + f"outcome = check_op(impl, op, {example!r}{options})\nprint(outcome)\nraise SystemExit(0 if outcome is None or outcome.passed else 1)"
+
+
 def components(target: Target, impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT, max_len: int | None = None) -> Iterator[Component]:
-    """Every op the architecture uses, the whole model on padded batches, and KV-cache decoding."""
-    arch, theta = target.arch, target.theta
+    """Every op the architecture uses, then :func:`model_components`: the whole model on padded
+    batches and with KV-cache decoding (of (source, target) pairs for an encoder–decoder)."""
+    arch = target.arch
     for label, (op, paths) in distinct_ops(arch).items():
         where = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
 
-        def check(example: OpExample, op: Primitive = op) -> Outcome | None:
+        def check(example: OpExample, op: Primitive = op) -> Verdict | None:
             return check_op(impl, op, example, policy)
 
         def snippet(example: OpExample, op: Primitive = op) -> str:
-            return (
-                "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
-                "from spec.masks import *\nfrom spec.ops import *\n"
-                f"{impl_snippet}\nfrom gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
-                f"op = {op!r}\nprint(check_op(impl, op, {example!r}))"
-            )
+            return op_script(impl_snippet, op, example, policy)
 
         yield Component(f"{label}  [{where}]", op_examples(op), check, snippet)
 
-    n_ctx = arch.dim("n_ctx")
-    length = min(n_ctx, max_len or 8)
-    cache = ReferenceCache()
+    yield from model_components(target, impl, impl_snippet, policy, max_len)
+
+
+def model_components(
+    target: Target, impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT, max_len: int | None = None,
+) -> Iterator[Component]:
+    """The whole model: padded batches and KV-cache decoding — of (source, target) pairs for an
+    encoder–decoder (gptspec/verify/seq2seq.py)."""
+    arch, theta = target.arch, target.theta
+    if is_seq2seq(arch):
+        yield from pair_components(target, impl, policy)
+        return
+    length = min(arch.dim("n_ctx"), max_len or 8)
+    ctx = check_context(impl.dtype, arch, theta, policy)  # θ hashed once: every example of the run shares its reference values
     model_snippet = f"{target.load_snippet}\n{impl_snippet}\nfrom gptspec.verify.strategies import BatchExample\n"
 
-    def model(example: BatchExample) -> Outcome:
-        return check_model(impl, arch, theta, example, policy, cache)
+    def model(example: BatchExample) -> Verdict:
+        return check_model(impl, arch, theta, example, policy, ctx)
 
     yield Component(
         f"model: padded batches (B ≤ 3, T ≤ {length}, left/right padding)", batch_examples(max_batch=3, max_len=length), model,
         lambda ex: model_snippet + f"from gptspec.verify.engine import check_model\nprint(check_model(impl, target.arch, target.theta, {ex!r}))",
     )
 
-    def decode(example: BatchExample) -> Outcome | None:
-        return check_decode(impl, arch, theta, example, policy, cache)
+    def decode(example: BatchExample) -> Verdict | None:
+        return check_decode(impl, arch, theta, example, policy, ctx)
 
     yield Component(
         "model: prefill then decode one token at a time (KV cache)", batch_examples(max_batch=3, max_len=length), decode,
@@ -335,26 +194,13 @@ def verify(
     policy: Policy = DEFAULT, on_result: Callable[[Result], None] | None = None,
     on_start: Callable[[str], None] | None = None, shard: tuple[int, int] = (1, 1),
 ) -> list[Result]:
-    """Run every component (of ``shard`` i/n only: the components at positions k with
-    k mod n = i − 1, each drawing exactly its unsharded examples; gptspec/verify/shard.py); call
-    ``on_result`` as each finishes (progress)."""
-    from gptspec.verify.shard import check_shard, owns
-
-    check_shard(shard, "--shard")
-    results = []
-    for k, component in enumerate(components(target, impl, impl_snippet, policy)):
-        if not owns(shard, k):
-            continue
-        if on_start is not None:
-            on_start(component.name)
-        result = run_component(component, examples, seed)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
+    """Run every component of :func:`components` through :func:`run_components` (of ``shard``
+    only)."""
+    return run_components(components(target, impl, impl_snippet, policy), examples=examples, seed=seed, shard=shard,
+                          on_result=on_result, on_start=on_start)
 
 
 __all__ = [
-    "Component", "Outcome", "Result", "Target", "check_decode", "check_model", "check_op", "components",
-    "describe", "preset_target", "run_component", "verify",
+    "Component", "Outcome", "Result", "Target", "Verdict", "check_context", "check_decode", "check_model", "check_op", "components",
+    "describe", "model_components", "op_script", "preset_target", "run_component", "run_components", "verify",
 ]

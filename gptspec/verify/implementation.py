@@ -55,15 +55,16 @@ class FastImplementation:
         self.dtype: np.dtype[Any] = resolve_dtype(dtype, "FastImplementation")  # float16 and bfloat16 too (fast/precision.py)
         self.name = f"fast[{self.dtype.name}]"
         self.block = block  # small, so even short sequences cross several key blocks
-        self._programs: dict[int, Any] = {}
+        self._compiled: tuple[Architecture, Mapping[str, np.ndarray], Any] | None = None
 
     def _program(self, arch: Architecture, theta: Mapping[str, np.ndarray]) -> Any:
+        """The program compiled for (arch, θ), the last one kept: θ is held with it, so the same
+        object is the same θ (an identity a freed dict could otherwise pass on to a new one)."""
         import fast
 
-        key = id(theta)
-        if key not in self._programs:
-            self._programs = {key: fast.compile(arch, theta, self.dtype, block=self.block)}
-        return self._programs[key]
+        if self._compiled is None or self._compiled[0] is not arch or self._compiled[1] is not theta:
+            self._compiled = (arch, theta, fast.compile(arch, theta, self.dtype, block=self.block))
+        return self._compiled[2]
 
     def op(self, op: Primitive, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray]) -> np.ndarray | None:
         import fast

@@ -32,13 +32,13 @@ to uniform attention) is attributed to the next probe.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from gptspec.verify.cases import Case, Context, Verdict
+from gptspec.verify.cases import Case, Context, Verdict, run_model
 from gptspec.verify.compare import compare
 from gptspec.verify.draws import ThetaDraw
 from gptspec.verify.structure import Structure, structure
@@ -94,8 +94,8 @@ def by_intermediates(impl: Any, ctx: Context, case: Case, prefix: int | None = N
     seen: list[Seen] = []
     for node_path, what, array in observed:
         placed = st.by_path.get(node_path)
-        if placed is None:
-            continue
+        if placed is None or what not in ("output", "input"):
+            continue  # ("path", "raised", …): where the target raised (session.Runner.raised_on reads it)
         if what == "output":
             value = placed.output
         else:
@@ -221,6 +221,25 @@ def by_probes(impl: Any, ctx: Context, case: Case, check: Check) -> Localisation
     def off(branches: Sequence[Any]) -> set[str]:
         return {n for b in branches for n in b.off}
 
+    def probe_error(theta: dict[str, np.ndarray], tag: str) -> float:
+        """The probe's relative error (0 when it passes; inf when the target cannot run it)."""
+        probe = replace(ctx, theta=theta, theta_key=("probe", base[1], tag))
+        try:
+            verdict = check(impl, probe, case)
+        except Exception:  # noqa: BLE001 - a probe the target cannot run tells nothing
+            return float("inf")
+        return 0.0 if verdict.passed else verdict.comparison.max_abs / max(verdict.comparison.scale, 1e-300)
+
+    def model_logits(theta: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The target's logits of the case's batch under ``theta`` (None unless judging the model itself)."""
+        if check is not run_model:
+            return None
+        ids, valid = case.batch.arrays(ctx.arch.dim("n_vocab"))
+        try:
+            return np.asarray(impl.model(ctx.arch, theta, ids, valid), dtype=np.float64)[valid]
+        except Exception:  # noqa: BLE001 - a probe the target cannot run tells nothing
+            return None
+
     base = (theta0, key0)
     if ctx.theta is None and case.draw.magnitude != "plain" and attention:
         # Large scores first: does the same case fail with plain θ? If not, the failure needs
@@ -244,10 +263,15 @@ def by_probes(impl: Any, ctx: Context, case: Case, check: Check) -> Localisation
     switchable = all(b.off for b in st.branches) and bool(st.branches)
     if switchable and fails(off(st.branches), "branches off"):
         for node in _sources(st):
+            if node.node.op.kind == "token_embedding":
+                continue  # zeroing it zeroes the whole stream, and every norm of zero agrees: it tells nothing (_stream_probes names it)
             names = {ref.name for ref in node.node.params.values()}
             if not fails(off(st.branches) | names, f"branches off, {node.path} zeroed"):
                 return Localisation(node.path, node.node.op.kind, "ablation",
                                     f"with every residual branch off the logits are wrong, and zeroing {node.path}'s parameters makes them right")
+        found = _stream_probes(st, base[0], off(st.branches), probe_error, model_logits)
+        if found is not None:
+            return found
         region = _outside(st)
         return Localisation("+".join(region[0]), "+".join(region[1]), "ablation",
                             "with every residual branch off (attention and MLP outputs zeroed) the logits are wrong: embedding, "
@@ -263,17 +287,81 @@ def by_probes(impl: Any, ctx: Context, case: Case, check: Check) -> Localisation
                 if switchable and fails(set(score_params) | off([a for a in attention if a is not attn]), f"uniform, only {attn.path}"):
                     return Localisation(attn.region, _kinds(st, attn), "ablation",
                                         "with W_Q = W_K = 0 (uniform attention over the allowed keys) this attention sublayer alone makes the logits wrong: "
-                                        "its input norm, the mask, the padding, the values or the output projection")
+                                        "its input norm, the mask, the padding, the values or the output projection — or the softmax's axis "
+                                        "(normalising over the queries instead of the keys breaks even uniform attention)")
             return Localisation(_star(attention[0].path), attention[0].op_kind, "ablation",
-                                "with W_Q = W_K = 0 (uniform attention) the logits are wrong: the mask, the padding, the values or the output projection")
+                                "with W_Q = W_K = 0 (uniform attention) the logits are wrong: the mask, the padding, the values or the output projection "
+                                "— or the softmax's axis (normalising over the queries instead of the keys breaks even uniform attention)")
         layer = attention[0]
         for attn in attention:
             if fails({n for other in attention if other is not attn for n in qk[other.path]}, f"scores only in {attn.path}"):
                 layer = attn
                 break
+        rotary = any(p.node.op.kind == "rotary" for p in st.placed)
+        hint = ("; with rotary embedding, first suspect its pairing of features (half: Hugging Face; interleaved: Meta) or its base θ — "
+                "--identify tries both" if rotary else "")
         return Localisation(layer.path, layer.op_kind, "ablation",
-                            "uniform attention passes and full attention fails: the scores — Q and K, their scale, the softmax, or how heads are laid out")
+                            "uniform attention passes and full attention fails: the scores — Q and K, their scale, the softmax, or how heads are laid out" + hint)
     return Localisation("+".join(b.path for b in st.branches) or "model", "model", "ablation", "no probe isolates the failure")
+
+
+NORM_KINDS = ("layer_norm", "rms_norm")
+CLEARLY = 100.0
+"""How many times a probe must cut the relative error to count (_stream_probes)."""
+
+
+def _stream_probes(
+    st: Structure, theta: Mapping[str, np.ndarray], branches_off: set[str], error: Callable[[dict[str, np.ndarray], str], float],
+    logits: Callable[[dict[str, np.ndarray]], np.ndarray | None],
+) -> Localisation | None:
+    """With every residual branch off the logits are wrong, and no embedding-side table is to
+    blame: probes that name at most two nodes for the final norm, the unembedding and the
+    residual wiring (a missing residual connection, norms placed on the stream: post-LN). A
+    probe that is exact in the spec only up to ε (a norm of a normalised stream) counts when it
+    cuts the relative error :data:`CLEARLY` times."""
+    inside = tuple(b.path + "." for b in st.branches)
+    norms = [p for p in st.placed if p.node.op.kind in NORM_KINDS and not p.path.startswith(inside)]
+    final = [p for p in norms if not p.path.startswith("blocks.")]
+    stream_norms = [p for p in norms if p.path.startswith("blocks.")]
+    off = {k: (np.zeros_like(v) if k in branches_off else np.asarray(v)) for k, v in theta.items()}
+    baseline = error(off, "branches off")
+    unembed = next((p for p in st.placed if p.path == "unembed"), None)
+    if final:
+        f = final[-1]
+        gamma = [ref.name for name, ref in f.node.params.items() if name == "gamma"]
+        if gamma and error(off | {g: np.zeros_like(off[g]) for g in gamma}, "final norm gamma 0") > 0:
+            return Localisation(f"{f.path}+{unembed.path if unembed else 'unembed'}", f"{f.node.op.kind}+affine", "ablation",
+                                f"with every branch off and {f.path}'s γ = 0 (the logits are then what the norm adds after γ — β, or 0 for an RMS "
+                                "norm — through the unembedding, whatever the stream) the logits are still wrong: the final norm's γ and β "
+                                "(swapped? the norm missing?) or the unembedding")
+    if stream_norms:
+        identity = dict(off)
+        for p in stream_norms:
+            for name, ref in p.node.params.items():
+                identity[ref.name] = np.ones_like(off[ref.name]) if name == "gamma" else np.zeros_like(off[ref.name])
+        if error(identity, "stream norms identity") * CLEARLY < baseline:
+            kinds = sorted({p.node.op.kind for p in stream_norms})
+            return Localisation("+".join(dict.fromkeys(_star(p.path) for p in stream_norms)), "+".join(kinds), "ablation",
+                                "with every branch off the error vanishes (up to ε) when the blocks' norms are γ = 1, β = 0: those norms "
+                                "act on the residual stream itself — norms placed after the residual add (post-LN) instead of on the branch input")
+    got = logits(off)
+    if got is not None and got.shape[0] > 1 and np.ptp(got, axis=0).max() <= 1e-6 * max(float(np.abs(got).max()), 1e-300):
+        adds = dict.fromkeys(_star(p.path) for p in st.placed if p.node.op.kind == "add" and p.path.startswith("blocks."))
+        return Localisation("+".join(list(adds)[:2]) or "blocks.*", "add", "ablation",
+                            "with every branch off the target's logits are the same at every position: the residual stream is lost "
+                            "in a block — a residual connection missing (x = f(x) instead of x + f(x))")
+    if final:
+        f = final[-1]
+        scaled = {k: (v * 1e3 if k in ("W_E", "W_P") else v) for k, v in off.items()}
+        if error(scaled, "stream ×1000") * CLEARLY < baseline:
+            return Localisation(f.path, f.node.op.kind, "ablation",
+                                f"with every branch off the error vanishes once the residual stream is scaled ×1000 (where ε is negligible): "
+                                f"{f.path}'s ε — its value, or where it enters (inside or outside the square root)")
+        embedding = next((p.path for p in st.placed if p.node.op.kind == "token_embedding"), "token_embedding")
+        return Localisation(f"{f.path}+{embedding}", f"{f.node.op.kind}+token_embedding", "ablation",
+                            f"with every branch off the logits are wrong whatever the scale of the stream, and {f.path}'s affine part is "
+                            f"right: its normalisation (the mean, the variance's divisor) or the embedding lookup")
+    return None
 
 
 def _kinds(st: Structure, branch: Any) -> str:

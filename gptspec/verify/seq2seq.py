@@ -6,7 +6,9 @@ and target, under the tolerance policy (docs/tolerances.md).
 
 The model components drive fast/ (the implementation ``check`` verifies) through its context
 inputs; the implementation-under-test interface (gptspec/verify/implementation.py) has no
-source sequence yet, so another implementation is verified op by op only.
+source sequence yet, so another implementation is verified op by op only. They are judged by the
+one row judge (gptspec/verify/cases.py, the source given with each row) and run by the one
+component loop (gptspec/verify/component.py), as a decoder's are.
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-import reference
-from gptspec.verify.compare import Comparison, compare
-from gptspec.verify.engine import Component, Outcome, Result, Target, components, run_component
+from gptspec.verify.cases import Context, Verdict, check_context, judge_rows
+from gptspec.verify.component import Component, Target
 from gptspec.verify.implementation import Implementation
 from gptspec.verify.strategies import BatchExample
-from gptspec.verify.tolerance import DEFAULT, Policy, longest_reduction, storer
+from gptspec.verify.tolerance import DEFAULT, Policy
 from spec.graph import Architecture
-from spec.seq2seq import SOURCE, TARGET
+from spec.seq2seq import SOURCE
 
 
 @dataclass(frozen=True)
@@ -48,39 +49,17 @@ def pair_examples(max_batch: int = 3, max_len: int = 6) -> st.SearchStrategy[Pai
     return st.integers(1, max_batch).flatmap(lambda rows: st.builds(PairExample, of(rows), of(rows)))
 
 
-def _reference(arch: Architecture, theta: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:
-    store = None if dtype is None else storer(dtype, seed=len(x) + 7 * len(y))
-    logits: np.ndarray = reference.evaluate(arch, theta, {SOURCE: x, TARGET: y}, store)["logits"]
-    return logits
-
-
 def judge(
     got: np.ndarray, arch: Architecture, theta: Mapping[str, np.ndarray], example: PairExample, dtype: np.dtype[Any], policy: Policy,
-) -> Outcome:
+    ctx: Context | None = None,
+) -> Verdict:
     """Every real target row of ``got`` (B, T, n_vocab) against the reference on the row's real
-    source and target; padded rows must be 0."""
+    source and target; padded rows must be 0 — the one row judge (gptspec/verify/cases.py) with
+    the source as the rows' context, under ``check``'s settings (engine.check_context)."""
+    ctx = ctx or check_context(dtype, arch, theta, policy)
     n_vocab = arch.dim("n_vocab")
-    src, src_valid = example.source.arrays(n_vocab)
     tgt, tgt_valid = example.target.arrays(n_vocab)
-    worst: Outcome | None = None
-    for b in range(tgt.shape[0]):
-        x, y = src[b, src_valid[b]], tgt[b, tgt_valid[b]]
-        want = _reference(arch, theta, x, y, None)
-        e_store = compare(_reference(arch, theta, x, y, dtype), want).max_abs
-        comparison = compare(got[b, tgt_valid[b]], want)
-        where = np.flatnonzero(tgt_valid[b])
-        comparison = Comparison(
-            comparison.max_abs, comparison.scale,
-            (b, int(where[comparison.where[0]]), comparison.where[1]) if comparison.where else (b,), comparison.got, comparison.want,
-        )
-        outcome = Outcome(comparison, policy.budget(dtype, e_store, comparison.scale, reduction=longest_reduction(arch)), e_store)
-        if worst is None or outcome.ratio > worst.ratio:
-            worst = outcome
-        padded = got[b, ~tgt_valid[b]]
-        if padded.size and not np.all(padded == 0):
-            size = float(np.max(np.abs(padded)))
-            return Outcome(Comparison(size, 0.0, (b,), size, 0.0), 0.0, 0.0, "a padded row is not 0")
-    return worst if worst is not None else Outcome(Comparison(0.0, 0.0, (), 0.0, 0.0), 0.0, 0.0)
+    return judge_rows(ctx, theta, ctx.theta_key, got, tgt, tgt_valid, context={SOURCE: example.source.arrays(n_vocab)})
 
 
 def run_fast(
@@ -105,7 +84,8 @@ def run_fast(
 
 
 def pair_components(target: Target, impl: Implementation, policy: Policy = DEFAULT, max_len: int = 6) -> Iterator[Component]:
-    """The whole encoder–decoder on padded batches of pairs: forward, and prefill then decode."""
+    """The whole encoder–decoder on padded batches of pairs: forward, and prefill then decode
+    (the model components :func:`gptspec.verify.engine.components` gives an encoder–decoder)."""
     arch, theta = target.arch, target.theta
     length = min(arch.dim("n_ctx"), max_len)
     dtype = np.dtype(impl.dtype)
@@ -115,10 +95,11 @@ def pair_components(target: Target, impl: Implementation, policy: Policy = DEFAU
     import fast
 
     program = fast.compile(arch, theta, dtype, block=4)
+    ctx = check_context(dtype, arch, theta, policy)  # θ hashed once for the run
 
-    def check(decode: bool) -> Callable[[PairExample], Outcome]:
-        def run(example: PairExample) -> Outcome:
-            return judge(run_fast(arch, theta, example, dtype, decode, program), arch, theta, example, dtype, policy)
+    def check(decode: bool) -> Callable[[PairExample], Verdict]:
+        def run(example: PairExample) -> Verdict:
+            return judge(run_fast(arch, theta, example, dtype, decode, program), arch, theta, example, dtype, policy, ctx)
 
         return run
 
@@ -134,24 +115,4 @@ def pair_components(target: Target, impl: Implementation, policy: Policy = DEFAU
         yield Component(name, pair_examples(3, length), check(decode), reproduce(decode))
 
 
-def verify_seq2seq(
-    target: Target, impl: Implementation, impl_snippet: str, *, examples: int = 25, seed: int = 0, policy: Policy = DEFAULT,
-    on_result: Callable[[Result], None] | None = None, on_start: Callable[[str], None] | None = None,
-    shard: tuple[int, int] = (1, 1),
-) -> list[Result]:
-    """:func:`gptspec.verify.engine.verify` for an encoder–decoder: the engine's op components,
-    then :func:`pair_components` in place of its single-sequence model components (of ``shard``
-    only, as there)."""
-    from gptspec.verify.shard import check_shard, select
-
-    chosen = [c for c in components(target, impl, impl_snippet, policy) if not c.name.startswith("model:")]
-    chosen += list(pair_components(target, impl, policy))
-    results = []
-    for component in select(chosen, check_shard(shard, "--shard")):
-        if on_start is not None:
-            on_start(component.name)
-        result = run_component(component, examples, seed)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
+__all__ = ["PairExample", "judge", "pair_components", "pair_examples", "run_fast"]

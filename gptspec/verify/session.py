@@ -20,7 +20,6 @@ spec terms (:mod:`gptspec.verify.localise`), and given a standalone script that 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,10 +38,14 @@ from gptspec.verify.cases import (
     run_generate,
     run_model,
 )
+from gptspec.verify.compare import Comparison
+from gptspec.verify.component import Component, Result, run_component
 from gptspec.verify.conventions import DEFAULT_EMPTY_ROWS, DESCRIPTIONS, check_convention
-from gptspec.verify.engine import Component, Result, check_op, run_component
+from gptspec.verify.engine import check_op, op_script
+from gptspec.verify.identify import identify
+from gptspec.verify.isolate import RunTimeout, TargetFailure, TargetRaised
 from gptspec.verify.localise import Localisation, by_intermediates, by_probes, component_only
-from gptspec.verify.oracle import ORACLE
+from gptspec.verify.oracle import ORACLE, content_key
 from gptspec.verify.shard import WHOLE, Shard, check_shard, describe, owns
 from gptspec.verify.shrink import script, shrink
 from gptspec.verify.strategies import distinct_ops, op_examples, small_op_examples
@@ -84,9 +87,34 @@ class Options:
     components: tuple[str, ...] = tuple(COMPONENTS)
     policy: Policy = VERIFY
     shard: Shard = WHOLE
-    """``--shard i/n``: run only shard i of n of the drawn cases and op components (gptspec/verify/shard.py)."""
+    """``--shard i/n``: run only shard i of n of the drawn cases and op components (gptspec/verify/shard/)."""
+    sets: tuple[str, ...] = ()
+    """``--set KEY=VALUE`` changes to the architecture's config (a preset's or the layout's default), type-checked
+    as ``gptspec params``/``forward`` check them (gptspec.models.parse_overrides)."""
+
+    isolate: bool | None = None
+    """Run the target in a child process (gptspec/verify/isolate.py). None (the default): a
+    target named by a string (``module:name``, ``file.py:name``: what the CLI and the pytest
+    plugin take) runs isolated; a Python object, already imported in this process, runs here
+    (the report notes it). True: isolated always (an object is pickled to the child, which
+    imports its module). False: ``--in-process`` (for debuggers; unsafe for CI: a target that
+    exits ends the run)."""
+    call_timeout: float | None = 60.0
+    """Seconds one call of the target may take (``--call-timeout``; None: no limit); isolated runs only."""
+    timeout: float | None = None
+    """Seconds the whole run may take (``--timeout``; None: no limit)."""
+    identify: bool | None = None
+    """Search the architecture's variants for the one the target computes (gptspec/verify/identify.py):
+    None (the default) when a component fails, True always (``--identify``), False never (``--no-identify``)."""
+    cost_limit: bool = True
+    """Refuse a campaign beyond gptspec.estimate's bounds before anything is built (``--no-cost-limit``: False)."""
 
     def check(self) -> None:
+        for name in ("call_timeout", "timeout"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value
+                                      or value == float("inf")):
+                raise ConfigError(f"{name}={value!r}, but expected a finite number of seconds > 0 (or None: no limit) [gptspec verify]")
         check_shard(self.shard, "--shard")
         check_convention(self.empty_rows)
         for name in ("examples", "generation_examples", "op_examples", "max_len"):
@@ -96,6 +124,8 @@ class Options:
         unknown = [c for c in self.components if c not in COMPONENTS]
         if unknown:
             raise ConfigError(f"components={unknown}, but expected some of {list(COMPONENTS)} [gptspec verify]")
+        if isinstance(self.sets, str) or not all(isinstance(item, str) for item in self.sets):
+            raise ConfigError(f"sets={self.sets!r}, but expected a tuple of 'KEY=VALUE' strings [gptspec verify]")
         if self.attn_implementation not in (None, "eager", "sdpa"):
             raise ConfigError(f"attn_implementation={self.attn_implementation!r}, but expected eager or sdpa [gptspec verify]")
 
@@ -115,6 +145,10 @@ class Report:
     results: list[Result] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    function: dict[str, Any] = field(default_factory=dict)
+    """Every config field that changes the function judged, besides the sizes (:func:`function_fields`)."""
+    identified: dict[str, Any] | None = None
+    """What identify found (gptspec/verify/identify.py: Identified.as_dict), or None when it did not run."""
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -129,11 +163,11 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {
             "target": self.target, "implementation": self.implementation, "layout": self.layout,
-            "architecture": self.architecture, "dtype": self.dtype, "empty_rows": self.empty_rows,
+            "architecture": self.architecture, "function": {k: _json_value(v) for k, v in self.function.items()}, "dtype": self.dtype, "empty_rows": self.empty_rows,
             "empty_rows_rule": DESCRIPTIONS.get(self.empty_rows, ""), "policy": self.policy, "seed": self.seed,
             "passed": self.exit_code == 0, "exit_code": self.exit_code, "seconds": self.seconds,
             "counts": {s: self.count(s) for s in ("passed", "failed", "not run", "error")},
-            "notes": self.notes, "components": [r.as_dict() for r in self.results],
+            "notes": self.notes, "identified": self.identified, "components": [r.as_dict() for r in self.results],
         }
 
 
@@ -149,11 +183,14 @@ class Setup:
     weights: dict[str, np.ndarray] | None
     impl: Any
     dtype: str
+    notes: list[str] = field(default_factory=list)
+    """How the target was built and is called, and how its layout was inferred (report header)."""
 
 
 def _load_target(target: object) -> tuple[object, str]:
     """The object a target string names; a module is imported from the current directory
-    first (as ``python -m`` and pytest do), then from the installed packages."""
+    first (as ``python -m`` and pytest do), then from the installed packages. Any way the
+    import ends but returning — a syntax error, an exception, ``sys.exit`` — is a ConfigError."""
     if isinstance(target, str):
         import os
         import sys
@@ -162,8 +199,40 @@ def _load_target(target: object) -> tuple[object, str]:
 
         if os.getcwd() not in sys.path and "" not in sys.path:
             sys.path.insert(0, os.getcwd())
-        return load_object(target, "target"), target
+        return user_code(f"target {target}", "loading", lambda: load_object(target, "target")), target
     return target, getattr(target, "__qualname__", None) or type(target).__name__
+
+
+def user_code(what: str, doing: str, run: Callable[[], Any], fix: str = "") -> Any:
+    """``run()`` — the user's code loading or building a target — with every way it can end
+    besides returning made a ConfigError in the house shape (no traceback): an exception
+    (where it was raised), ``sys.exit``/``SystemExit``, a GptSpecError passed through as is."""
+    try:
+        return run()
+    except GptSpecError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as error:
+        raise ConfigError(f"{what} called sys.exit({error.code!r}) while {doing}, but expected it to return [gptspec verify]{fix}") from None
+    except BaseException as error:  # noqa: BLE001 - the user's code failed: could not run, said in one line
+        raise ConfigError(f"{what} raised {raised(error)} while {doing}, but expected it to return [gptspec verify]{fix}") from None
+
+
+def raised(error: BaseException) -> str:
+    """``Type: message (at file:line)``: an exception as one line, where the user's code raised it."""
+    import traceback
+
+    where = ""
+    frames = traceback.extract_tb(error.__traceback__)
+    if isinstance(error, SyntaxError) and error.filename:
+        where = f" (at {error.filename}:{error.lineno})"
+    elif frames:
+        mine = [f for f in frames if "/gptspec/" not in f.filename.replace("\\", "/") and "importlib" not in f.filename]
+        frame = (mine or frames)[-1]
+        where = f" (at {frame.filename}:{frame.lineno})"
+    message = str(error) if not isinstance(error, SyntaxError) else (error.msg or str(error))
+    return f"{type(error).__name__}: {message}{where}"
 
 
 def _layout_for(obj: object, name: str | None, label: str) -> Layout:
@@ -171,6 +240,10 @@ def _layout_for(obj: object, name: str | None, label: str) -> Layout:
     from gptspec.verify.targets import infer_layout
 
     chosen = name or infer_layout(obj)
+    if chosen is not None and chosen.endswith(".py"):
+        from gptspec.verify.layouts import load_layout_file
+
+        return load_layout_file(chosen)  # a layout table as --save-layout writes it
     if chosen is None:
         raise ConfigError(
             f"layout=None for target {label}, but expected --layout naming how its parameters are called, one of {list(LAYOUTS)} "
@@ -187,7 +260,7 @@ DECODER_ONLY_REFUSED = {
 """Families verify refuses, with what to use instead."""
 
 
-def _architecture(lay: Layout, model: str | None, weights: bool) -> tuple[Architecture, dict[str, np.ndarray] | None]:
+def _architecture(lay: Layout, model: str | None, weights: bool, sets: Sequence[str] = ()) -> tuple[Architecture, dict[str, np.ndarray] | None]:
     import os
 
     from spec import build, family_of
@@ -203,10 +276,14 @@ def _architecture(lay: Layout, model: str | None, weights: bool) -> tuple[Archit
             raise ConfigError(f"layout {lay.name} has no default config, but expected --model naming the architecture [gptspec verify]")
         if weights:
             raise ConfigError("--weights, but expected --model naming a checkpoint whose weights to use [gptspec verify]")
-        arch = build(lay.default)
+        from gptspec.models import parse_overrides
+
+        arch = build(parse_overrides(lay.default, sets))
     elif os.path.exists(model):
         from gptspec.checkpoint import load, load_architecture
 
+        if sets:
+            raise ConfigError(f"--set {list(sets)}, but expected no overrides for a checkpoint [{model}]; a checkpoint fixes its config")
         if weights:
             arch, theta = load(model)
         else:
@@ -216,7 +293,7 @@ def _architecture(lay: Layout, model: str | None, weights: bool) -> tuple[Archit
             raise ConfigError(f"--weights with --model {model}, but expected a checkpoint directory or file [gptspec verify]")
         from gptspec.models import resolve
 
-        arch = resolve(model, (), need_theta=False, progress=False).arch
+        arch = resolve(model, tuple(sets), need_theta=False, progress=False).arch
     if list(arch.inputs) != ["ids"]:
         raise ConfigError(
             f"architecture inputs={list(arch.inputs)}, but expected ['ids'] (a decoder-only language model) [gptspec verify]; "
@@ -230,27 +307,90 @@ def _architecture(lay: Layout, model: str | None, weights: bool) -> tuple[Archit
 
 
 def setup(target: object, options: Options) -> Setup:
-    """Resolve target, layout, architecture and implementation; every problem is a GptSpecError."""
-    from gptspec.verify.targets import adapt
-    from gptspec.verify.torch_target import TorchTarget
+    """Resolve target, layout, architecture and implementation; every problem is a GptSpecError
+    (the target's own failures while loading or building included: :func:`user_code`)."""
+    from gptspec.verify.targets import adapt, classify
+    from gptspec.verify.torch_target import TorchTarget, native_config
 
     options.check()
     obj, label = _load_target(target)
+    if _wants_auto(obj, options.layout):
+        return _auto_setup(obj, label, options)
     lay = _layout_for(obj, options.layout, label)
-    arch, weights = _architecture(lay, options.model, options.weights)
+    model_what = f"--model {options.model}" if options.model else "the architecture"
+    arch, weights = user_code(model_what, "building the architecture", lambda: _architecture(lay, options.model, options.weights, options.sets))
     dtype = None if options.dtype is None else dtype_name(options.dtype)
-    impl = adapt(obj, lay, label, dtype=dtype, attn_implementation=options.attn_implementation)
-    try:
-        if isinstance(impl, TorchTarget):
-            if impl.make is None:
-                impl.check_shapes(arch)
-            else:
-                impl.module_for(arch)
-    except GptSpecError:
-        raise
-    except Exception as error:  # noqa: BLE001 - the user's constructor failed: could not run
-        raise ConfigError(f"{label} could not be built for {arch.name}: {type(error).__name__}: {error} [gptspec verify]") from error
+    kind = classify(obj)
+    impl = user_code(label, f"building the {kind}", lambda: adapt(obj, lay, label, dtype=dtype, attn_implementation=options.attn_implementation))
+    if isinstance(impl, TorchTarget):
+        fix = ""
+        if impl.make is not None:
+            shown = dict(native_config(lay, arch))
+            fix = (f"; it was given the native config {shown}" + ("" if kind == "factory" else
+                   "; a class that takes other arguments is verified through a factory f(config) -> module (docs/verify.md)"))
+        user_code(label, f"being built for {arch.name}", lambda: impl.check_shapes(arch) if impl.make is None else impl.module_for(arch), fix)
+        return Setup(obj, label, lay, arch, weights, impl, dtype_name(impl.dtype), user_code(label, "being inspected", lambda: impl.conventions(arch)))
     return Setup(obj, label, lay, arch, weights, impl, dtype_name(impl.dtype))
+
+
+def _wants_auto(obj: object, name: str | None) -> bool:
+    """``--layout auto``, or no --layout for a torch module without a Hugging Face config class."""
+    from gptspec.verify.layouts import AUTO
+    from gptspec.verify.targets import classify, infer_layout
+
+    if name == AUTO:
+        return True
+    return name is None and infer_layout(obj) is None and classify(obj) in ("module-class", "module")
+
+
+def _auto_setup(obj: object, label: str, options: Options) -> Setup:
+    """Setup with the layout inferred from the module (gptspec/verify/auto.py, gptspec/verify/layouts.py)."""
+    from gptspec.verify.auto import resolve_auto
+
+    if options.weights:
+        raise ConfigError("--weights with --layout auto, but expected --layout naming how the checkpoint's tensors are called [gptspec verify]")
+    dtype = None if options.dtype is None else dtype_name(options.dtype)
+    found = user_code(label, "being built and matched to Θ (--layout auto)", lambda: resolve_auto(obj, label, options, dtype))
+    impl = found.impl
+    user_code(label, f"being built for {found.arch.name}", lambda: impl.module_for(found.arch))
+    notes = found.notes + user_code(label, "being inspected", lambda: impl.conventions(found.arch))
+    return Setup(obj, label, found.layout, found.arch, None, impl, dtype_name(impl.dtype), notes)
+
+
+def function_fields(config: object) -> dict[str, Any]:
+    """The fields of ``config`` (a family's config dataclass) that choose the function besides
+    its sizes — activation, ε, biases, tying, positions, rotary pairing/base/scaling, windows … —
+    derived from the dataclass itself: every compared field that is not one of the config's dims
+    (``Config.dims``) and not its name."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return {}
+    try:
+        dims = {str(symbol) for symbol in config.dims()}  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a config without dims shows every field
+        dims = set()
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.compare and f.name not in dims}
+
+
+def describe_function(config: object) -> str:
+    """``activation=gelu_tanh, eps=1e-05, …``: :func:`function_fields` as one line."""
+    return ", ".join(f"{k}={_show(v)}" for k, v in function_fields(config).items())
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else "()"
+    return str(value)
+
+
+def _json_value(value: object) -> object:
+    """A config value as JSON: tuples as lists, non-finite floats as strings (reports hold no NaN/Infinity)."""
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
 
 
 def describe_config(config: object) -> str:
@@ -273,6 +413,16 @@ class Runner:
         """The target as a string, for scripts that reproduce a failure (None: an object)."""
         self._archs: dict[Hashable, Architecture] = {s.arch.config: s.arch}
         self.passed: dict[str, bool] = {}
+        self.results: list[Result] = []
+        self.broken = False
+        """A component failed by a hang or a write into the inputs (:meth:`broke`), not by its values."""
+        self.deadline: float | None = None
+        """time.monotonic() after which the run stops (RunTimeout), checked between calls."""
+        self._weights_key: str | None = None
+
+    def on_time(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise RunTimeout("the run went past --timeout")
 
     def arch_for(self, config: Any) -> Architecture:
         if config not in self._archs:
@@ -284,8 +434,22 @@ class Runner:
     def context(self, case: Case, key: str) -> Context:
         ctx = Context(self.arch_for(case.config), self.s.dtype, self.options.policy, self.options.empty_rows, ORACLE)  # type: ignore[arg-type]
         if key == "weights" and self.s.weights is not None:
-            ctx = replace(ctx, theta=self.s.weights, theta_key=("weights", self.options.model))
+            if self._weights_key is None:  # the checkpoint's θ named by its content, once (gptspec/verify/oracle.py)
+                self._weights_key = content_key(self.s.arch, self.s.weights)
+            ctx = replace(ctx, theta=self.s.weights, theta_key=self._weights_key)
         return ctx
+
+    def judge(self, key: str, case: Case) -> Verdict:
+        """Component ``key``'s check of the target on one case."""
+        return CHECKS[key](self.s.impl, self.context(case, key), case)
+
+    def variant(self, arch: Architecture) -> Runner:
+        """A run of the same target judged against ``arch`` (a variant of its architecture, with
+        Θ's shapes unchanged), neither shrinking, localising nor identifying: what identify
+        screens (gptspec/verify/identify.py)."""
+        trial = Runner(replace(self.s, arch=arch), replace(self.options, shrink=False, localise=False, identify=False), None)
+        trial.deadline = self.deadline
+        return trial
 
     def config_ok(self, config: Any) -> bool:
         try:
@@ -302,17 +466,27 @@ class Runner:
         start = time.perf_counter()
         impl = self.s.impl
         for i, case in enumerate(cases):
+            self.on_time()
             self.progress(f"{name}: example {i + 1}/{len(cases)} ({case.batch.describe()})")
             ctx = self.context(case, key)
             try:
                 verdict = check(impl, ctx, case)
+            except (KeyboardInterrupt, RunTimeout):
+                raise
+            except TargetFailure as failure:  # a hang, a write into its inputs: a failure with this input as its counterexample
+                self.broke(result, key, case, failure)
+                break
             except GptSpecError as error:
                 result.error, result.passed = f"{error} (on {case.describe(self.s.dtype)})", False
                 break
-            except Exception as error:  # noqa: BLE001 - the target raised: could not run
-                where = traceback.extract_tb(error.__traceback__)[-1]
-                result.error = f"the target raised {type(error).__name__}: {error} (at {where.filename}:{where.lineno}) on {case.describe(self.s.dtype)}"
-                result.passed = False
+            except TargetRaised as error:
+                self.raised_on(result, key, case, str(error))
+                break
+            except SystemExit as error:  # in-process only: the child reports it otherwise
+                result.error, result.passed = f"the target called sys.exit({error.code!r}) on {case.describe(self.s.dtype)}", False
+                break
+            except BaseException as error:  # noqa: BLE001 - the target raised: a failure if it runs on other inputs
+                self.raised_on(result, key, case, f"the target raised {raised(error)}")
                 break
             result.examples += 1
             if verdict.ratio >= result.ratio:
@@ -324,6 +498,87 @@ class Runner:
         result.seconds = time.perf_counter() - start
         return result
 
+    def raised_on(self, result: Result, key: str, case: Case, text: str) -> None:
+        """The target raised on ``case``. If it runs on other inputs (an earlier case, or a
+        smaller one tried while shrinking), that is a failure: the smallest input that raises is
+        its counterexample (exit 1), localised to where it raised. If it raised on every input
+        tried, it could not run (exit 2)."""
+        check, impl = CHECKS[key], self.s.impl
+        ran = result.examples > 0
+        last = [text]
+
+        def raises(candidate: Case) -> Verdict | None:
+            nonlocal ran
+            try:
+                check(impl, self.context(candidate, key), candidate)
+            except (KeyboardInterrupt, RunTimeout):
+                raise
+            except (TargetFailure, GptSpecError, SystemExit):
+                return None  # another way of failing: not the same failure
+            except TargetRaised as error:
+                last[0] = str(error)
+                return RAISED
+            except BaseException as error:  # noqa: BLE001 - the target raised again: a smaller counterexample
+                last[0] = f"the target raised {raised(error)}"
+                return RAISED
+            ran = True
+            return None
+
+        attempts = 0
+        if self.options.shrink:
+            self.progress(f"{result.component}: the target raised; looking for the smallest input that raises …")
+            resizable = bool(getattr(impl, "resizable", False)) and key != "weights"
+            case, _, attempts = shrink(case, raises, resizable=resizable, config_ok=self.config_ok, max_attempts=40)
+        if not ran:  # does it run at all? one token per row
+            raises(replace(case, batch=replace(case.batch, tokens=tuple(t[:1] for t in case.batch.tokens), width=1)))
+        result.passed = False
+        if not ran:
+            result.error = f"{last[0]} on {case.describe(self.s.dtype)}, and on every smaller input tried"
+            return
+        result.ratio, result.max_error = float("inf"), float("inf")
+        result.detail = f"{last[0]}; it runs on other inputs"
+        result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}" + (f" (the smallest that raises; {attempts} tries)" if attempts else "")
+        where = last[0].rsplit(" (at ", 1)[-1].rstrip(")") if " (at " in last[0] else "where the traceback ends"
+        node = self.raised_in(key, case) if self.options.localise else None
+        path, kind = node or ("model", "exception")
+        inside = f"inside the module at {path}, " if node else ""
+        result.localisation = Localisation(path, kind, "exception", f"raised {inside}at {where}, on this input and not on smaller ones").as_dict()
+        if isinstance(self.options_target, str):
+            result.counterexample = script(self.options_target, self.script_options(), key, case)
+
+    def raised_in(self, key: str, case: Case) -> tuple[str, str] | None:
+        """(DAG path, op kind) of the innermost hooked module the target raised in on ``case``
+        (its capture reports ("path", "raised", …)), or None."""
+        capture = getattr(self.s.impl, "capture", None)
+        if key not in ("model", "weights") or not callable(capture):
+            return None
+        ctx = self.context(case, key)
+        theta, _ = ctx.theta_for(case)
+        ids, valid = case.batch.arrays(ctx.arch.dim("n_vocab"))
+        try:
+            observed = capture(ctx.arch, theta, ids, valid)
+        except Exception:  # noqa: BLE001 - a diagnosis only
+            return None
+        from gptspec.verify.structure import structure
+
+        st = structure(ctx.arch)
+        for path, what, _ in observed:
+            if what == "raised" and path in st.by_path:
+                return path, st.kind(path)
+        return None
+
+    def broke(self, result: Result, key: str, case: Case, failure: TargetFailure) -> None:
+        """A failure that is not a verdict on values (a call over its time limit, a write into
+        the inputs): reported with its input as the counterexample, neither shrunk nor localised
+        (each retry could hang as long again)."""
+        self.broken = True  # a hang or a write is not a function to identify: each variant would hang as long again
+        result.passed = False
+        result.detail = str(failure)
+        result.ratio = float("inf")
+        result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}"
+        if isinstance(self.options_target, str):
+            result.counterexample = script(self.options_target, self.script_options(), key, case)
+
     def fail(self, result: Result, key: str, case: Case, verdict: Verdict) -> None:
         check = CHECKS[key]
         impl = self.s.impl
@@ -332,7 +587,9 @@ class Runner:
         def still_fails(candidate: Case) -> Verdict | None:
             try:
                 found = check(impl, self.context(candidate, key), candidate)
-            except Exception:  # noqa: BLE001 - a candidate the target cannot run is not smaller
+            except (KeyboardInterrupt, RunTimeout):
+                raise
+            except BaseException:  # noqa: BLE001 - a candidate the target cannot run is not smaller
                 return None
             return found if not found.passed and found.kind == verdict.kind else None
 
@@ -354,6 +611,7 @@ class Runner:
             if isinstance(self.options_target, str):
                 result.counterexample = script(self.options_target, self.script_options(), key, case)
             return
+        original, original_verdict = case, verdict
         if self.options.shrink:
             self.progress(f"{result.component}: shrinking the counterexample …")
             resizable = bool(getattr(impl, "resizable", False)) and key != "weights"
@@ -366,19 +624,35 @@ class Runner:
             self.progress(f"{result.component}: localising …")
             try:
                 loc = self.localise(key, case, verdict)
+                if case != original:
+                    loc = self.steady(loc, self.localise(key, original, original_verdict))
             except Exception as error:  # noqa: BLE001 - localisation is a diagnosis; its failure must not hide the verdict
                 loc = Localisation("model", "model", "none", f"localisation failed: {type(error).__name__}: {error}")
             result.localisation = loc.as_dict()
         if isinstance(self.options_target, str):
             result.counterexample = script(self.options_target, self.script_options(), key, case)
 
+    @staticmethod
+    def steady(shrunk: Localisation, original: Localisation) -> Localisation:
+        """The localisation of a shrunk counterexample checked on the original one: kept when
+        they agree; otherwise the original's — a tiny model's rounding can move the first value
+        over budget downstream (float32 GELU blamed on ln_f) — with the shrunk one's reported."""
+        if shrunk.path == original.path or original.method == "none":
+            return shrunk
+        if _within(shrunk.path, original.path):  # consistent, and finer: the shrunk one, confirmed
+            return replace(shrunk, detail=f"{shrunk.detail}; the unshrunk counterexample localises to {original.path}, which contains it")
+        return replace(original, detail=f"{original.detail}; on the shrunk counterexample it localises to {shrunk.path} ({shrunk.kind}, by {shrunk.method})")
+
     def script_options(self) -> dict[str, Any]:
         o = self.options
-        out: dict[str, Any] = {"layout": self.s.layout.name, "dtype": self.s.dtype, "empty_rows": o.empty_rows}
+        inferred = self.s.layout.name.startswith("auto-")  # an inferred layout is inferred again by the script's run
+        out: dict[str, Any] = {"layout": "auto" if inferred else self.s.layout.name, "dtype": self.s.dtype, "empty_rows": o.empty_rows}
         if o.attn_implementation:
             out["attn_implementation"] = o.attn_implementation
         if o.model is not None:
             out["model"] = o.model
+        if o.sets:
+            out["sets"] = tuple(o.sets)
         return out
 
     def localise(self, key: str, case: Case, verdict: Verdict | None = None) -> Localisation:
@@ -449,37 +723,50 @@ class Runner:
     def _op_script(self, op: Any, example: Any) -> str:
         """A script that reruns one op's check on one example against the target: a failure's
         reproduction."""
-        return (
-            "import numpy as np\nfrom sympy import sqrt, Rational, Integer\nfrom spec.dims import T, S\n"
-            "from spec.masks import *\nfrom spec.ops import *\nfrom gptspec.verify import load_implementation\n"
-            f"impl = load_implementation({self.options_target!r}, **{self.script_options()!r})\n"
-            "from gptspec.verify.engine import check_op\nfrom gptspec.verify.strategies import OpExample\n"
-            f"op = {op!r}\noutcome = check_op(impl, op, {example!r}, empty_rows={self.options.empty_rows!r})\n"
-            "print(outcome)\nraise SystemExit(0 if outcome is None or outcome.passed else 1)"
-        )
+        load = f"from gptspec.verify import load_implementation\nimpl = load_implementation({self.options_target!r}, **{self.script_options()!r})"
+        return op_script(load, op, example, self.options.policy, self.options.empty_rows, exit_status=True)  # type: ignore[arg-type]
 
     def _op_component(self, component: Component, found: Localisation) -> Result:
         """Run one op component (progress shown; the target raising is a result, not a crash);
         a failure is localised to ``found``."""
+        self.on_time()
         self.progress(f"{component.name} …")
         try:
             result = run_component(component, self.options.op_examples, self.options.seed)
-        except Exception as error:  # noqa: BLE001 - the target raised: could not run
-            result = Result(component.name, passed=False, error=f"the target raised {type(error).__name__}: {error}")
+        except (KeyboardInterrupt, RunTimeout):
+            raise
+        except TargetFailure as failure:
+            result = Result(component.name, passed=False, detail=str(failure), ratio=float("inf"))
+        except (GptSpecError, TargetRaised) as error:
+            result = Result(component.name, passed=False, error=str(error))
+        except BaseException as error:  # noqa: BLE001 - the target raised: could not run
+            result = Result(component.name, passed=False, error=f"the target raised {raised(error)}")
         result.key = "ops"
         if not result.passed and result.status == "failed":
             result.localisation = found.as_dict()
         return result
 
+    def pads(self) -> bool:
+        """Whether the target takes an attention mask (``can_pad``; absent: it does)."""
+        if not hasattr(self, "_pads"):
+            can = getattr(self.s.impl, "can_pad", None)
+            self._pads = True if can is None else bool(can(self.s.arch))
+        return self._pads
+
     def plan(self) -> dict[str, list[Any]]:
         """What this run checks, by component key, in order: the model-level cases (each a
         :class:`Case`: config, θ draw, batch) and the op components (``("op", label)``,
         ``("hard cases", kind)``) — of its shard only (``Options.shard``), so the shards' plans
-        partition the unsharded plan (gptspec/verify/shard.py)."""
+        partition the unsharded plan (gptspec/verify/shard/)."""
         s, o = self.s, self.options
         n_ctx, n_vocab = s.arch.dim("n_ctx"), s.arch.dim("n_vocab")
         cases = model_cases(s.arch.config, n_ctx, n_vocab, examples=o.examples, seed=o.seed, max_len=o.max_len)
         generation = generation_cases(s.arch.config, n_ctx, n_vocab, examples=o.generation_examples, seed=o.seed, max_len=o.max_len)
+        if not self.pads():  # a target without a mask: its real tokens only (gptspec/verify/calling.py)
+            from gptspec.verify.calling import unpadded
+
+            cases = [c for c in map(unpadded, cases) if c is not None]
+            generation = [c for c in map(unpadded, generation) if c is not None]
         ops = [("op", label) for label in distinct_ops(s.arch)]
         ops += [("hard cases", kind) for kind in dict.fromkeys(op.kind for op, _ in distinct_ops(s.arch).values())]
         mine = [c for k, c in enumerate(cases) if owns(o.shard, k)]
@@ -493,7 +780,7 @@ class Runner:
     def run(self, on_result: Callable[[Result], None] | None) -> list[Result]:
         s, o = self.s, self.options
         arch = s.arch
-        results: list[Result] = []
+        results = self.results
 
         def done(result: Result) -> None:
             results.append(result)
@@ -502,8 +789,13 @@ class Runner:
                 on_result(result)
 
         planned = self.plan()  # this shard's cases (all of them when unsharded)
+        if "model" in o.components and not self.pads():
+            done(Result(COMPONENTS["model"], key="model", passed=False, skipped="the target takes no attention mask"))
         if "model" in o.components and planned["model"]:
-            done(self.run_cases("model", planned["model"]))
+            result = self.run_cases("model", planned["model"])
+            if not self.pads():
+                result.component = "model: unpadded batches (the target takes no attention mask)"
+            done(result)
         if "decode" in o.components and (planned["decode"] or o.shard == WHOLE):
             can = getattr(s.impl, "can_decode", None)
             if callable(getattr(s.impl, "decode", None)) and (can is None or can(arch)):
@@ -521,6 +813,19 @@ class Runner:
         return results
 
 
+def _within(inner: str, outer: str) -> bool:
+    """Whether every path of region ``inner`` lies in region ``outer`` (``+``-joined paths; ``*``
+    any layer or head)."""
+    import re
+
+    patterns = [re.compile(re.escape(p).replace(r"\*", r"\d+") + r"(\..*)?") for p in outer.split("+")]
+    return all(any(pattern.fullmatch(part) for pattern in patterns) for part in inner.split("+"))
+
+
+RAISED = Verdict(Comparison(float("inf"), 0.0, (), float("nan"), 0.0), 0.0, 0.0, "the target raised")
+"""What shrinking a raising input sees for a candidate that raises too (Runner.raised_on)."""
+
+
 def _describe(verdict: Verdict) -> str:
     text = verdict.comparison.describe("(row, position, logit)") + f" > budget {verdict.budget:.3g}" if not verdict.passed else (
         verdict.comparison.describe("(row, position, logit)") + f", budget {verdict.budget:.3g}"
@@ -528,22 +833,141 @@ def _describe(verdict: Verdict) -> str:
     return text + (f"; {verdict.note}" if verdict.note else "")
 
 
+NUMPY_DEFAULT_ERRORS = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
+"""numpy's own default error state: verify's numerics run under it, whatever a target sets."""
+
+
+def _config_before_target(options: Options) -> Any:
+    """The config a run verifies, when it is known without loading the target (a preset, or
+    --layout's default); None otherwise (a builder, a checkpoint, a layout the target names)."""
+    from gptspec.models import parse_overrides
+    from spec import PRESETS, preset
+
+    if options.model is None and options.layout is not None:
+        from gptspec.checkpoint import LAYOUTS, layout
+
+        if options.layout in LAYOUTS and layout(options.layout).default is not None:
+            return parse_overrides(layout(options.layout).default, options.sets)
+    if options.model is not None and options.model in PRESETS:
+        return parse_overrides(preset(options.model).config, options.sets)
+    return None
+
+
+def _check_cost(config: Any, options: Options) -> None:
+    if not options.cost_limit or config is None:
+        return
+    from gptspec.estimate import campaign, check_campaign
+
+    components = tuple(options.components) if options.weights else tuple(c for c in options.components if c != "weights")
+    c = campaign(config, examples=options.examples, generation_examples=options.generation_examples, op_examples=options.op_examples,
+                 max_len=options.max_len, components=components)
+    check_campaign(c, "gptspec verify")
+
+
+def _payload(target: object) -> str | bytes | None:
+    """What the child loads: the target string, or the object pickled (by reference for a class
+    or function importable by name); None when it cannot be sent (run in-process, with a note)."""
+    if isinstance(target, str):
+        return target
+    import pickle
+
+    try:
+        return pickle.dumps(target)
+    except Exception:  # noqa: BLE001 - lambdas, closures, local classes: not sendable
+        return None
+
+
+def _isolated_setup(payload: str | bytes, options: Options, deadline: float | None) -> Setup:
+    from gptspec.checkpoint import layout
+    from gptspec.verify.isolate import Isolated
+    from spec import build
+
+    proxy = Isolated(payload, replace(options, weights=False), call_timeout=options.call_timeout, deadline=deadline)
+    try:
+        info = proxy.start()
+    except BaseException:
+        proxy.close()
+        raise
+    try:
+        _check_cost(info.config, options)
+        if info.layout_source:  # inferred in the child (--layout auto): registered here too
+            from gptspec.verify.layouts import register_source
+
+            register_source(info.layout_source)
+        lay = layout(info.layout)
+        weights = None
+        if options.weights:
+            arch, weights = _architecture(lay, options.model, True, options.sets)
+        else:
+            arch = build(info.config)
+    except BaseException:
+        proxy.close()
+        raise
+    return Setup(None, info.label, lay, arch, weights, proxy, info.dtype, list(info.notes))
+
+
 def verify_target(
     target: object, options: Options | None = None, *, progress: Callable[[str], None] | None = None,
     on_result: Callable[[Result], None] | None = None, **changes: Any,
 ) -> Report:
     """Verify ``target`` (``module:name``, ``file.py:name``, or the object itself) against the
-    spec's reference; see the module docstring. Raises a GptSpecError when it cannot run (bad
-    target, layout or architecture); a target that raises while running gives components with
-    status ``error`` (exit code 2)."""
+    spec's reference; see the module docstring. The target runs in a child process
+    (``isolate=True``, the default: gptspec/verify/isolate.py). Raises a GptSpecError when it
+    cannot run (bad target, layout or architecture, a target that fails while loading or being
+    built, a campaign beyond the cost bounds); a target that raises, exits or crashes while
+    running gives components with status ``error`` (exit code 2); a call over ``call_timeout``
+    or a write into its inputs is a failure (exit code 1)."""
     options = replace(options or Options(), **changes)
+    options.check()
     start = time.perf_counter()
-    s = setup(target, options)
+    deadline = None if options.timeout is None else time.monotonic() + options.timeout
+    _check_cost(_config_before_target(options), options)  # before anything is loaded, built or drawn, when the config is known
+    notes: list[str] = []
+    with np.errstate(**NUMPY_DEFAULT_ERRORS):  # type: ignore[arg-type]
+        isolate = options.isolate if options.isolate is not None else isinstance(target, str)
+        payload = _payload(target) if isolate else None
+        if isolate and payload is None:
+            notes.append(f"in-process: the target object {type(target).__name__} cannot be sent to a child process (not picklable); "
+                         "name it as module:name or file.py:name to isolate it")
+        elif not isolate and options.isolate is None:
+            notes.append("in-process: the target was given as a Python object, already loaded in this process; name it as module:name "
+                         "or file.py:name (or pass isolate=True) to run it in a child process")
+        try:
+            if payload is not None:
+                s = _isolated_setup(payload, options, deadline)
+            else:
+                from gptspec.verify.isolate import Guarded
+
+                s = setup(target, options)
+                _check_cost(s.arch.config, options)
+                target_errors = np.geterr()  # the target's own error state (set at import), around its calls only
+                np.seterr(**NUMPY_DEFAULT_ERRORS)  # type: ignore[arg-type]
+                s.impl = Guarded(s.impl, s.label, target_errors)
+                if options.isolate is False:
+                    notes.append("in-process (--in-process): the target shares this process; a target that exits ends the run — not for CI")
+        except RunTimeout as late:
+            raise ConfigError(f"{late}: the target was still loading after --timeout {options.timeout:g} s [gptspec verify]") from None
+        try:
+            return _run(s, target, options, progress, on_result, notes, start, deadline)
+        finally:
+            from gptspec.verify.isolate import Isolated
+
+            if isinstance(s.impl, Isolated):
+                s.impl.close()
+
+
+def _run(
+    s: Setup, target: object, options: Options, progress: Callable[[str], None] | None, on_result: Callable[[Result], None] | None,
+    notes: list[str], start: float, deadline: float | None,
+) -> Report:
     runner = Runner(s, options, progress, target if isinstance(target, str) else None)
+    runner.deadline = deadline
     report = Report(
         target=s.label, implementation=s.impl.name, layout=s.layout.name, architecture=f"{s.arch.name}: {describe_config(s.arch.config)}",
         dtype=s.dtype, empty_rows=options.empty_rows, policy=options.policy.describe(s.dtype, longest_reduction(s.arch)), seed=options.seed,
+        function=function_fields(s.arch.config),
     )
+    report.notes += s.notes + notes
     n_ctx = s.arch.dim("n_ctx")
     if options.max_len < n_ctx:
         report.notes.append(f"sequences up to {options.max_len} of n_ctx {n_ctx} (--max-len)")
@@ -556,9 +980,33 @@ def verify_target(
                     ("generate", "generations"), ("ops", "op components")) if key in options.components)
         + f" on {describe_config(s.arch.config)}"
     )
-    report.results = runner.run(on_result)
+    try:
+        runner.run(on_result)
+    except RunTimeout as late:
+        result = Result("run", key="run", passed=False, error=f"{late}: the run was stopped after --timeout {options.timeout:g} s; "
+                        "the components not reported did not run")
+        runner.results.append(result)
+        if on_result is not None:
+            on_result(result)
+    report.results = runner.results
+    _identify(runner, report, options, progress)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _identify(runner: Runner, report: Report, options: Options, progress: Callable[[str], None] | None) -> None:
+    """Run identify (gptspec/verify/identify.py) when a component failed, or always with --identify."""
+    if options.identify is False or report.count("error") or not (options.identify or report.count("failed")) or runner.broken:
+        return
+    failed = next((r for r in report.results if r.status == "failed"), None)
+    loc = (failed.localisation or {}) if failed is not None else {}
+    hint = " ".join(str(loc.get(k, "")) for k in ("path", "kind")) + " " + (failed.component if failed is not None else "")
+    try:
+        found = identify(runner, hint, progress=progress, passed_as_given=report.exit_code == 0)
+    except RunTimeout:
+        report.notes.append("identify: stopped by --timeout")
+        return
+    report.identified = found.as_dict()
 
 
 def load_implementation(target: str, **options: Any) -> Any:
@@ -575,6 +1023,4 @@ def reproduce(target: object, component: str, case: Case, **options: Any) -> Ver
     """Run one component's check on one case (what a counterexample script calls)."""
     opts = replace(Options(), **options)
     s = setup(target, replace(opts, weights=component == "weights"))
-    runner = Runner(s, opts, None)
-    check = CHECKS[component]
-    return check(s.impl, runner.context(case, component), case)
+    return Runner(s, opts, None).judge(component, case)

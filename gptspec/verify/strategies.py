@@ -1,5 +1,5 @@
 """Hypothesis strategies for verification: op inputs and parameters derived from the op's
-declared types, token batches with padding, and small GPT configs.
+declared types, token batches with padding, and small model configs (from the family records).
 
 Examples are described by small records (:class:`OpExample`, :class:`BatchExample`) that
 hypothesis draws and shrinks (fewer rows, a plainer scale, a smaller seed); the arrays are
@@ -16,8 +16,10 @@ import numpy.typing as npt
 import sympy
 from hypothesis import strategies as st
 
+from gptspec.verify.cases import Batch
 from spec.architectures import GPTConfig
-from spec.architectures.gpt import AttentionKind
+from spec.architectures.registry import families, family
+from spec.config import Config
 from spec.dims import S as S_SYMBOL
 from spec.dims import T as T_SYMBOL
 from spec.graph import Architecture
@@ -124,24 +126,28 @@ def _scores(rng: np.random.Generator, shape: tuple[int, ...], example: OpExample
 
 @dataclass(frozen=True)
 class BatchExample:
-    """A batch of token sequences: each row's real length and padding side, and a seed."""
+    """A batch as hypothesis draws it: each row's real length and padding side, and a seed. It
+    names one :class:`gptspec.verify.cases.Batch` (:meth:`batch`: the ids drawn from the seed),
+    the one batch type checks judge."""
 
     lengths: tuple[int, ...]
     left_padded: tuple[bool, ...]
     seed: int
 
-    def arrays(self, n_vocab: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        """ids (B, T) and valid (B, T); padded slots hold random ids too (they must not matter)."""
-        rng = np.random.default_rng(self.seed)
+    def batch(self, n_vocab: int) -> Batch:
+        """The batch: every slot's id drawn from the seed, the real ones its rows' tokens, the
+        padded ones the batch's padding ids (random: they must not matter)."""
         width = max(self.lengths, default=0)
-        ids = rng.integers(0, n_vocab, size=(len(self.lengths), width)).astype(np.int64)
-        valid = np.zeros((len(self.lengths), width), dtype=bool)
-        for b, (n, left) in enumerate(zip(self.lengths, self.left_padded, strict=True)):
-            if left:
-                valid[b, width - n :] = True
-            else:
-                valid[b, :n] = True
-        return ids, valid
+        ids = np.random.default_rng(self.seed).integers(0, n_vocab, size=(len(self.lengths), width)).astype(np.int64)
+        tokens = tuple(
+            tuple(int(i) for i in (ids[b, width - n :] if left else ids[b, :n]))
+            for b, (n, left) in enumerate(zip(self.lengths, self.left_padded, strict=True))
+        )
+        return Batch(tokens, self.left_padded, width, self.seed)
+
+    def arrays(self, n_vocab: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """ids (B, T) and valid (B, T) of :meth:`batch`."""
+        return self.batch(n_vocab).arrays(n_vocab)
 
 
 def batch_examples(*, max_batch: int = 3, max_len: int = 8) -> st.SearchStrategy[BatchExample]:
@@ -156,35 +162,15 @@ def batch_examples(*, max_batch: int = 3, max_len: int = 8) -> st.SearchStrategy
     )
 
 
-@st.composite
-def gpt_configs(draw: st.DrawFn, *, max_layers: int = 2, max_heads: int = 3, max_vocab: int = 40) -> GPTConfig:
-    """Small valid GPT configs covering every option of :class:`GPTConfig`, including one
-    head, d_head = 1, n_heads·d_head ≠ d_model, banded layers, untied heads and no biases."""
-    n_heads = draw(st.integers(1, max_heads), label="n_heads")
-    d_head = draw(st.integers(1, 4), label="d_head")
-    d_model = draw(st.sampled_from([n_heads * d_head, max(1, n_heads * d_head + draw(st.integers(-1, 2)))]), label="d_model")
-    patterns: list[tuple[AttentionKind, ...]] = [("dense",), ("dense", "banded"), ("banded",)]
-    pattern = draw(st.sampled_from(patterns), label="attention")
-    banded = "banded" in pattern
-    return GPTConfig(
-        n_vocab=draw(st.integers(2, max_vocab), label="n_vocab"),
-        n_ctx=draw(st.integers(8, 16), label="n_ctx"),
-        d_model=d_model,
-        n_layers=draw(st.integers(1, max_layers), label="n_layers"),
-        n_heads=n_heads,
-        d_head=d_head,
-        d_mlp=draw(st.integers(1, 12), label="d_mlp"),
-        activation=draw(st.sampled_from(["gelu_tanh", "gelu_erf", "relu"]), label="activation"),
-        eps=draw(st.sampled_from([1e-5, 1e-6, 0.1]), label="eps"),
-        bias=draw(st.booleans(), label="bias"),
-        tied=draw(st.booleans(), label="tied"),
-        positional=draw(st.sampled_from(["learned", "sinusoidal"]), label="positional"),
-        attention=pattern,
-        band_width=draw(st.integers(1, 4), label="band_width") if banded else None,
-        attn_scale=draw(st.sampled_from([None, 0.5, 2.0]), label="attn_scale"),
-        scale_by_inverse_layer=draw(st.booleans(), label="scale_by_inverse_layer"),
-        name="drawn",
-    )
+def gpt_configs(*, max_layers: int = 2, max_heads: int = 3, max_vocab: int = 40) -> st.SearchStrategy[GPTConfig]:
+    """Small valid GPT configs: the GPT family record's strategy (spec/architectures/gpt.py)."""
+    drawn: st.SearchStrategy[GPTConfig] = family("gpt").configs(max_layers=max_layers, max_heads=max_heads, max_vocab=max_vocab)
+    return drawn
+
+
+def model_configs(*, kind: str | None = "decoder", max_layers: int = 2) -> st.SearchStrategy[Config]:
+    """Small configs of every registered family of ``kind`` (each family record's strategy)."""
+    return st.one_of(*(f.configs(max_layers=max_layers) for f in families(kind=kind)))  # type: ignore[arg-type]
 
 
 def distinct_ops(arch: Architecture) -> dict[str, tuple[Primitive, list[str]]]:

@@ -86,17 +86,17 @@ class StateDictCallable:
         return state
 
     def _result(self, value: Any, shape: tuple[int, ...], arch: Architecture) -> np.ndarray:
-        try:
-            array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"{self.label} returned {type(value).__name__}, but expected logits (B, T, n_vocab) as an array [gptspec verify]") from error
-        want = (*shape, arch.dim("n_vocab"))
-        if array.shape != want:
-            raise ConfigError(f"{self.label} returned logits of shape {array.shape}, but expected (B, T, n_vocab) = {want} [gptspec verify]")
-        return array
+        from gptspec.verify.returns import logits_array
+
+        return logits_array(value, self.label, (*shape, arch.dim("n_vocab")))
+
+    def fresh_state(self, arch: Architecture, theta: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The state dict as new arrays for one call: what the target writes into them never
+        reaches the next call (a generation's steps share one θ)."""
+        return {k: v.copy() for k, v in self.state_dict(arch, theta).items()}
 
     def model(self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_]) -> np.ndarray:
-        out = self.fn(self.state_dict(arch, theta), ids.copy(), valid.astype(np.int64), native_config(self.layout, arch))
+        out = self.fn(self.fresh_state(arch, theta), ids.copy(), valid.astype(np.int64), native_config(self.layout, arch))
         return self._result(out, ids.shape, arch)
 
     def can_decode(self, arch: Architecture) -> bool:
@@ -106,7 +106,7 @@ class StateDictCallable:
         self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_], prefix: int
     ) -> np.ndarray:
         decode = self.fn.decode  # type: ignore[attr-defined]
-        out = decode(self.state_dict(arch, theta), ids.copy(), valid.astype(np.int64), native_config(self.layout, arch), prefix)
+        out = decode(self.fresh_state(arch, theta), ids.copy(), valid.astype(np.int64), native_config(self.layout, arch), prefix)
         return self._result(out, ids.shape, arch)
 
     def can_capture(self, arch: Architecture) -> bool:
@@ -119,7 +119,7 @@ class StateDictCallable:
         if prefix is not None or "capture" not in self._params:
             return []
         filled: dict[str, Any] = {}
-        self.fn(self.state_dict(arch, theta), ids.copy(), valid.astype(np.int64), native_config(self.layout, arch), capture=filled)
+        self.fn(self.fresh_state(arch, theta), ids.copy(), valid.astype(np.int64), native_config(self.layout, arch), capture=filled)
         modules = self.layout.module_paths(arch.config)
         out = []
         for name, value in filled.items():

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from proofs.core import witness_check
 from spec import dims as D
-from spec.architectures.gpt import AttentionKind, GPTConfig
-from spec.blocks import multi_head_attention
+from spec.architectures.gpt import GPTConfig
+from spec.architectures.registry import families, family
+from spec.blocks import Attention, multi_head_attention
+from spec.config import Config
 from spec.graph import Architecture, graph_input
 from spec.masks import Banded, Causal, Full, Intersection, KeyPadding, Relation
 from spec.types import rows
@@ -82,24 +84,16 @@ def close(got: Array, want: Array, what: str, rel: float = 1e-12) -> None:
 seeds = st.integers(0, 2**32 - 1)
 
 
-@st.composite
-def gpt_configs(draw: st.DrawFn, *, max_layers: int = 2, banded: bool | None = None) -> GPTConfig:
-    """Small GPT configs across the builder's options (biases, tying, positional encodings,
-    dense / banded layers, head widths with n_heads·d_head ≠ d_model)."""
-    n_heads = draw(st.integers(1, 3))
-    d_head = draw(st.integers(1, 3))
-    d_model = draw(st.sampled_from([n_heads * d_head, n_heads * d_head + 1]))
-    patterns: list[tuple[AttentionKind, ...]] = [("dense",), ("dense", "banded"), ("banded",)]
-    if banded is not None:
-        patterns = [("banded",)] if banded else [("dense",)]
-    pattern = draw(st.sampled_from(patterns))
-    return GPTConfig(
-        n_vocab=draw(st.integers(2, 12)), n_ctx=12, d_model=d_model, n_layers=draw(st.integers(1, max_layers)),
-        n_heads=n_heads, d_head=d_head, d_mlp=draw(st.integers(1, 8)),
-        activation=draw(st.sampled_from(["gelu_tanh", "gelu_erf", "relu"])), bias=draw(st.booleans()),
-        tied=draw(st.booleans()), positional=draw(st.sampled_from(["learned", "sinusoidal"])), attention=pattern,
-        band_width=draw(st.integers(1, 3)) if "banded" in pattern else None, name="witness",
-    )
+def gpt_configs(*, max_layers: int = 2, banded: bool | None = None) -> st.SearchStrategy[GPTConfig]:
+    """Small GPT configs across the builder's options: the GPT family record's strategy, with a
+    vocabulary of at most 12 (witnesses stay small)."""
+    drawn: st.SearchStrategy[GPTConfig] = family("gpt").configs(max_layers=max_layers, max_vocab=12, banded=banded)
+    return drawn
+
+
+def decoder_configs(theorem: str, *, max_layers: int = 2) -> st.SearchStrategy[Config]:
+    """Small configs of every family whose record puts it in ``theorem``'s scope."""
+    return st.one_of(*(f.configs(max_layers=max_layers) for f in families(theorem=theorem)))
 
 
 def attention_only(n_heads: int, d_head: int, d_model: int, mask: Relation, bias: bool, scale: float | None = None) -> Architecture:
@@ -107,9 +101,7 @@ def attention_only(n_heads: int, d_head: int, d_model: int, mask: Relation, bias
     spec.blocks as GPT builds it: no embedding, so no positional information."""
     dims = {D.d_model: d_model, D.n_heads: n_heads, D.d_head: d_head}
     arch = Architecture("attention", {"x": rows(D.T, D.d_model)}, dims)
-    mha = multi_head_attention(
-        arch.declare, "attn", dims, d_in=D.d_model, n_heads=D.n_heads, d_head=D.d_head, d_out=D.d_model,
-        mask=mask, scale=1 / sympy.sqrt(d_head) if scale is None else sympy.nsimplify(scale), bias=bias,
-    )
+    attention = Attention(D.n_heads, D.d_head, mask, 1 / sympy.sqrt(d_head) if scale is None else sympy.nsimplify(scale), bias=bias)
+    mha = multi_head_attention(arch.declare, "attn", dims, attention, d_in=D.d_model, d_out=D.d_model)
     arch.output("y", arch.add("attn", mha, {"x_q": graph_input("x"), "x_kv": graph_input("x")}))
     return arch.validate()

@@ -22,11 +22,14 @@ from proofs.algebra import replace_entries, require_entails, require_sums_equal,
 from proofs.core import Kind, ProofFailed, Scope, for_all, require, theorem, witness_check
 from proofs.definitions import bind, check_ops, check_relation, check_rules, entries, relations_of
 from proofs.dependency import ALL, SAME, Windows, causality, relation, type_graph, windows
-from proofs.theorems._common import close, gpt_configs, j, seeds, t
+from proofs.theorems._common import close, decoder_configs, j, seeds, t
 from spec import decoding
 from spec import dims as D
-from spec.architectures.conv_gpt import ConvGPTConfig, build_conv_gpt, conv_gpt
+from spec.architectures import registry
+from spec.architectures.conv_gpt import conv_gpt
 from spec.architectures.gpt import GPTConfig, build_gpt
+from spec.architectures.registry import build, families
+from spec.config import Config
 from spec.graph import Architecture, Composite
 from spec.masks import Banded, Causal, KeyRow, Relation, SupportOf
 from spec.op import PRIMITIVES, Primitive
@@ -210,24 +213,28 @@ def rely_on(archs: list[Architecture], masks: list[Relation], where: str) -> Non
 
 
 def _witness_causal(examples: int) -> None:
-    def check(case: tuple[GPTConfig, int, int]) -> None:
+    def check(case: tuple[Config, int, int]) -> None:
         config, seed, where = case
-        arch = build_gpt(config)
+        arch = build(config)
         theta = random_theta(arch, seed, std=0.5)
         rng = np.random.default_rng(seed)
-        ids = rng.integers(0, config.n_vocab, size=2 + seed % 6)
+        n_vocab = arch.dim("n_vocab")
+        ids = rng.integers(0, n_vocab, size=2 + seed % 6)
         p = 1 + where % (len(ids) - 1)
         other = ids.copy()
-        other[p] = (ids[p] + 1) % config.n_vocab
+        other[p] = (ids[p] + 1) % n_vocab
         a, b = reference.forward(arch, theta, ids), reference.forward(arch, theta, other)
         witness_check(np.array_equal(a[:p], b[:p]), f"changing token {p} moved an earlier logit [{config}]")
 
-    for_all(st.tuples(gpt_configs(max_layers=3), seeds, st.integers(0, 100)), max(2, examples // 3), check)  # 2 forwards each
+    drawn = decoder_configs("causal_at_any_depth", max_layers=3)
+    for_all(st.tuples(drawn, seeds, st.integers(0, 100)), max(2, examples // 3), check)  # 2 forwards each
 
 
 CAUSAL_MASKS: list[Relation] = [Causal(), *(Banded(w) for w in range(1, 7))]
-DECODER_FAMILIES = ("gpt", "linear-gpt", "conv-gpt", "parallel-gpt", "llama")
-"""The registered families that build decoders (one input sequence)."""
+DECODER_FAMILIES = tuple(f.name for f in families(theorem="causal_at_any_depth"))
+"""The registered families whose records put them in the causality theorem's scope (every decoder
+family by default, spec/architectures/registry.py); the theorem's body reads the records again
+when it runs, so a family registered later is checked too."""
 
 
 @theorem(
@@ -247,8 +254,8 @@ DECODER_FAMILIES = ("gpt", "linear-gpt", "conv-gpt", "parallel-gpt", "llama")
                 "induction; the rules and masks relied on: every distinct op of the built GPTs checked against its sympy "
                 f"definition at T = S = {OPS_T}, the masks causal and banded w ≤ 6 exact on [0, N)², N ≥ 15; block "
                 "relations: every mask family (causal, banded w ≤ 6) on built blocks; whole models: built GPTs of depth "
-                "≤ 4 for every attention pattern; witness: a future token changed in max(2, ⌊n/3⌋) drawn GPTs "
-                "(n = examples), earlier logits identical bit for bit"),
+                "≤ 4 for every attention pattern and every decoder family record's fixed instances; witness: a future token changed in max(2, ⌊n/3⌋) drawn models "
+                "(n = examples) of every decoder family (each record's strategy), earlier logits identical bit for bit"),
     witness=_witness_causal,
     derived_from="the dependency typing (proofs/dependency.py) of GPTs built by `build_gpt`, whose every op's declared rules "
     "are first checked against that op's sympy `definition` and whose masks' windows against their own `allowed` and "
@@ -257,12 +264,13 @@ DECODER_FAMILIES = ("gpt", "linear-gpt", "conv-gpt", "parallel-gpt", "llama")
     ops=('masked_softmax',),
 )
 def causal_at_any_depth() -> None:
-    """First the declarations are checked against the definitions: every distinct op of the GPTs below (every attention pattern, band widths 1–6) reads only what its rule allows and is 0 outside its support (its sympy definition, entry by entry), and the causal and banded masks allow exactly their windows. Then type preservation: composition, union and intersection keep hi ≤ 0 (Farkas certificates). Each block's relation is computed by the typing (its mask's window); composing blocks adds lower bounds and keeps hi = 0 at every depth (symbolic induction step); built GPTs of every pattern are checked causal with no breaking node."""
+    """First the declarations are checked against the definitions: every distinct op of the GPTs below (every attention pattern, band widths 1–6) reads only what its rule allows and is 0 outside its support (its sympy definition, entry by entry), and the causal and banded masks allow exactly their windows. Then type preservation: composition, union and intersection keep hi ≤ 0 (Farkas certificates). Each block's relation is computed by the typing (its mask's window); composing blocks adds lower bounds and keeps hi = 0 at every depth (symbolic induction step); built GPTs of every pattern, and the fixed instances of every family whose record puts it in this theorem's scope (spec/architectures/registry.py), are checked causal with no breaking node."""
     blocks = {mask: _gpt(1, ("banded",) if isinstance(mask, Banded) else ("dense",), mask.w if isinstance(mask, Banded) else None)
               for mask in CAUSAL_MASKS}
     models = {(pattern, n_layers): _gpt(n_layers, pattern, 2 if "banded" in pattern else None)
               for pattern in (("dense",), ("banded",), ("dense", "banded")) for n_layers in range(1, 5)}
-    rely_on([*blocks.values(), *models.values()], CAUSAL_MASKS, "causal_at_any_depth")
+    recorded = {name: build(config) for name, config in registry.instances(theorem="causal_at_any_depth").items()}
+    rely_on([*blocks.values(), *models.values(), *recorded.values()], CAUSAL_MASKS, "causal_at_any_depth")
     h1, h2 = sympy.symbols("h1 h2", integer=True)
     require_entails([-h1, -h2], -(h1 + h2), "compose: hi₁ ≤ 0, hi₂ ≤ 0 ⇒ hi₁ + hi₂ ≤ 0")
     for chosen in (h1, h2):
@@ -278,9 +286,9 @@ def causal_at_any_depth() -> None:
     L, lo_sum, lo = sympy.symbols("L sigma lo", integer=True)
     step = Windows.of((lo, 0)).then(Windows.of((lo_sum, 0)))
     require(step == Windows.of((lo + lo_sum, 0)), "induction step: [lo, 0] ∘ [Σ, 0] = [lo + Σ, 0], still ≤ 0")
-    for (pattern, n_layers), arch in models.items():
+    for label, arch in [*((f"{p} × {n}", a) for (p, n), a in models.items()), *recorded.items()]:
         verdict = causality(arch)
-        require(verdict.causal and not verdict.breaks, f"{pattern} × {n_layers}: {verdict.describe()}")
+        require(verdict.causal and not verdict.breaks, f"{label}: {verdict.describe()}")
         for path, rules in type_graph(arch).rules.items():
             for port, rule in rules.items():
                 require(isinstance(rule, (KeyRow, SupportOf)) or windows(rule).causal(), f"{path}.{port}: {rule!r} is causal")
@@ -358,31 +366,12 @@ KV_T = 3
 
 
 def kv_architectures() -> dict[str, Architecture]:
-    """Small decoders of every registered decoder-only family, covering every primitive a
-    decoder uses: GPT (dense, banded, mixed; learned and sinusoidal positions; each activation;
-    biases or not; tied or not), Llama (rotary, RMS norm, SwiGLU, grouped queries, a sliding
-    window), a causal ConvGPT (a convolution reads a window of earlier rows), ParallelGPT (the
-    sigmoid gate) and LinearGPT (a width-halving reducer). The reduced models end at width 2 (a
-    layer norm over a width-1 row is identically 0, which would make their logits 0)."""
-    from spec.architectures.linear_gpt import LinearGPTConfig, build_linear_gpt
-    from spec.architectures.llama import LlamaConfig, build_llama
-    from spec.architectures.parallel_gpt import ParallelGPTConfig, build_parallel_gpt
-
-    return {
-        "gpt dense+banded, learned, gelu_tanh, biases, untied": build_gpt(GPTConfig(
-            n_vocab=3, n_ctx=4, d_model=2, n_heads=1, n_layers=2, d_mlp=2, attention=("dense", "banded"), band_width=2, tied=False)),
-        "gpt banded, sinusoidal, gelu_erf, no biases, tied": build_gpt(GPTConfig(
-            n_vocab=3, n_ctx=4, d_model=2, n_heads=1, n_layers=1, d_mlp=1, attention=("banded",), band_width=2, positional="sinusoidal",
-            activation="gelu_erf", bias=False)),
-        "gpt dense, relu, two heads": build_gpt(GPTConfig(n_vocab=3, n_ctx=4, d_model=2, n_heads=2, n_layers=1, d_mlp=1, activation="relu")),
-        "llama sliding, rotary, GQA, SwiGLU": build_llama(LlamaConfig(
-            n_vocab=3, n_ctx=4, d_model=4, n_layers=1, n_heads=2, n_kv_heads=1, d_head=2, d_mlp=1, attention=("sliding",),
-            sliding_window=2)),
-        "conv-gpt causal kernel 2": build_conv_gpt(ConvGPTConfig(n_vocab=3, n_ctx=4, d_model=4, n_layers=1, n_heads=1, mlp_ratio=1,
-                                                                reduce_every=1, kernel=2, pad_left=1)),
-        "parallel-gpt": build_parallel_gpt(ParallelGPTConfig(n_vocab=3, n_ctx=4, d_model=2, n_layers=2, n_heads=1, mlp_ratio=1)),
-        "linear-gpt": build_linear_gpt(LinearGPTConfig(n_vocab=3, n_ctx=4, d_model=4, n_layers=1, n_heads=1, mlp_ratio=1, reduce_every=1)),
-    }
+    """Small decoders of every registered family in the KV-cache theorem's scope: each family
+    record's fixed instances (spec/architectures/registry.py), built — together they cover every
+    primitive a decoder uses (GPT's learned and sinusoidal positions, activations, banded layers;
+    Llama's rotary, RMS norm, SwiGLU, grouped queries, sliding window; ConvGPT's convolution;
+    ParallelGPT's gate; LinearGPT's reducer; …)."""
+    return {name: build(config) for name, config in registry.instances(theorem="kv_cache_equals_full_evaluation", decoding="kv-cache").items()}
 
 
 @dataclass(frozen=True)
@@ -583,11 +572,11 @@ class ReferenceRows:
 
 
 def _witness_kv(examples: int) -> None:
-    def check(case: tuple[GPTConfig, int]) -> None:
+    def check(case: tuple[Config, int]) -> None:
         config, seed = case
-        arch = build_gpt(config)
+        arch = build(config)
         theta = random_theta(arch, seed, std=0.5)
-        ids = np.random.default_rng(seed).integers(0, config.n_vocab, size=2 + seed % 6)
+        ids = np.random.default_rng(seed).integers(0, arch.dim("n_vocab"), size=2 + seed % 6)
         full = reference.forward(arch, theta, ids)
         steps = decoding.plan(arch)
         rows = ReferenceRows(arch, theta)
@@ -601,7 +590,7 @@ def _witness_kv(examples: int) -> None:
         witness_check(bool(np.all(np.isfinite(decoded))), f"an extension read a row decoding does not hold [{config}]")
         close(decoded, full, f"prefill {k} then extend vs the full evaluation [{config}]", 1e-12)
 
-    for_all(st.tuples(gpt_configs(max_layers=2), seeds), max(2, examples // 3), check)
+    for_all(st.tuples(decoder_configs("kv_cache_equals_full_evaluation"), seeds), max(2, examples // 3), check)
 
 
 @theorem(
@@ -619,11 +608,12 @@ def _witness_kv(examples: int) -> None:
                 "for a primitive checked alone: weights another input is read through (SupportOf) come from a causal masked "
                 "softmax, so they are 0 above the diagonal (in whole architectures this is derived, not assumed)"),
     scope=Scope(Kind.EXHAUSTIVE, f"full length T = {KV_T}, every prefix k = 1 … {KV_T - 1}: every registered primitive alone "
-                "(each of its own instances whose rules are causal), and every op of small built decoders of every decoder "
-                "family (GPT dense / banded / mixed, learned and sinusoidal, every activation; Llama with rotary, GQA, SwiGLU "
-                "and a sliding window; causal ConvGPT; ParallelGPT; LinearGPT); every entry generic (a symbol per entry of every "
-                "value, 0 where the definition makes it 0); witness: drawn GPTs, spec.decoding on reference/'s op functions vs "
-                "the reference's full forward"),
+                "(each of its own instances whose rules are causal), and every op of the fixed instances of every decoder "
+                "family's record (GPT dense / banded / mixed, learned and sinusoidal, every activation; Llama with rotary, GQA, "
+                "SwiGLU and sliding windows; GPT-NeoX with partial rotary and the parallel residual; Gemma 2 with sandwich norms "
+                "and soft caps; causal ConvGPT; ParallelGPT; LinearGPT); every entry generic (a symbol per entry of every value, "
+                "0 where the definition makes it 0); witness: drawn models of every decoder family (each record's strategy), "
+                "spec.decoding on reference/'s op functions vs the reference's full forward"),
     witness=_witness_kv,
     derived_from="spec/decoding.py's `plan` (cached inputs from `Relation.row_local()`) and `extend`, run on every op's sympy "
     "`definition` (proofs.theorems.causality.DefinitionRows) against the full evaluation from the same definitions",

@@ -20,7 +20,7 @@ from proofs.theorems.causality import rely_on
 from spec import dims as D
 from spec.architectures import PRESETS
 from spec.architectures.llama import LayerKind, LlamaConfig, build_llama
-from spec.blocks import multi_head_attention
+from spec.blocks import Attention, multi_head_attention
 from spec.counting import count, size, symbolic_count
 from spec.graph import Architecture, Composite, graph_input
 from spec.masks import Banded, Causal, KeyRow, Relation, SupportOf
@@ -133,11 +133,11 @@ def _attention(n_heads: int, n_kv_heads: int | None, d_head: int, d_model: int, 
     kv = n_heads if n_kv_heads is None else n_kv_heads
     dims = {D.d_model: d_model, D.n_heads: n_heads, D.n_kv_heads: kv, D.d_head: d_head}
     arch = Architecture("attention", {"x": rows(D.T, D.d_model)}, dims)
-    mha = multi_head_attention(
-        arch.declare, "attn", dims, d_in=D.d_model, n_heads=D.n_heads, d_head=D.d_head, d_out=D.d_model, mask=mask,
-        scale=1 / sympy.sqrt(d_head), bias=bias, n_kv_heads=None if n_kv_heads is None else D.n_kv_heads,
-        rotary=Rotary(D.d_head) if rotary else None,
+    attention = Attention(
+        D.n_heads, D.d_head, mask, 1 / sympy.sqrt(d_head), n_kv_heads=None if n_kv_heads is None else D.n_kv_heads,
+        transforms=(Rotary(D.d_head),) if rotary else (), bias=bias,
     )
+    mha = multi_head_attention(arch.declare, "attn", dims, attention, d_in=D.d_model, d_out=D.d_model)
     arch.output("y", arch.add("attn", mha, {"x_q": graph_input("x"), "x_kv": graph_input("x")}))
     return arch.validate()
 

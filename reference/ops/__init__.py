@@ -5,12 +5,13 @@ spec/ops/; variables are named after the letters of the op's LaTeX (``spec.ops.*
 the equation on the right. Loops run over positions, keys and heads where the math sums over
 them; numpy does the inner products. Readable first, fast second.
 
-Importing this package registers every function in :data:`REFERENCE`.
+Importing this package registers every function in :data:`REFERENCE`, and every primitive's
+vector–Jacobian product (its derivative, next to its forward) in :data:`VJP`.
 """
 
-from reference.ops.table import REFERENCE, Array, Ids
+from reference.ops.table import REFERENCE, VJP, Array, Ids
 from spec.ops import import_all
 
 import_all(__name__)  # the reference functions, one module per module of spec/ops/ (spec.ops.MODULES)
 
-__all__ = ["REFERENCE", "Array", "Ids"]
+__all__ = ["REFERENCE", "VJP", "Array", "Ids"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.ops.table import REFERENCE, Array
+from reference.ops.table import REFERENCE, VJP, Array
 from spec.ops import Affine
 
 
@@ -17,3 +17,17 @@ def affine(op: Affine, x: Array, W: Array, b: Array | None = None) -> Array:  # 
         if b is not None:
             y[t] += b  # + b_j
     return y
+
+
+@VJP.implements(Affine)
+def affine_vjp(op: Affine, g: Array, x: Array, W: Array, b: Array | None = None) -> dict[str, Array]:  # [T, d_out] -> …
+    T = x.shape[0]
+    gx = np.empty_like(x)
+    gW = np.zeros_like(W)
+    for t in range(T):
+        gx[t] = W @ g[t]  # ∂L/∂x_ti = Σ_j W_ij g_tj
+        gW += np.outer(x[t], g[t])  # ∂L/∂W_ij = Σ_t x_ti g_tj
+    out = {"x": gx, "W": gW}
+    if b is not None:
+        out["b"] = g.sum(axis=0)  # ∂L/∂b_j = Σ_t g_tj
+    return out

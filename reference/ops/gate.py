@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from reference.ops.table import REFERENCE, Array
+import numpy as np
+
+from reference.ops.table import REFERENCE, VJP, Array
 from spec.ops import SigmoidGate
 
 
@@ -22,3 +24,11 @@ def sigmoid_gate(op: SigmoidGate, x1: Array, x2: Array, a: Array) -> Array:  # [
     one_minus_w = sigmoid(-float(a[0]))  # 1 − w = σ(−a)
     y: Array = w * x1 + one_minus_w * x2  # y_tj = w x1_tj + (1 − w) x2_tj
     return y
+
+
+@VJP.implements(SigmoidGate)
+def sigmoid_gate_vjp(op: SigmoidGate, g: Array, x1: Array, x2: Array, a: Array) -> dict[str, Array]:  # [T, d] -> …
+    w = sigmoid(float(a[0]))  # w = σ(a)
+    one_minus_w = sigmoid(-float(a[0]))  # 1 − w = σ(−a)
+    ga = math.fsum((g * (x1 - x2)).flat) * w * one_minus_w  # ∂L/∂a = Σ_tj g_tj (x1_tj − x2_tj) σ(a) σ(−a)
+    return {"x1": w * g, "x2": one_minus_w * g, "a": np.array([ga])}  # ∂L/∂x1 = w g, ∂L/∂x2 = (1 − w) g

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.ops.table import REFERENCE, Array, Ids
+from reference.ops.table import REFERENCE, VJP, Array, Ids
 from spec.ops import OneHot
 from spec.theta import token_array
 
@@ -17,3 +17,8 @@ def one_hot(op: OneHot, ids: Ids) -> Array:  # [T] -> [T, n_vocab]
     for t, v in enumerate(ids):
         X[t, v] = 1.0  # X_tv = [ids_t = v]
     return X
+
+
+@VJP.implements(OneHot)
+def one_hot_vjp(op: OneHot, g: Array, ids: Ids) -> dict[str, Array]:  # [T, n_vocab] -> nothing
+    return {}  # token ids are not real numbers: they have no cotangent

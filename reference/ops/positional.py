@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from reference.ops.table import REFERENCE, Array, Ids
+from reference.ops.table import REFERENCE, VJP, Array, Ids
 from spec.ops import LearnedPositional, SinusoidalPositional
 from spec.theta import token_array
 
@@ -35,3 +35,16 @@ def sinusoidal_positional(op: SinusoidalPositional, ids: Ids) -> Array:  # [T] -
                 angle = t / op.base ** (two_i / d)
                 P[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)  # P_{t,2i} = sin, P_{t,2i+1} = cos
     return P
+
+
+@VJP.implements(LearnedPositional)
+def learned_positional_vjp(op: LearnedPositional, g: Array, ids: Ids, W_P: Array) -> dict[str, Array]:  # [T, d] -> [n_ctx, d]
+    T = len(ids)
+    gW_P = np.zeros_like(W_P)
+    gW_P[:T] = g  # ∂L/∂(W_P)_tj = g_tj for t < T, 0 for the positions the sequence does not reach
+    return {"W_P": gW_P}
+
+
+@VJP.implements(SinusoidalPositional)
+def sinusoidal_positional_vjp(op: SinusoidalPositional, g: Array, ids: Ids) -> dict[str, Array]:  # [T, d] -> nothing
+    return {}  # a function of the positions only: no parameter, and token ids have no cotangent

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from reference.ops.table import REFERENCE, Array
+from reference.ops.table import REFERENCE, VJP, Array
 from spec.ops import Rotary
 
 
@@ -42,11 +40,31 @@ def pairs(op: Rotary, d: int) -> list[tuple[int, int]]:
 @REFERENCE.implements(Rotary)
 def rotary(op: Rotary, x: Array) -> Array:  # [T, d] -> [T, d]
     T, d = x.shape
+    if op.rotated is not None:
+        d = op.rotated  # partial: the first `rotated` features rotate as a width-`rotated` embedding
     omega = frequencies(op, d)
-    y = np.empty_like(x)
+    y = x.copy()  # features ≥ d (partial rotary) pass unchanged
     for t in range(T):  # row t has position t
         for k, (a, b) in enumerate(pairs(op, d)):
             c, s = math.cos(t * omega[k]), math.sin(t * omega[k])  # the angle t ω_k
             y[t, a] = x[t, a] * c - x[t, b] * s  # y_ta = x_ta cos − x_tb sin
             y[t, b] = x[t, b] * c + x[t, a] * s  # y_tb = x_tb cos + x_ta sin
     return y
+
+
+# --- vector–Jacobian product (issue 23): the transpose of a rotation is the rotation by −angle ---
+
+
+@VJP.implements(Rotary)
+def rotary_vjp(op: Rotary, g: Array, x: Array) -> dict[str, Array]:  # [T, d] -> [T, d]
+    T, d = x.shape
+    if op.rotated is not None:
+        d = op.rotated  # partial: the features ≥ rotated pass g unchanged
+    omega = frequencies(op, d)
+    gx = g.copy()
+    for t in range(T):
+        for k, (a, b) in enumerate(pairs(op, d)):
+            c, s = math.cos(t * omega[k]), math.sin(t * omega[k])  # the angle t ω_k
+            gx[t, a] = g[t, a] * c + g[t, b] * s  # ∂L/∂x_ta = g_ta cos + g_tb sin
+            gx[t, b] = g[t, b] * c - g[t, a] * s  # ∂L/∂x_tb = g_tb cos − g_ta sin
+    return {"x": gx}

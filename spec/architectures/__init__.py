@@ -1,10 +1,11 @@
 """Architecture families (config → Architecture builders), registered by name, and the one table
 of named presets. Importing this package registers every built-in family and preset."""
 
-from spec.architectures import conv_gpt, linear_gpt, parallel_gpt, transformer  # noqa: F401  (the compressed GPTs, the Transformer)
+from spec.architectures import conv_gpt, gemma, linear_gpt, neox, parallel_gpt, transformer  # noqa: F401  (registers the other families)
 from spec.architectures import presets as _presets  # noqa: F401  (registers the GPT presets)
 from spec.architectures import presets_compressed as _presets_compressed  # noqa: F401  (Suresh & P.'s four models)
 from spec.architectures import presets_llama as _presets_llama  # noqa: F401  (registers the Llama family and its presets)
+from spec.architectures import presets_neox_gemma as _presets_neox_gemma  # noqa: F401  (Pythia, Gemma presets)
 from spec.architectures import presets_transformer as _presets_transformer  # noqa: F401  (Vaswani et al.'s base and big)
 from spec.architectures.gpt import GPTConfig, build_gpt
 from spec.architectures.llama import LlamaConfig, build_llama

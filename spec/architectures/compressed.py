@@ -20,7 +20,7 @@ import sympy
 
 from spec import dims as D
 from spec.architectures.gpt import GPTConfig
-from spec.blocks import ACTIVATIONS, layer_norm, pre_ln_block
+from spec.blocks import ACTIVATIONS, MLP, Attention, Block, Norm, layer_norm, pre_norm_block
 from spec.config import Config, positive
 from spec.counting import count
 from spec.errors import ConfigError
@@ -75,10 +75,6 @@ class CompressedGPTConfig(Config):
             D.n_heads: self.n_heads, D.d_head: self.d_model // self.n_heads, D.d_mlp: self.mlp_ratio * self.d_model,
         }
 
-    def block_nodes(self) -> int:
-        """DAG nodes of one block (as GPTConfig.graph_size counts them)."""
-        return 12 + 7 * self.n_heads
-
     def baseline(self) -> GPTConfig:
         """The decoder-only GPT these variants compress: the same vocabulary, context, width, depth,
         heads, biases, tying and activation, every block at the full width."""
@@ -108,11 +104,9 @@ def block(arch: Architecture, c: CompressedGPTConfig, prefix: str, width: sympy.
     of mlp_ratio·width, causal attention scaled by 1/√d_head."""
     d_head = width / D.n_heads
     head_width = int(sympy.sympify(d_head).subs(arch.dims))
-    return pre_ln_block(
-        arch.declare, prefix, arch.dims, d=width, n_heads=D.n_heads, d_head=d_head, d_mlp=c.mlp_ratio * width,
-        mask=Causal(), scale=1 / sympy.sqrt(sympy.Integer(head_width)), eps=c.eps, activation=c.activation,
-        attn_bias=c.bias, mlp_bias=c.bias, ln_bias=c.bias,
-    )
+    attention = Attention(D.n_heads, d_head, Causal(), 1 / sympy.sqrt(sympy.Integer(head_width)), bias=c.bias)
+    spec = Block(attention, Norm("layer", c.eps, c.bias), MLP(c.mlp_ratio * width, c.activation, c.bias))
+    return pre_norm_block(arch.declare, prefix, arch.dims, spec, d=width)
 
 
 def head(arch: Architecture, c: CompressedGPTConfig, h: Source, width: sympy.Expr) -> Architecture:

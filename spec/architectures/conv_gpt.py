@@ -41,6 +41,9 @@ class ConvGPTConfig(CompressedGPTConfig):
     stride: int = 1
     name: str = field(default="conv-gpt", compare=False)
 
+    def layer_period(self) -> int:
+        return self.reduce_every
+
     def validate(self) -> None:
         super().validate()
         positive(self, "reduce_every", "kernel", "stride")
@@ -65,14 +68,14 @@ class ConvGPTConfig(CompressedGPTConfig):
     def reducers(self) -> int:
         return self.n_layers // self.reduce_every
 
-    def graph_size(self) -> int:
-        return self.n_layers * self.block_nodes() + self.reducers() + 8
 
 
 @register_family(
     "conv-gpt", ConvGPTConfig,
     "ConvGPT (Suresh & P. 2024): a 1-D convolution over positions reducing d → d/2 after every 2 blocks (kernel, padding configurable)",
     report=reduction_report("the paper: ConvGPT has as many parameters as LinearGPT at kernel 1, ≈ 53% fewer than the baseline"),
+    instances=lambda: {"causal kernel 3, reduced every block": ConvGPTConfig(
+        n_vocab=5, n_ctx=8, d_model=4, n_layers=1, n_heads=1, mlp_ratio=1, reduce_every=1, kernel=3, pad_left=2, name="conv-gpt-causal")},
 )
 def build_conv_gpt(config: ConvGPTConfig) -> Architecture:
     """The ConvGPT of ``config``, validated."""

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import sympy
 
 from spec import dims as D
 from spec.architectures.registry import register_family
-from spec.blocks import ACTIVATIONS, layer_norm, pre_ln_block
+from spec.blocks import ACTIVATIONS, MLP, Attention, Block, Norm, layer_norm, pre_norm_block
 from spec.config import Config, positive
 from spec.errors import ConfigError
 from spec.graph import Architecture, ParamRef, graph_input
 from spec.masks import Banded, Causal, Relation
 from spec.ops import Add, Affine, LearnedPositional, OneHot, SinusoidalPositional, TokenEmbedding
 from spec.types import token_ids
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 AttentionKind = Literal["dense", "banded"]
 
@@ -84,10 +87,6 @@ class GPTConfig(Config):
         if self.attn_scale is not None and not self.attn_scale > 0:
             raise ConfigError(f"attn_scale={self.attn_scale!r}, but expected a number > 0 or None [{where}]")
 
-    def graph_size(self) -> int:
-        """Per block: the block, 6 sublayer nodes, 3 MLP nodes, attention's concat and W_O, and 7
-        nodes per head (the head and its six primitives); plus 8 outside the blocks."""
-        return self.n_layers * (12 + 7 * self.n_heads) + 8
 
     @property
     def head_width(self) -> int:
@@ -120,6 +119,11 @@ class GPTConfig(Config):
         )
         return base / (layer + 1) if self.scale_by_inverse_layer else base
 
+    def block(self, layer: int) -> Block:
+        """Block ``layer``: pre-LN, its mask and scale, one bias switch for every projection and norm."""
+        attention = Attention(D.n_heads, D.d_head, self.mask(layer), self.scale(layer), bias=self.bias)
+        return Block(attention, Norm("layer", self.eps, self.bias), MLP(D.d_mlp, self.activation, self.bias))
+
     def dims(self) -> dict[sympy.Symbol, int]:
         """Values of the glossary's symbols."""
         return {
@@ -129,7 +133,66 @@ class GPTConfig(Config):
         }
 
 
-@register_family("gpt", GPTConfig, "decoder-only GPT: GPT-2 and GPT-3 conventions (learned or sinusoidal positions, pre-LN, dense or banded attention)")
+def gpt_instances() -> dict[str, GPTConfig]:
+    """GPT's fixed hard instances: dense and banded layers in one model, learned and sinusoidal
+    positions, every activation, biases or none, tied or untied, n_heads·d_head ≠ d_model, a
+    scale other than 1/√d_head and one divided by the layer's index."""
+    return {
+        "dense+banded, learned, gelu_tanh, biases, untied": GPTConfig(
+            n_vocab=5, n_ctx=8, d_model=4, n_layers=2, n_heads=2, d_head=2, d_mlp=3, attention=("dense", "banded"), band_width=2,
+            tied=False, name="gpt-dense-banded"),
+        "banded, sinusoidal, gelu_erf, no biases, tied, n_heads·d_head ≠ d_model": GPTConfig(
+            n_vocab=5, n_ctx=8, d_model=3, n_layers=1, n_heads=1, d_head=2, d_mlp=2, attention=("banded",), band_width=2,
+            positional="sinusoidal", activation="gelu_erf", bias=False, name="gpt-banded-sinusoidal"),
+        "relu, two heads, scale 0.5 / layer": GPTConfig(
+            n_vocab=5, n_ctx=8, d_model=4, n_layers=2, n_heads=2, d_mlp=2, activation="relu", attn_scale=0.5,
+            scale_by_inverse_layer=True, name="gpt-relu-scaled"),
+    }
+
+
+def gpt_configs(*, max_layers: int = 2, max_heads: int = 3, max_vocab: int = 40, banded: bool | None = None) -> SearchStrategy[GPTConfig]:
+    """Small valid GPT configs covering every option of :class:`GPTConfig`: one head, d_head = 1,
+    n_heads·d_head ≠ d_model, dense / banded / mixed layers (only banded or only dense when
+    ``banded`` says so), every activation, biases or none, tied or untied, both positional
+    encodings, scales other than 1/√d_head."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw_config(draw: st.DrawFn) -> GPTConfig:
+        n_heads = draw(st.integers(1, max_heads), label="n_heads")
+        d_head = draw(st.integers(1, 4), label="d_head")
+        d_model = draw(st.sampled_from([n_heads * d_head, max(1, n_heads * d_head + draw(st.integers(-1, 2)))]), label="d_model")
+        patterns: list[tuple[AttentionKind, ...]] = [("dense",), ("dense", "banded"), ("banded",)]
+        if banded is not None:
+            patterns = [("banded",)] if banded else [("dense",)]
+        pattern = draw(st.sampled_from(patterns), label="attention")
+        return GPTConfig(
+            n_vocab=draw(st.integers(2, max_vocab), label="n_vocab"),
+            n_ctx=draw(st.integers(8, 16), label="n_ctx"),
+            d_model=d_model,
+            n_layers=draw(st.integers(1, max_layers), label="n_layers"),
+            n_heads=n_heads,
+            d_head=d_head,
+            d_mlp=draw(st.integers(1, 12), label="d_mlp"),
+            activation=draw(st.sampled_from(["gelu_tanh", "gelu_erf", "relu"]), label="activation"),
+            eps=draw(st.sampled_from([1e-5, 1e-6, 0.1]), label="eps"),
+            bias=draw(st.booleans(), label="bias"),
+            tied=draw(st.booleans(), label="tied"),
+            positional=draw(st.sampled_from(["learned", "sinusoidal"]), label="positional"),
+            attention=pattern,
+            band_width=draw(st.integers(1, 4), label="band_width") if "banded" in pattern else None,
+            attn_scale=draw(st.sampled_from([None, 0.5, 2.0]), label="attn_scale"),
+            scale_by_inverse_layer=draw(st.booleans(), label="scale_by_inverse_layer"),
+            name="drawn",
+        )
+
+    return draw_config()
+
+
+@register_family(
+    "gpt", GPTConfig, "decoder-only GPT: GPT-2 and GPT-3 conventions (learned or sinusoidal positions, pre-LN, dense or banded attention)",
+    instances=gpt_instances, configs=gpt_configs,
+)
 def build_gpt(config: GPTConfig) -> Architecture:
     """The GPT architecture of ``config``, validated."""
     if not isinstance(config, GPTConfig):
@@ -154,12 +217,7 @@ def build_gpt(config: GPTConfig) -> Architecture:
 
     for layer in range(c.n_layers):
         prefix = f"blocks.{layer}"
-        block = pre_ln_block(
-            declare, prefix, arch.dims, d=d, n_heads=D.n_heads, d_head=D.d_head, d_mlp=D.d_mlp,
-            mask=c.mask(layer), scale=c.scale(layer), eps=c.eps, activation=c.activation,
-            attn_bias=c.bias, mlp_bias=c.bias, ln_bias=c.bias,
-        )
-        h = arch.add(prefix, block, {"x": h})
+        h = arch.add(prefix, pre_norm_block(declare, prefix, arch.dims, c.block(layer), d=d), {"x": h})
 
     ln_f, p_f = layer_norm(declare, "ln_f", d=d, eps=c.eps, bias=c.bias)
     h = arch.add("ln_f", ln_f, {"x": h}, p_f)

@@ -35,6 +35,9 @@ class LinearGPTConfig(CompressedGPTConfig):
     reduce_every: int = 2
     name: str = field(default="linear-gpt", compare=False)
 
+    def layer_period(self) -> int:
+        return self.reduce_every
+
     def validate(self) -> None:
         super().validate()
         positive(self, "reduce_every")
@@ -44,8 +47,6 @@ class LinearGPTConfig(CompressedGPTConfig):
         """How many width-halving reducers the model has."""
         return self.n_layers // self.reduce_every
 
-    def graph_size(self) -> int:
-        return self.n_layers * self.block_nodes() + self.reducers() + 8
 
 
 def check_widths(c: CompressedGPTConfig) -> None:
@@ -98,6 +99,8 @@ def _affine_reducer(arch: Architecture, name: str, k: int, x: Source) -> Source:
     "linear-gpt", LinearGPTConfig,
     "LinearGPT (Suresh & P. 2024): an affine d → d/2 reducer after every 2 blocks, head count fixed",
     report=reduction_report("the paper: LinearGPT has ≈ 53% fewer parameters than the baseline"),
+    instances=lambda: {"reduced every block": LinearGPTConfig(
+        n_vocab=5, n_ctx=8, d_model=4, n_layers=1, n_heads=1, mlp_ratio=1, reduce_every=1, name="linear-gpt-reduced")},
 )
 def build_linear_gpt(config: LinearGPTConfig) -> Architecture:
     """The LinearGPT of ``config``, validated."""

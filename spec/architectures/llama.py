@@ -5,29 +5,32 @@
     attn: grouped-query attention, Q and K rotated at their positions (RoPE), causal or sliding window
     logits = RMSNorm_f(h_L) · W_U   (W_U = W_Eᵀ when tied)
 
-A separate builder from GPT's (docs/architecture.md, "Two decoder builders"): the two share the
-composites of spec/blocks.py, not a config — a GPT config has no rotary base, a Llama config no
-learned positions, and one builder over both would be a union of options where most combinations
-mean nothing.
+A separate builder from GPT's (docs/architecture.md, "Separate decoder builders, shared blocks"):
+the two share the block values and composites of spec/blocks.py, not a config — a GPT config has
+no rotary base, a Llama config no learned positions, and one builder over both would be a union
+of options where most combinations mean nothing.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import sympy
 
 from spec import dims as D
 from spec.architectures.registry import register_family
-from spec.blocks import GATE_ACTIVATIONS, pre_rms_block, rms_norm
+from spec.blocks import GATE_ACTIVATIONS, MLP, Attention, Block, Norm, pre_norm_block, rms_norm
 from spec.config import Config, positive
 from spec.errors import ConfigError
 from spec.graph import Architecture, ParamRef, graph_input
 from spec.masks import Banded, Causal, Relation
 from spec.ops import Affine, OneHot, Rotary, TokenEmbedding
 from spec.types import token_ids
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 LayerKind = Literal["full", "sliding"]
 
@@ -107,11 +110,6 @@ class LlamaConfig(Config):
             message = re.sub(r"\b(base|pairing|scaling|factor|low_freq_factor|high_freq_factor|original_n_ctx)=", r"rope_\1=", str(error))
             raise ConfigError(message.replace("[Rotary]", f"[{where}]")) from None
 
-    def graph_size(self) -> int:
-        """Per block: the block, 7 sublayer nodes, 6 gated-MLP nodes, attention's concat and W_O,
-        and 9 nodes per head (the head, Q, K, V, two rotations, scores, softmax, z); plus 6
-        outside the blocks."""
-        return self.n_layers * (16 + 9 * self.n_heads) + 6
 
     @property
     def head_width(self) -> int:
@@ -147,6 +145,15 @@ class LlamaConfig(Config):
             self.rope_original_n_ctx if self.rope_original_n_ctx is not None else self.n_ctx,
         )
 
+    def block(self, layer: int) -> Block:
+        """Block ``layer``: pre-RMSNorm, grouped-query attention rotated at its positions, its mask,
+        a gated MLP, a bias switch per projection."""
+        attention = Attention(
+            D.n_heads, D.d_head, self.mask(layer), self.scale(), n_kv_heads=D.n_kv_heads, transforms=(self.rotary(),),
+            bias=self.qkv_bias, out_bias=self.out_bias,
+        )
+        return Block(attention, Norm("rms", self.eps), MLP(D.d_mlp, self.activation, self.mlp_bias, gated=True))
+
     def dims(self) -> dict[sympy.Symbol, int]:
         """Values of the glossary's symbols."""
         return {
@@ -155,7 +162,55 @@ class LlamaConfig(Config):
         }
 
 
-@register_family("llama", LlamaConfig, "Llama family: pre-RMSNorm, rotary positions, SwiGLU, grouped-query and sliding-window attention (Llama 2/3, Mistral, Qwen2)")
+def llama_instances() -> dict[str, LlamaConfig]:
+    """The Llama family's fixed hard instances: multi-query and 4:2 grouped queries, sliding and
+    full layers in one model, both pairings, llama3 rotary scaling, every bias, tied."""
+    return {
+        "sliding, multi-query, SwiGLU": LlamaConfig(
+            n_vocab=5, n_ctx=8, d_model=4, n_layers=1, n_heads=2, n_kv_heads=1, d_head=2, d_mlp=2, attention=("sliding",),
+            sliding_window=2, name="llama-sliding-mqa"),
+        "GQA 4:2, sliding then full, llama3 interleaved rotary, biases, tied": LlamaConfig(
+            n_vocab=7, n_ctx=12, d_model=8, n_layers=2, n_heads=4, n_kv_heads=2, d_head=2, d_mlp=3, attention=("sliding", "full"),
+            sliding_window=3, rope_pairing="interleaved", rope_scaling="llama3", rope_factor=8.0, rope_original_n_ctx=8,
+            qkv_bias=True, out_bias=True, mlp_bias=True, tied=True, name="llama-gqa-llama3"),
+    }
+
+
+def llama_configs(*, max_layers: int = 2) -> SearchStrategy[LlamaConfig]:
+    """Small Llama-family configs across the builder's options: GQA ratios 1, 2, 4 and
+    multi-query, d_head ≠ d_model / n_heads, both pairings, every scaling, full and sliding
+    layers (windows shorter than the sequences), biases per projection, tied and untied."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw_config(draw: st.DrawFn) -> LlamaConfig:
+        kv = draw(st.integers(1, 3), label="n_kv_heads")
+        group = draw(st.sampled_from([1, 2, 4]), label="group")
+        d_head = draw(st.sampled_from([2, 4]), label="d_head")
+        d_model = draw(st.sampled_from([kv * group * d_head, draw(st.integers(2, 9))]), label="d_model")
+        patterns: list[tuple[LayerKind, ...]] = [("full",), ("sliding",), ("sliding", "full")]
+        pattern = draw(st.sampled_from(patterns), label="attention")
+        scaling = draw(st.sampled_from(["none", "linear", "llama3"]), label="rope_scaling")
+        return LlamaConfig(
+            n_vocab=draw(st.integers(2, 30)), n_ctx=16, d_model=d_model, n_layers=draw(st.integers(1, max_layers)),
+            n_heads=kv * group, n_kv_heads=kv, d_head=d_head, d_mlp=draw(st.integers(1, 8)),
+            activation=draw(st.sampled_from(sorted(GATE_ACTIVATIONS))), eps=draw(st.sampled_from([1e-6, 1e-2])),
+            rope_base=draw(st.sampled_from([10000.0, 2.0, 500000.0])), rope_pairing=draw(st.sampled_from(["half", "interleaved"])),
+            rope_scaling=scaling, rope_factor=draw(st.sampled_from([2.0, 8.0])) if scaling != "none" else 1.0,
+            rope_high_freq_factor=8.0, rope_original_n_ctx=32,
+            attention=pattern, sliding_window=draw(st.integers(1, 3)) if "sliding" in pattern else None,
+            qkv_bias=draw(st.booleans()), out_bias=draw(st.booleans()), mlp_bias=draw(st.booleans()), tied=draw(st.booleans()),
+            name="drawn",
+        )
+
+    return draw_config()
+
+
+@register_family(
+    "llama", LlamaConfig,
+    "Llama family: pre-RMSNorm, rotary positions, SwiGLU, grouped-query and sliding-window attention (Llama 2/3, Mistral, Qwen2)",
+    instances=llama_instances, configs=llama_configs,
+)
 def build_llama(config: LlamaConfig) -> Architecture:
     """The Llama-family architecture of ``config``, validated."""
     if not isinstance(config, LlamaConfig):
@@ -171,15 +226,9 @@ def build_llama(config: LlamaConfig) -> Architecture:
     X = arch.add("one_hot", OneHot(D.n_vocab), {"ids": graph_input("ids")})
     W_E = declare("W_E", (D.n_vocab, d))
     h = arch.add("token_embedding", TokenEmbedding(D.n_vocab, d), {"X": X}, {"W_E": W_E})
-    rotary = c.rotary()
     for layer in range(c.n_layers):
         prefix = f"blocks.{layer}"
-        block = pre_rms_block(
-            declare, prefix, arch.dims, d=d, n_heads=D.n_heads, n_kv_heads=D.n_kv_heads, d_head=D.d_head, d_mlp=D.d_mlp,
-            mask=c.mask(layer), scale=c.scale(), rotary=rotary, eps=c.eps, activation=c.activation,
-            qkv_bias=c.qkv_bias, out_bias=c.out_bias, mlp_bias=c.mlp_bias,
-        )
-        h = arch.add(prefix, block, {"x": h})
+        h = arch.add(prefix, pre_norm_block(declare, prefix, arch.dims, c.block(layer), d=d), {"x": h})
 
     norm_f, p_f = rms_norm(declare, "norm_f", d=d, eps=c.eps)
     h = arch.add("norm_f", norm_f, {"x": h}, p_f)

@@ -40,14 +40,17 @@ class ParallelGPTConfig(CompressedGPTConfig):
                 "have n_layers/2 blocks each"
             )
 
-    def graph_size(self) -> int:
-        return self.n_layers * self.block_nodes() + 10
+    def layer_period(self) -> int:
+        return BRANCHES
+
 
 
 @register_family(
     "parallel-gpt", ParallelGPTConfig,
     "ParallelGPT (Suresh & P. 2024): two branches of n_layers/2 blocks, each fed by its own affine map, merged by a learned sigmoid gate",
     report=reduction_report("the paper: ParallelGPT keeps the baseline's size, +525,313 for the two input maps and the gate"),
+    instances=lambda: {"two branches, two heads": ParallelGPTConfig(
+        n_vocab=5, n_ctx=8, d_model=4, n_layers=2, n_heads=2, mlp_ratio=1, name="parallel-gpt-two-branches")},
 )
 def build_parallel_gpt(config: ParallelGPTConfig) -> Architecture:
     """The ParallelGPT of ``config``, validated."""

@@ -15,11 +15,13 @@ from spec.ops.conv1d import Conv1d
 from spec.ops.gate import SigmoidGate
 from spec.ops.glu import Multiply, Silu
 from spec.ops.layer_norm import LayerNorm
+from spec.ops.moe import MoeExperts, MoeRouter
 from spec.ops.one_hot import OneHot
 from spec.ops.positional import LearnedPositional, SinusoidalPositional
 from spec.ops.rms_norm import RMSNorm
 from spec.ops.rotary import Rotary
 from spec.ops.scale import Scale
+from spec.ops.softcap import SoftCap
 from spec.ops.token_embedding import TokenEmbedding
 
 MODULES: tuple[str, ...] = (
@@ -31,11 +33,13 @@ MODULES: tuple[str, ...] = (
     "gate",
     "glu",
     "layer_norm",
+    "moe",
     "one_hot",
     "positional",
     "rms_norm",
     "rotary",
     "scale",
+    "softcap",
     "token_embedding",
 )
 """The modules of spec/ops/ that register primitives (helpers such as ``elementwise`` excluded)."""
@@ -69,12 +73,15 @@ __all__ = [
     "LayerNorm",
     "LearnedPositional",
     "MaskedSoftmax",
+    "MoeExperts",
+    "MoeRouter",
     "Multiply",
     "OneHot",
     "RMSNorm",
     "Relu",
     "Rotary",
     "Scale",
+    "SoftCap",
     "SigmoidGate",
     "Silu",
     "SinusoidalPositional",

@@ -24,6 +24,7 @@ class GeluErf(Elementwise):
     """GELU, exact: x Φ(x) with Φ the standard normal CDF."""
 
     kind: ClassVar[str] = "gelu_erf"
+    notation: ClassVar[str] = r"\operatorname{GELU}\left(⟨x⟩\right)"
     title: ClassVar[str] = "GELU (exact, erf)"
     latex: ClassVar[str] = r"y = \tfrac{1}{2}\, x \left(1 + \operatorname{erf}(x / \sqrt{2})\right)"
     citation: ClassVar[str] = "Hendrycks & Gimpel 2016; Hugging Face `gelu`, PyTorch `gelu(approximate='none')`."
@@ -41,6 +42,7 @@ class GeluTanh(Elementwise):
     """GELU, the tanh approximation GPT-2 uses."""
 
     kind: ClassVar[str] = "gelu_tanh"
+    notation: ClassVar[str] = r"\operatorname{GELU}_{\tanh}\left(⟨x⟩\right)"
     title: ClassVar[str] = "GELU (tanh approximation)"
     latex: ClassVar[str] = (
         r"y = \tfrac{1}{2}\, x \left(1 + \tanh\!\left(\sqrt{2/\pi}\,(x + 0.044715\, x^3)\right)\right)"
@@ -67,6 +69,7 @@ class Relu(Elementwise):
     """ReLU: max(x, 0)."""
 
     kind: ClassVar[str] = "relu"
+    notation: ClassVar[str] = r"\operatorname{ReLU}\left(⟨x⟩\right)"
     title: ClassVar[str] = "ReLU"
     latex: ClassVar[str] = r"y = \max(x, 0)"
     citation: ClassVar[str] = "Vaswani et al. 2017 §3.3 (the FFN's activation)."

@@ -17,6 +17,7 @@ class Add(Binary):
     """y = a + b: a sublayer's output added into the residual stream."""
 
     kind: ClassVar[str] = "add"
+    notation: ClassVar[str] = r"⟨a⟩ + ⟨b⟩"
     title: ClassVar[str] = "residual add"
     latex: ClassVar[str] = r"y_{tj} = a_{tj} + b_{tj}"
     citation: ClassVar[str] = "He et al. 2016; Vaswani et al. 2017 §3.1 (residual connections)."

@@ -26,6 +26,7 @@ class Affine(Primitive):
     maps multiply on the right (papers with column vectors write W x + b with W transposed)."""
 
     kind: ClassVar[str] = "affine"
+    notation: ClassVar[str] = r"⟨x⟩ ⟨W⟩⟦ + ⟨b⟩⟧"
     title: ClassVar[str] = "affine map"
     latex: ClassVar[str] = r"y_{tj} = \sum_{i} x_{ti} W_{ij} + b_j"
     citation: ClassVar[str] = (

@@ -53,8 +53,12 @@ class AttentionScores(Primitive):
     (1/√d_head by default, as in Vaswani et al.; other models change it)."""
 
     kind: ClassVar[str] = "attention_scores"
+    notation: ClassVar[str] = r"⟦⟨:softcap⟩ \tanh\left(⟨:scale⟩\, ⟨Q⟩ ⟨K⟩^\top / ⟨:softcap⟩\right) ‖ ⟨:scale⟩\, ⟨Q⟩ ⟨K⟩^\top⟧"
     title: ClassVar[str] = "attention scores"
-    latex: ClassVar[str] = r"A^{\mathrm{pre}}_{ts} = \mathrm{scale} \sum_{k} Q_{tk} K_{sk}"
+    latex: ClassVar[str] = (
+        r"a_{ts} = \mathrm{scale} \sum_{k} Q_{tk} K_{sk} \qquad "
+        r"A^{\mathrm{pre}}_{ts} = \begin{cases} a_{ts} & \text{no cap} \\ c \tanh(a_{ts} / c) & \text{softcap } c \end{cases}"
+    )
     citation: ClassVar[str] = (
         "Vaswani et al. 2017 §3.2.1: QKᵀ/√d_k; scaled because the variance of a dot product of "
         "d_k unit-variance terms is d_k. d_k ↦ d_head."
@@ -66,6 +70,15 @@ class AttentionScores(Primitive):
     scale: sympy.Expr
     q_rows: sympy.Expr = T
     k_rows: sympy.Expr = S
+    softcap: float | None = None
+    """Score soft-capping (Gemma 2's ``attn_logit_softcapping``): c · tanh(a / c) of each scaled
+    score a (spec/ops/softcap.py), before the mask; None: none."""
+
+    def check(self) -> None:
+        if self.softcap is not None:
+            from spec.ops.softcap import check_cap
+
+            check_cap(self.softcap, "AttentionScores")
 
     @classmethod
     def examples(cls) -> SearchStrategy[Primitive]:
@@ -77,11 +90,12 @@ class AttentionScores(Primitive):
             lambda d, scale, k_rows: cls(d, scale(d), T, k_rows),
             counts(1, 4), st.sampled_from(scales), st.sampled_from([T, S]),
         )
-        return st.one_of(concrete, symbolic)
+        capped = st.builds(lambda d, cap: cls(d, 1 / sympy.sqrt(d), T, S, cap), counts(1, 4), st.sampled_from([50.0, 1.0, 0.25]))
+        return st.one_of(concrete, symbolic, capped)
 
     @classmethod
     def instances(cls, n: int) -> list[Primitive]:
-        return [cls(1, 1, n, n)]
+        return [cls(1, 1, n, n), cls(2, sympy.Rational(1, 2), n, n, 1.5)]
 
     def inputs(self) -> dict[str, TensorType]:
         return {"Q": rows(self.q_rows, self.d_head), "K": rows(self.k_rows, self.d_head)}
@@ -101,7 +115,12 @@ class AttentionScores(Primitive):
         t, s = index
         Q, K = inputs["Q"], inputs["K"]
         k = dummy("k")
-        return sympy.sympify(self.scale) * sympy.Sum(Q[t, k] * K[s, k], (k, 0, Q.shape[1] - 1))
+        a = sympy.sympify(self.scale) * sympy.Sum(Q[t, k] * K[s, k], (k, 0, Q.shape[1] - 1))
+        if self.softcap is None:
+            return a
+        from spec.ops.softcap import soft_cap
+
+        return soft_cap(a, self.softcap)
 
 
 @register
@@ -116,6 +135,7 @@ class MaskedSoftmax(Primitive):
     """
 
     kind: ClassVar[str] = "masked_softmax"
+    notation: ClassVar[str] = r"\operatorname{softmax}_{⟨:mask⟩}\left(⟨x⟩\right)"
     title: ClassVar[str] = "masked softmax"
     latex: ClassVar[str] = (
         r"m_t = \max_{s' \in A_t} x_{ts'} \qquad "
@@ -200,6 +220,7 @@ class WeightedSum(Primitive):
     """Each query's output is the attention-weighted sum of the value rows: Z = A V."""
 
     kind: ClassVar[str] = "weighted_sum"
+    notation: ClassVar[str] = r"⟨A⟩ ⟨V⟩"
     title: ClassVar[str] = "attention-weighted sum of values"
     latex: ClassVar[str] = r"z_{tk} = \sum_{s} A_{ts} V_{sk}"
     citation: ClassVar[str] = "Vaswani et al. 2017 eq. (1): softmax(·) V."
@@ -247,6 +268,7 @@ class ConcatHeads(Primitive):
     """Concatenate the heads' outputs along features: column h·d_head + k is head h's k."""
 
     kind: ClassVar[str] = "concat_heads"
+    notation: ClassVar[str] = r"\left[⟨z_*⟩\right]"
     title: ClassVar[str] = "concatenate heads"
     latex: ClassVar[str] = r"y_{t,\,h d_\mathrm{head} + k} = (z_h)_{tk}"
     citation: ClassVar[str] = "Vaswani et al. 2017 §3.2.2: Concat(head_1, …, head_h) W^O."

@@ -39,6 +39,7 @@ class Conv1d(Primitive):
     affine map x W[0] + b, applied row by row."""
 
     kind: ClassVar[str] = "conv1d"
+    notation: ClassVar[str] = r"\operatorname{conv}_{⟨:kernel⟩}\left(⟨x⟩;\, ⟨W⟩⟦, ⟨b⟩⟧\right)"
     title: ClassVar[str] = "1-D convolution over positions"
     latex: ClassVar[str] = (
         r"y_{tj} = \sum_{i=0}^{k-1} \sum_{c} \tilde{x}_{t + i - p,\, c}\, W_{icj} + b_j \qquad "

@@ -33,6 +33,7 @@ class SigmoidGate(Primitive):
     1 − σ(a) for large a)."""
 
     kind: ClassVar[str] = "sigmoid_gate"
+    notation: ClassVar[str] = r"\sigma(⟨a⟩)\, ⟨x1⟩ + \left(1 - \sigma(⟨a⟩)\right) ⟨x2⟩"
     title: ClassVar[str] = "learned sigmoid gate"
     latex: ClassVar[str] = (
         r"w = \sigma(a) = \frac{1}{1 + e^{-a}} \qquad y_{tj} = w\, x^{(1)}_{tj} + (1 - w)\, x^{(2)}_{tj}"

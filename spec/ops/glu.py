@@ -19,6 +19,7 @@ class Silu(Elementwise):
     """SiLU (swish with β = 1): x σ(x)."""
 
     kind: ClassVar[str] = "silu"
+    notation: ClassVar[str] = r"\operatorname{SiLU}\left(⟨x⟩\right)"
     title: ClassVar[str] = "SiLU"
     latex: ClassVar[str] = r"y = x\, \sigma(x) = \frac{x}{1 + e^{-x}}"
     citation: ClassVar[str] = (
@@ -37,6 +38,7 @@ class Multiply(Binary):
     """y = a ⊙ b: the gate times the up projection in a gated MLP."""
 
     kind: ClassVar[str] = "multiply"
+    notation: ClassVar[str] = r"⟨a⟩ \odot ⟨b⟩"
     title: ClassVar[str] = "element-wise product"
     latex: ClassVar[str] = r"y_{tj} = a_{tj}\, b_{tj}"
     citation: ClassVar[str] = "Shazeer 2020, eq. (5)–(6): FFN_SwiGLU(x) = (Swish(x W) ⊗ x V) W₂ (⊗ the element-wise product)."

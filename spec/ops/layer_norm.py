@@ -29,6 +29,7 @@ class LayerNorm(Primitive):
     PyTorch. ``bias=False`` drops β (the compressed GPTs of docs/sources.md §2 have no biases)."""
 
     kind: ClassVar[str] = "layer_norm"
+    notation: ClassVar[str] = r"\operatorname{LayerNorm}\left(⟨x⟩ \mid ⟨gamma⟩⟦, ⟨beta⟩⟧\right)"
     title: ClassVar[str] = "layer normalisation"
     latex: ClassVar[str] = (
         r"\mu_t = \tfrac{1}{d}\sum_{k} x_{tk} \qquad "

@@ -25,6 +25,7 @@ class OneHot(Primitive):
     vector e_{ids_t}. An id outside [0, n_vocab) is not defined (a TokenError)."""
 
     kind: ClassVar[str] = "one_hot"
+    notation: ClassVar[str] = r"\operatorname{onehot}\left(⟨ids⟩\right)"
     title: ClassVar[str] = "one-hot encoding"
     latex: ClassVar[str] = r"X_{tv} = [\,\mathrm{ids}_t = v\,] \quad (t < T,\ v < n_\mathrm{vocab})"
     citation: ClassVar[str] = (

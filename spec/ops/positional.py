@@ -30,6 +30,7 @@ class LearnedPositional(Primitive):
     its input, never a token's value. A sequence longer than n_ctx is not defined."""
 
     kind: ClassVar[str] = "learned_positional"
+    notation: ClassVar[str] = r"⟨W_P⟩\left[0{:}T\right]"
     title: ClassVar[str] = "learned positional embedding"
     latex: ClassVar[str] = r"P_{tj} = (W_P)_{tj} \quad (t < T \le n_\mathrm{ctx})"
     citation: ClassVar[str] = "GPT-2 (Radford et al. 2019): learned positions, Hugging Face `wpe.weight` (n_ctx, d_model)."
@@ -84,6 +85,7 @@ class SinusoidalPositional(Primitive):
       offset by its padding index: not this layout."""
 
     kind: ClassVar[str] = "sinusoidal_positional"
+    notation: ClassVar[str] = r"\operatorname{PE}_{\sin}\left(⟨ids⟩\right)"
     title: ClassVar[str] = "sinusoidal positional encoding"
     latex: ClassVar[str] = (
         r"P_{t,2i} = \sin\!\big(t / \mathrm{base}^{2i/d}\big),\quad "

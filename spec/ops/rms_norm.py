@@ -30,6 +30,7 @@ class RMSNorm(Primitive):
     row (proofs/, ``rms_norm_scale_invariance``)."""
 
     kind: ClassVar[str] = "rms_norm"
+    notation: ClassVar[str] = r"\operatorname{RMSNorm}\left(⟨x⟩ \mid ⟦⟨:offset⟩1 + ⟨gamma⟩ ‖ ⟨gamma⟩⟧\right)"
     title: ClassVar[str] = "RMS normalisation"
     latex: ClassVar[str] = (
         r"r_t = \sqrt{\tfrac{1}{d}\sum_{k} x_{tk}^2 + \varepsilon} \qquad "

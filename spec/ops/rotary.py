@@ -19,10 +19,15 @@ then one of the published scalings: ``linear`` (ω_k / factor; position interpol
 al. 2023) or ``llama3`` (Meta's Llama 3.1 rule: high frequencies kept, low ones divided by the
 factor, a smooth ramp between). Other scalings change more than the frequencies and are refused
 by name (:data:`REFUSED_SCALINGS`).
+
+Partial rotary (GPT-NeoX, Pythia: ``rotary_pct``) rotates only the first ``rotated`` features of
+each head, as a rotary embedding of width ``rotated`` (its frequencies and pairs), and passes the
+others unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,17 +72,20 @@ def exact(value: float | int) -> sympy.Rational:
 @dataclass(frozen=True)
 class Rotary(Primitive):
     """y = R_t x_t: pair k of row t rotated by the angle t·ω_k (see the module docstring).
-    ``d`` is the width rotated (a head's d_head), even. ``base`` is θ of the frequency formula;
+    ``d`` is the row's width (a head's d_head), even unless ``rotated`` says how many of its first
+    features rotate (partial rotary). ``base`` is θ of the frequency formula;
     ``scaling`` with ``factor`` (linear, llama3), and for llama3 ``low_freq_factor``,
     ``high_freq_factor`` and ``original_n_ctx`` (the context length the model was trained at)."""
 
     kind: ClassVar[str] = "rotary"
+    notation: ClassVar[str] = r"\operatorname{RoPE}⟦_{⟨:rotated⟩}⟧\left(⟨x⟩\right)"
     title: ClassVar[str] = "rotary position embedding"
     latex: ClassVar[str] = (
         r"\omega_k = \mathrm{scale}\big(\mathrm{base}^{-2k/d}\big) \qquad "
         r"(a_k, b_k) = \begin{cases} (k,\ k + d/2) & \text{half} \\ (2k,\ 2k + 1) & \text{interleaved} \end{cases} \qquad "
         r"\begin{aligned} y_{t a_k} &= x_{t a_k} \cos(t\,\omega_k) - x_{t b_k} \sin(t\,\omega_k) \\ "
-        r"y_{t b_k} &= x_{t b_k} \cos(t\,\omega_k) + x_{t a_k} \sin(t\,\omega_k) \end{aligned}"
+        r"y_{t b_k} &= x_{t b_k} \cos(t\,\omega_k) + x_{t a_k} \sin(t\,\omega_k) \end{aligned} \qquad "
+        r"\text{partial: } d = \mathrm{rotated},\ y_{tj} = x_{tj}\ (j \ge \mathrm{rotated})"
     )
     citation: ClassVar[str] = (
         "Su et al. 2021 (RoFormer) eq. 34 (adjacent pairs, θ_i = 10000^(−2(i−1)/d)); Hugging Face's rotate_half "
@@ -94,12 +102,21 @@ class Rotary(Primitive):
     high_freq_factor: float = 4.0
     original_n_ctx: int = 8192
     rows: sympy.Expr = DEFAULT_ROWS
+    rotated: int | None = None
+    """Partial rotary (GPT-NeoX's ``rotary_pct``): only features 0 … rotated − 1 are rotated, as a
+    width-``rotated`` rotary embedding of their own (frequencies base^(−2k/rotated), pairs within
+    them); the others pass unchanged. None: all d features."""
 
     def check(self) -> None:
         where = "[Rotary]"
         d = sympy.sympify(self.d)
-        if d.is_number and int(d) % 2:
+        if d.is_number and int(d) % 2 and self.rotated is None:
             raise ConfigError(f"d={d}, but expected an even width {where}; rotary embedding rotates pairs of features")
+        if self.rotated is not None:
+            if isinstance(self.rotated, bool) or not isinstance(self.rotated, int) or self.rotated < 2 or self.rotated % 2:
+                raise ConfigError(f"rotated={self.rotated!r}, but expected an even whole number ≥ 2 or None {where}; it counts rotated features")
+            if d.is_number and self.rotated > int(d):
+                raise ConfigError(f"rotated={self.rotated}, but expected at most d={d} {where}; only a head's own features rotate")
         for name in ("base", "factor", "low_freq_factor", "high_freq_factor"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -139,7 +156,11 @@ class Rotary(Primitive):
             lambda pairing, factor: cls(6, 10000.0, pairing, "llama3", factor, 1.0, 8.0, 512),
             st.sampled_from(PAIRINGS), st.sampled_from([8.0, 2.0]),
         )
-        return st.one_of(plain, linear, llama3)
+        partial = st.builds(
+            lambda d, rotated, pairing: cls(d, 10000.0, pairing, rows=DEFAULT_ROWS, rotated=rotated),
+            st.sampled_from([3, 4, 6]), st.sampled_from([2]), st.sampled_from(PAIRINGS),
+        )
+        return st.one_of(plain, linear, llama3, partial)
 
     @classmethod
     def instances(cls, n: int) -> list[Primitive]:
@@ -147,6 +168,7 @@ class Rotary(Primitive):
             cls(4, 10000.0, "half", rows=n),
             cls(4, 10000.0, "interleaved", rows=n),
             cls(6, 10000.0, "half", "llama3", 8.0, 1.0, 8.0, 512, n),
+            cls(5, 10000.0, "half", rows=n, rotated=2),
         ]
 
     def inputs(self) -> dict[str, TensorType]:
@@ -194,6 +216,14 @@ class Rotary(Primitive):
         t, j = index
         x = inputs["x"]
         d = sympy.sympify(x.shape[1])
+        if self.rotated is not None:  # partial: features ≥ rotated pass unchanged; the first rotate as a width-rotated op
+            d = sympy.Integer(self.rotated)
+            if sympy.sympify(j).is_Integer:
+                if int(j) >= self.rotated:
+                    return x[t, j]
+            else:
+                inner = dataclasses.replace(self, d=d, rotated=None).definition(index, {"x": _Narrow(x, d)}, params)
+                return sympy.Piecewise((inner, sympy.Lt(j, d)), (x[t, j], True))
 
         def entry(j_: sympy.Expr) -> sympy.Expr:
             k, partner, sign = self.pair(j_, d)
@@ -212,3 +242,13 @@ class Rotary(Primitive):
         odd = x[t, j] * sympy.cos(t * self.frequency(k_odd, d)) + x[t, j - 1] * sympy.sin(t * self.frequency(k_odd, d))
         return sympy.Piecewise((even, sympy.Eq(sympy.Mod(j, 2), 0)), (odd, True))
 
+
+class _Narrow:
+    """An IndexedBase view whose declared width is the rotated part (for the symbolic partial
+    definition: the inner op reads its width from ``x.shape[1]``)."""
+
+    def __init__(self, base: sympy.IndexedBase, d: sympy.Expr) -> None:
+        self.base, self.shape = base, (base.shape[0], d)
+
+    def __getitem__(self, index: object) -> sympy.Expr:
+        return self.base[index]

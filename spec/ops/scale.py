@@ -26,6 +26,7 @@ class Scale(Primitive):
     sympy number (√512, not its float64 rounding), as the attention scale is."""
 
     kind: ClassVar[str] = "scale"
+    notation: ClassVar[str] = r"⟨:c⟩\, ⟨x⟩"
     title: ClassVar[str] = "constant scale"
     latex: ClassVar[str] = r"y_{tj} = c\, x_{tj}"
     citation: ClassVar[str] = (

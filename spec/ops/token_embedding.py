@@ -26,6 +26,7 @@ class TokenEmbedding(Primitive):
     one-hot matrix literally; that this equals gathering rows of W_E is a theorem (proofs/)."""
 
     kind: ClassVar[str] = "token_embedding"
+    notation: ClassVar[str] = r"⟨X⟩ ⟨W_E⟩"
     title: ClassVar[str] = "token embedding"
     latex: ClassVar[str] = r"E_{tj} = \sum_{v} X_{tv}\, (W_E)_{vj}"
     citation: ClassVar[str] = (

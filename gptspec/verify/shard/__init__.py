@@ -153,12 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = write_text(args.out, merged, "gptspec.verify.shard merge --out")
     except GptSpecError as error:
         print(f"gptspec.verify.shard merge: error: {error}", file=sys.stderr)
-        return 1
+        return 2  # could not run (README, "Exit status")
     root = ET.fromstring(merged)
     counts = {key: sum(int(s.get(key, "0")) for s in root.findall("testsuite")) for key in ("tests", "failures", "errors", "skipped")}
     print(f"wrote {written}: {counts['tests']} testcases, {counts['failures']} failures, {counts['errors']} errors, {counts['skipped']} skipped")
     return 1 if counts["failures"] or counts["errors"] else 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
