@@ -5,7 +5,8 @@
   keys ↔ spec config fields, module names ↔ DAG paths; import and export from one table;
 * one module per external layout: :mod:`gptspec.checkpoint.hf_gpt2` (``hf-gpt2``),
   :mod:`gptspec.checkpoint.hf_marian` (``hf-marian``), :mod:`gptspec.checkpoint.nanogpt` (``nanogpt``),
-  :mod:`gptspec.checkpoint.meta_llama` (``meta-llama``: Meta's reference names, interleaved rotary);
+  :mod:`gptspec.checkpoint.meta_llama` (``meta-llama``: Meta's reference names, interleaved rotary),
+  :mod:`gptspec.checkpoint.gpt_fast` (``gpt-fast``) and :mod:`gptspec.checkpoint.litgpt` (``litgpt``): fused QKV under grouped-query attention;
 * :mod:`gptspec.checkpoint.hf_dir` — reading a Hugging Face directory through its layout;
 * :mod:`gptspec.checkpoint.theta_file` — θ under Θ's names with the family and config inside.
 
@@ -23,11 +24,13 @@ from typing import Literal, overload
 import numpy as np
 
 from gptspec import safetensors_io
+from gptspec.checkpoint import gpt_fast as _gpt_fast  # noqa: F401  (registers the gpt-fast layout)
 from gptspec.checkpoint import hf_gemma as _hf_gemma  # noqa: F401  (registers the hf-gemma, hf-gemma2 layouts)
 from gptspec.checkpoint import hf_gpt2 as _hf_gpt2  # noqa: F401  (registers the hf-gpt2 layout)
 from gptspec.checkpoint import hf_llama as _hf_llama  # noqa: F401  (registers the hf-llama, hf-mistral, hf-qwen2 layouts)
 from gptspec.checkpoint import hf_marian as _hf_marian  # noqa: F401  (registers the hf-marian layout)
 from gptspec.checkpoint import hf_neox as _hf_neox  # noqa: F401  (registers the hf-neox layout)
+from gptspec.checkpoint import litgpt as _litgpt  # noqa: F401  (registers the litgpt, litgpt-legacy layouts)
 from gptspec.checkpoint import meta_llama as _meta_llama  # noqa: F401  (registers the meta-llama layout)
 from gptspec.checkpoint import nanogpt as _nanogpt  # noqa: F401  (registers the nanogpt layout)
 from gptspec.checkpoint.hf_dir import PICKLE_SUFFIXES, directory_architecture, load_directory, pickles, refuse_pickle

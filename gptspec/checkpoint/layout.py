@@ -16,7 +16,17 @@ alike, so nothing restates it:
   An axis name stands for one axis; ``(a b)`` is axes a and b flattened row-major into one; the
   axis ``k`` of the external pattern indexes the rule's list of Θ entries (a fused tensor).
   Every axis but ``k`` appears on both sides. Import reshapes and transposes (bit-exact), export
-  does the inverse; sizes come from Θ's shapes. An :class:`Alias` is a second external name for
+  does the inverse; sizes come from Θ's shapes.
+
+  Parts of unequal size (a fused QKV under grouped-query attention) are written as a
+  concatenation ``[a b | c d | …]``: one alternative per Θ entry, each the axes of that entry's
+  part, laid end to end along one axis; axes in the same group before or after the brackets are
+  outside the concatenation (repeated for every index), and the Θ pattern gives one pattern per
+  entry, separated by ``|`` (a Θ pattern may then group axes, ``(g r)``, to split an axis)::
+
+      external "[h e | g e | g e] d"    ↔  Θ "h d e | g d e | g d e"      Q | K | V blocks (gpt-fast wqkv)
+      external "(g [r e | e | e]) d"    ↔  Θ "(g r) d e | g d e | g d e"  per kv group g: its r query
+                                                                          heads, then k_g, then v_g (litgpt qkv) An :class:`Alias` is a second external name for
   the same values (a tied head), checked equal on import and written on export.
 * **config** — every key of the native config (``config.json``) in one table, each
   :class:`ConfigKey` modelled (mapped to a spec config field), ignored (it does not change the
@@ -113,6 +123,9 @@ class Tensor:
     when: Callable[[Any], bool] | None = None
 
     def __post_init__(self) -> None:
+        if "[" in self.external_pattern or "|" in self.theta_pattern:
+            Fused.parse(self)
+            return
         ext, th = Pattern.parse(self.external_pattern), Pattern.parse(self.theta_pattern)
         stacked = STACK in ext.axes
         if STACK in th.axes:
@@ -129,6 +142,131 @@ class Tensor:
                 f"{len(self.theta)} Θ entries with external pattern {self.external_pattern!r}, but expected the axis {STACK!r} "
                 f"exactly when a tensor holds several [layout {self.external}]"
             )
+
+
+_CONCAT = re.compile(r"\[([^\[\]]*)\]")
+_SLOT = "_parts_"
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A :class:`Tensor` rule whose external pattern concatenates its Θ entries' parts, of
+    unequal sizes, along one axis (``[h e | g e | g e] d``; module docstring)."""
+
+    groups: tuple[tuple[str, ...], ...]
+    """The external groups, the concatenation's group holding :data:`_SLOT` where it sits."""
+    at: int
+    """The index of the group holding the concatenation."""
+    parts: tuple[tuple[str, ...], ...]
+    """Each Θ entry's axes inside the concatenation."""
+    theta: tuple[Pattern, ...]
+    """Each Θ entry's pattern."""
+
+    @staticmethod
+    def parse(rule: Tensor) -> Fused:
+        where = f"[layout {rule.external}]"
+        found = _CONCAT.findall(rule.external_pattern)
+        if len(found) != 1:
+            raise ConfigError(f"pattern={rule.external_pattern!r} has {len(found)} concatenations [...], but expected exactly one {where}")
+        outer = Pattern.parse(_CONCAT.sub(f" {_SLOT} ", rule.external_pattern))
+        parts = tuple(tuple(alt.split()) for alt in found[0].split("|"))
+        thetas = tuple(Pattern.parse(t.strip()) for t in rule.theta_pattern.split("|"))
+        if len(thetas) == 1:
+            thetas *= len(parts)
+        if not (len(parts) == len(thetas) == len(rule.theta)):
+            raise ConfigError(
+                f"{len(rule.theta)} Θ entries, {len(parts)} parts in {rule.external_pattern!r} and {len(thetas)} Θ patterns in "
+                f"{rule.theta_pattern!r}, but expected one part and one Θ pattern per entry {where}"
+            )
+        if any(not p or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", a) for a in p) for p in parts):
+            raise ConfigError(f"pattern={rule.external_pattern!r}, but expected every part of [...] to name axes (no parentheses) {where}")
+        at = next(n for n, g in enumerate(outer.groups) if _SLOT in g)
+        fused = Fused(outer.groups, at, parts, thetas)
+        for k, th in enumerate(thetas):
+            axes = fused.part_axes(k)
+            if STACK in axes or STACK in th.axes or len(set(axes)) != len(axes) or set(axes) != set(th.axes):
+                raise ConfigError(
+                    f"part {k} of {rule.external_pattern!r} has axes {list(axes)} and its Θ pattern {th.text!r} has {list(th.axes)}, "
+                    f"but expected the same axes, each once (and no {STACK!r}) {where}"
+                )
+        return fused
+
+    def part_axes(self, k: int) -> tuple[str, ...]:
+        """Part k's axes in external order (the concatenation replaced by part k's axes)."""
+        return tuple(x for g in self.groups for a in g for x in (self.parts[k] if a == _SLOT else (a,)))
+
+    def sizes(self, shapes: list[tuple[Any, ...]], where: str) -> dict[str, Any]:
+        """Every axis' size, solved from the Θ entries' shapes (a grouped Θ axis gives its one
+        unknown axis the quotient)."""
+        sizes: dict[str, Any] = {}
+        pending = [(g, d) for th, shape in zip(self.theta, shapes, strict=True) for g, d in zip(th.groups, shape, strict=True)]
+        while pending:
+            left = []
+            for group, dim in pending:
+                unknown = [a for a in group if a not in sizes]
+                known = sympy.Mul(*[sizes[a] for a in group if a in sizes]) if any(isinstance(sizes.get(a), sympy.Basic) for a in group) or isinstance(dim, sympy.Basic) else int(np.prod([sizes[a] for a in group if a in sizes]))
+                if len(unknown) == 1:
+                    if isinstance(known, int) and isinstance(dim, int) and dim % known:
+                        raise CheckpointError(f"axis {group} of size {dim}, but expected a multiple of {known} {where}")
+                    sizes[unknown[0]] = dim // known if isinstance(known, int) and isinstance(dim, int) else dim / known
+                elif not unknown:
+                    if isinstance(known, int) and isinstance(dim, int) and known != dim:
+                        raise CheckpointError(f"axes {group} of sizes {[sizes[a] for a in group]}, but expected their product {dim} {where}")
+                else:
+                    left.append((group, dim))
+            if len(left) == len(pending):
+                raise ConfigError(f"axes {sorted({a for g, _ in left for a in g if a not in sizes})} have no size the Θ shapes fix {where}")
+            pending = left
+        return sizes
+
+    def lengths(self, sizes: Mapping[str, Any]) -> list[Any]:
+        """Each part's length along the concatenated axis."""
+        return [sympy.Mul(*[sizes[a] for a in p]) if any(isinstance(sizes[a], sympy.Basic) for a in p) else int(np.prod([sizes[a] for a in p])) for p in self.parts]
+
+    def expanded(self, sizes: Mapping[str, Any]) -> tuple[list[Any], int]:
+        """The external array's shape with every axis but the concatenation's unflattened, and
+        the concatenated axis' position in it."""
+        dims: list[Any] = []
+        position = 0
+        for g in self.groups:
+            for a in g:
+                if a == _SLOT:
+                    position = len(dims)
+                    dims.append(sum(self.lengths(sizes)))
+                else:
+                    dims.append(sizes[a])
+        return dims, position
+
+    def shape(self, sizes: Mapping[str, Any]) -> tuple[Any, ...]:
+        total = sum(self.lengths(sizes))
+        out = []
+        for g in self.groups:
+            factors = [total if a == _SLOT else sizes[a] for a in g]
+            out.append(sympy.Mul(*factors) if any(isinstance(f, sympy.Basic) for f in factors) else int(np.prod(factors)))
+        return tuple(out)
+
+    def part(self, value: np.ndarray, sizes: Mapping[str, Any], k: int) -> np.ndarray:
+        """Part k of the external array ``value``, in Θ entry k's shape."""
+        dims, position = self.expanded(sizes)
+        lengths = self.lengths(sizes)
+        start = sum(lengths[:k])
+        full = value.reshape(dims)
+        piece = full[(slice(None),) * position + (slice(start, start + lengths[k]),)]
+        axes = self.part_axes(k)
+        piece = piece.reshape([sizes[a] for a in axes])
+        th = self.theta[k]
+        moved = piece.transpose([axes.index(a) for a in th.axes])
+        return moved.reshape(th.shape(sizes))
+
+    def join(self, arrays: list[np.ndarray], sizes: Mapping[str, Any]) -> np.ndarray:
+        """The inverse of :meth:`part` over every k: the external array."""
+        dims, position = self.expanded(sizes)
+        pieces = []
+        for k, (array, th) in enumerate(zip(arrays, self.theta, strict=True)):
+            axes = self.part_axes(k)
+            spread = array.reshape([sizes[a] for a in th.axes]).transpose([th.axes.index(a) for a in axes])
+            pieces.append(spread.reshape(dims[:position] + [self.lengths(sizes)[k]] + dims[position + 1:]))
+        return np.ascontiguousarray(np.concatenate(pieces, axis=position).reshape(self.shape(sizes)))
 
 
 @dataclass(frozen=True)
@@ -387,6 +525,11 @@ def number(values: Mapping[str, object], key: str, where: str, least: float = 0.
 FLOAT_KINDS = "f"
 
 
+def _fused(rule: Tensor) -> bool:
+    """Whether the rule concatenates parts of unequal sizes (:class:`Fused`)."""
+    return "[" in rule.external_pattern
+
+
 def _sizes(rule: Tensor, names: list[str], shapes: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
     th = Pattern.parse(rule.theta_pattern)
     sizes: dict[str, Any] = dict(zip(th.axes, shapes[names[0]], strict=True))
@@ -403,6 +546,12 @@ def expected_shapes(lay: Layout, arch: Architecture) -> dict[str, tuple[tuple[in
         if isinstance(rule, Alias):
             continue
         names = [t.format(i=i) for t in rule.theta]
+        if _fused(rule):
+            fused = Fused.parse(rule)
+            shape = fused.shape(fused.sizes([concrete[n] for n in names], f"[layout {name}]"))
+            sym_sizes = fused.sizes([tuple(sympy.sympify(d) for d in symbolic[n]) for n in names], f"[layout {name}]")
+            out[name] = (tuple(int(d) for d in shape), show(tuple(sympy.simplify(d) for d in fused.shape(sym_sizes))))
+            continue
         ext = Pattern.parse(rule.external_pattern)
         shape = ext.shape(_sizes(rule, names, concrete))
         sym: Shape = ext.shape(_sizes(rule, names, {n: tuple(sympy.sympify(d) for d in symbolic[n]) for n in names}) | {STACK: sympy.Integer(len(names))})
@@ -508,7 +657,10 @@ def _matches(template: str, name: str) -> bool:
 def _part(rule: Tensor, value: np.ndarray, names: list[str], shapes: Mapping[str, tuple[int, ...]], k: int) -> np.ndarray:
     """The view of external array ``value`` that is the rule's k-th Θ entry (reshape to every
     axis, take k along the stacked axis, transpose): no copy, so it applies as well to a
-    memory-mapped tensor as to one in memory."""
+    memory-mapped tensor as to one in memory (a concatenation's part may be a copy)."""
+    if _fused(rule):
+        fused = Fused.parse(rule)
+        return fused.part(value, fused.sizes([shapes[n] for n in names], f"[layout {rule.external}]"), k)
     ext, th = Pattern.parse(rule.external_pattern), Pattern.parse(rule.theta_pattern)
     sizes = _sizes(rule, names, shapes)
     axes = list(ext.axes)
@@ -618,6 +770,9 @@ def _check_alias(name: str, value: Stored, base_name: str, base: Stored, where: 
 
 def _join(rule: Tensor, arrays: list[np.ndarray], names: list[str], shapes: Mapping[str, tuple[int, ...]]) -> np.ndarray:
     """The Θ arrays → the external array (the inverse of :func:`_split`)."""
+    if _fused(rule):
+        fused = Fused.parse(rule)
+        return fused.join(arrays, fused.sizes([shapes[n] for n in names], f"[layout {rule.external}]"))
     ext, th = Pattern.parse(rule.external_pattern), Pattern.parse(rule.theta_pattern)
     sizes = _sizes(rule, names, shapes)
     remaining = [a for a in ext.axes if a != STACK]

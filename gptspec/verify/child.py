@@ -95,7 +95,7 @@ class Server:
         self.impl, self.label = s.impl, s.label
         self.archs[s.arch.config] = s.arch
         methods = tuple(m for m in ("model", "decode", "generate", "capture", "op", "can_decode", "can_generate", "can_capture", "can_pad")
-                        if callable(getattr(s.impl, m, None)))
+                        if callable(getattr(s.impl, m, None))) + ("can_load",)  # identify asks whether a variant's Θ fits
         from gptspec.verify.layouts import layout_source
 
         source = layout_source(s.layout) if s.layout.name.startswith("auto-") else ""  # inferred here: the parent registers it too
@@ -133,6 +133,10 @@ class Server:
         if method == "op":
             return checked(self.impl, "op", self.label, args)
         arch = self.arch(config)
+        if method == "can_load":  # gptspec/verify/identify.py: the target built here for the variant takes its Θ
+            from gptspec.verify.identify import loadable
+
+            return loadable(self.impl, arch)
         if method.startswith("can_"):
             return bool(getattr(self.impl, method)(arch))
         assert theta_message is not None  # noqa: S101 - the parent sends θ with every model-level call

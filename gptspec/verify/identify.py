@@ -3,16 +3,20 @@
 
 A failing model is often a correct implementation of a neighbouring function — nanoGPT's MLP is
 exact-erf GELU where GPT-2's is tanh, a codebase fixes ε at 1e-6, pairs rotary features the
-other way. The family's config fields are a search space: :data:`VARIANTS` lists, per field, the
-values tried. A variant is one or two field changes; it is kept only if it leaves Θ's names and
-shapes as they are (the same target, the same θ: tying, biases and head counts change Θ and are
-told by layout inference instead). Candidates are ordered by the localisation (a fault in the
-MLP tries the activation first, in a norm ε first, in attention the scale and rotary first),
-each screened on :data:`SCREEN` cases — the target built for the variant's config, as
-``--set`` would build it — and the first that passes is confirmed on the whole campaign: "computes
-gpt2 with activation=gelu_erf: every component passes". The search is bounded by
-``budget`` variants (reported with its cost); when none passes it says "no registered variant
-matches".
+other way, drops the biases, unties the head or groups its key/value heads otherwise. The
+family's config fields are a search space: :data:`VARIANTS` lists, per field, the values tried
+(:data:`RESHAPING` those that change Θ's names or shapes; the key/value head count tries every
+divisor of the head count). A variant is one or two field changes. One that keeps Θ is judged with
+the target as it is; one that changes Θ — tying, biases, positions, grouping — is judged with θ
+drawn for the variant and the target built for the variant's native config, exactly as ``--set``
+builds it, and only if that target's parameters take the variant's Θ (:func:`loadable`: a class
+or factory is rebuilt, an instance keeps its parameters, so a variant that needs other ones is
+skipped and counted). Candidates are ordered by the localisation (a fault in the MLP tries the
+activation first, in a norm ε first, in attention the scale, rotary and grouping first, in the
+head the tying), each screened on :data:`SCREEN` cases, and the first that passes is confirmed on
+the whole campaign: "computes gpt2 with activation=gelu_erf: every component passes". The search
+is bounded by ``budget`` variants screened (reported with its cost); when none passes it says "no
+registered variant matches".
 """
 
 from __future__ import annotations
@@ -32,15 +36,31 @@ VARIANTS: dict[str, tuple[object, ...]] = {
     "scale_by_inverse_layer": (True, False),
     "rope_pairing": ("half", "interleaved"),
     "rope_base": (10000.0, 500000.0, 1000000.0),
+    "rope_scaling": ("none", "linear", "llama3"),
+    "rope_factor": (1.0, 2.0, 4.0, 8.0),
+    "tied": (True, False),
+    "bias": (True, False),
+    "qkv_bias": (True, False),
+    "out_bias": (True, False),
+    "mlp_bias": (True, False),
+    "positional": ("learned", "sinusoidal"),
+    "n_kv_heads": (),
 }
-"""Config field → the values tried (those the family's config accepts and that keep Θ's shapes).
-Tying, biases, positions and head counts change Θ: layout inference tells them, not this search."""
+"""Config field → the values tried (those the family's config refuses are dropped when built).
+``n_kv_heads`` tries every divisor of the config's ``n_heads`` (:func:`_values`)."""
+
+RESHAPING = ("tied", "bias", "qkv_bias", "out_bias", "mlp_bias", "positional", "n_kv_heads")
+"""The fields whose change changes Θ's names or shapes: a variant changing one is judged with θ
+drawn for it and the target built for it (module docstring)."""
 
 HINTS: dict[str, tuple[str, ...]] = {
     "mlp": ("activation",), "gelu": ("activation",), "relu": ("activation",), "silu": ("activation",), "gate": ("activation",),
     "ln": ("eps",), "norm": ("eps",),
-    "attn": ("attn_scale", "scale_by_inverse_layer", "rope_pairing", "rope_base"), "softmax": ("attn_scale",),
-    "score": ("attn_scale",), "rotary": ("rope_pairing", "rope_base"), "positional": ("rope_pairing",),
+    "attn": ("attn_scale", "scale_by_inverse_layer", "rope_pairing", "rope_base", "n_kv_heads", "qkv_bias"), "softmax": ("attn_scale",),
+    "score": ("attn_scale",), "rotary": ("rope_pairing", "rope_base", "rope_scaling", "rope_factor"),
+    "rope": ("rope_pairing", "rope_base", "rope_scaling", "rope_factor"), "positional": ("rope_pairing", "positional"),
+    "wpe": ("positional",), "unembed": ("tied",), "head": ("tied",), "w_u": ("tied",), "bias": ("bias", "qkv_bias", "out_bias", "mlp_bias"),
+    "beta": ("bias",), "kv": ("n_kv_heads",), "w_k": ("n_kv_heads",), "w_v": ("n_kv_heads",),
 }
 """Words of a localisation → the fields tried first."""
 
@@ -62,12 +82,17 @@ class Identified:
     tried: int = 0
     candidates: int = 0
     seconds: float = 0.0
+    unloadable: int = 0
+    """Variants changing Θ that the target's parameters cannot take (an instance's fixed parameters,
+    a class that ignores the field): skipped, not screened."""
 
     def flags(self) -> str:
         return " ".join(f"--set {k}={_value(v)}" for k, v in self.changes.items())
 
     def describe(self) -> str:
         cost = f"{self.tried} of {self.candidates} variants screened in {self.seconds:.1f} s"
+        if self.unloadable:
+            cost += f"; {self.unloadable} skipped: the target's parameters do not take their Θ"
         if not self.passed:
             return f"no registered variant matches ({cost})"
         if not self.changes:
@@ -77,7 +102,8 @@ class Identified:
 
     def as_dict(self) -> dict[str, Any]:
         return {"base": self.base, "changes": {k: _json(v) for k, v in self.changes.items()}, "passed": self.passed,
-                "flags": self.flags(), "variants_screened": self.tried, "variants": self.candidates, "seconds": self.seconds,
+                "flags": self.flags(), "variants_screened": self.tried, "variants": self.candidates,
+                "variants_not_loadable": self.unloadable, "seconds": self.seconds,
                 "summary": self.describe()}
 
 
@@ -91,9 +117,17 @@ def _json(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
-def variants(config: Any, shapes: dict[str, tuple[int, ...]], hint: str = "") -> list[dict[str, object]]:
-    """Single changes then pairs of them, each a config the family accepts with Θ's shapes
-    unchanged; fields named by the hint first."""
+def _values(config: Any, name: str) -> tuple[object, ...]:
+    if name == "n_kv_heads":
+        heads = getattr(config, "n_heads", None)
+        return tuple(k for k in range(1, heads + 1) if heads % k == 0) if isinstance(heads, int) else ()
+    return VARIANTS[name]
+
+
+def variants(config: Any, shapes: dict[str, tuple[int, ...]], hint: str = "", reshape: bool = False) -> list[dict[str, object]]:
+    """Single changes then pairs of them, each a config the family accepts; fields named by the
+    hint first. ``reshape``: changes of Θ's names or shapes too (:data:`RESHAPING`), else only the
+    variants that keep ``shapes``."""
     from spec import build
 
     fields = [f for f in VARIANTS if hasattr(config, f)]
@@ -102,22 +136,58 @@ def variants(config: Any, shapes: dict[str, tuple[int, ...]], hint: str = "") ->
     order = list(dict.fromkeys(first + fields))
     singles: list[dict[str, object]] = []
     for name in order:
-        for value in VARIANTS[name]:
+        for value in _values(config, name):
             if getattr(config, name) == value and type(getattr(config, name)) is type(value):
                 continue
             change = {name: value}
-            if _same_shapes(config, change, shapes, build):
+            if _accepted(config, change, shapes, build, reshape):
                 singles.append(change)
-    # pairs of single changes on different fields (each kept Θ's shapes; identify checks the pair's when it builds it)
+    # pairs of single changes on different fields (identify builds each pair and checks it again)
     pairs = [a | b for a, b in itertools.combinations(singles, 2) if not set(a) & set(b)]
     return singles + pairs
 
 
-def _same_shapes(config: Any, change: dict[str, object], shapes: dict[str, tuple[int, ...]], build: Callable[[Any], Any]) -> bool:
+def _accepted(config: Any, change: dict[str, object], shapes: dict[str, tuple[int, ...]], build: Callable[[Any], Any], reshape: bool) -> bool:
+    """The family builds the changed config (and, unless ``reshape``, with Θ's shapes unchanged)."""
     try:
-        return bool(build(config.replace(**change)).theta_shapes() == shapes)
+        changed = build(config.replace(**change))
     except (GptSpecError, TypeError, ValueError):
         return False
+    return reshape or bool(changed.theta_shapes() == shapes)
+
+
+def fitting_variant(impl: Any, layout: Any, arch: Any) -> dict[str, object] | None:
+    """The first single change of a :data:`RESHAPING` field, among those the layout can express,
+    whose Θ ``impl``'s parameters take (None: none does — the target's parameters are not a
+    variant's, and its refusal stands)."""
+    from spec import build
+
+    for change in variants(arch.config, arch.theta_shapes(), reshape=True):
+        if len(change) != 1 or not set(change) & set(RESHAPING):
+            continue
+        try:
+            changed = build(arch.config.replace(**change))
+            layout.write_config(changed.config)
+        except GptSpecError:
+            continue
+        if loadable(impl, changed):
+            return change
+    return None
+
+
+def loadable(impl: Any, arch: Any) -> bool:
+    """Whether ``impl`` can hold a θ of ``arch``: a torch target built for ``arch``'s native config
+    (a class or factory rebuilt; an instance as it is) whose parameters are exactly the layout's
+    tensors for ``arch`` with their shapes (TorchTarget.check_shapes); an implementation without a
+    module takes any θ."""
+    check = getattr(impl, "check_shapes", None)
+    if not callable(check):
+        return True
+    try:
+        check(arch)
+    except Exception:  # noqa: BLE001 - the target cannot be built for, or cannot take, this Θ: not a candidate
+        return False
+    return True
 
 
 def identify(runner: Any, hint: str = "", budget: int = BUDGET, progress: Callable[[str], None] | None = None,
@@ -134,19 +204,29 @@ def identify(runner: Any, hint: str = "", budget: int = BUDGET, progress: Callab
     if passed_as_given:
         return Identified(base, {}, True, 0, 0, time.perf_counter() - start)
     config = s.arch.config
-    found = variants(config, s.arch.theta_shapes(), hint)
+    shapes = s.arch.theta_shapes()
+    found = variants(config, shapes, hint, reshape=True)
+    fits = runner.loadable(s.arch)
+    if not fits:  # the target's parameters are another Θ's: the variants that change Θ first, and only those it takes
+        found.sort(key=lambda change: not set(change) & set(RESHAPING))
     out = Identified(base, candidates=len(found))
     planned = runner.plan()["model"][:SCREEN]
-    for change in found[:budget]:
-        out.tried += 1
-        say = progress or (lambda _m: None)
-        say(f"identify: variant {out.tried}/{min(budget, len(found))}: {', '.join(f'{k}={_value(v)}' for k, v in change.items())}")
+    say = progress or (lambda _m: None)
+    for change in found:
+        if out.tried >= budget:
+            break
+        runner.on_time()
         try:
             arch = build(config.replace(**change))
         except GptSpecError:
             continue
-        if arch.theta_shapes() != s.arch.theta_shapes() or not runner.config_ok(arch.config):
+        if not runner.config_ok(arch.config):
             continue
+        if (not fits or arch.theta_shapes() != shapes) and not runner.loadable(arch):
+            out.unloadable += 1
+            continue
+        out.tried += 1
+        say(f"identify: variant {out.tried}/{min(budget, len(found))}: {', '.join(f'{k}={_value(v)}' for k, v in change.items())}")
         trial = runner.variant(arch)
         if not _screen(trial, planned, arch.config):
             continue
@@ -170,4 +250,4 @@ def _screen(trial: Any, cases: Sequence[Any], config: Any) -> bool:
     return True
 
 
-__all__ = ["BUDGET", "SCREEN", "VARIANTS", "Identified", "identify", "variants"]
+__all__ = ["BUDGET", "RESHAPING", "SCREEN", "VARIANTS", "Identified", "fitting_variant", "identify", "loadable", "variants"]

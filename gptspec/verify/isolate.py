@@ -50,7 +50,7 @@ import numpy as np
 
 from spec.errors import ConfigError
 
-CALLS = ("model", "decode", "generate", "capture", "op", "can_decode", "can_generate", "can_capture", "can_pad")
+CALLS = ("model", "decode", "generate", "capture", "op", "can_decode", "can_generate", "can_capture", "can_pad", "can_load")
 """The Implementation methods forwarded to the child (present on the proxy only where the target has them)."""
 
 ALIGN = 64

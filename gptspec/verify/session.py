@@ -329,8 +329,23 @@ def setup(target: object, options: Options) -> Setup:
             fix = (f"; it was given the native config {shown}" + ("" if kind == "factory" else
                    "; a class that takes other arguments is verified through a factory f(config) -> module (docs/verify.md)"))
         user_code(label, f"being built for {arch.name}", lambda: impl.check_shapes(arch) if impl.make is None else impl.module_for(arch), fix)
-        return Setup(obj, label, lay, arch, weights, impl, dtype_name(impl.dtype), user_code(label, "being inspected", lambda: impl.conventions(arch)))
+        return Setup(obj, label, lay, arch, weights, impl, dtype_name(impl.dtype), _conventions(impl, label, arch, options))
     return Setup(obj, label, lay, arch, weights, impl, dtype_name(impl.dtype))
+
+
+def _conventions(impl: Any, label: str, arch: Architecture, options: Options) -> list[str]:
+    """The report header's lines on how the target is built and called. A target whose parameters
+    do not take Θ (another tying, no biases, another grouping) is refused here — unless identify
+    may run, which then searches the variants whose Θ it does take (gptspec/verify/identify.py);
+    the run itself reports each component as not able to run."""
+    from gptspec.verify.identify import fitting_variant, loadable
+
+    try:
+        return list(user_code(label, "being inspected", lambda: impl.conventions(arch)))
+    except GptSpecError as error:
+        if options.identify is False or loadable(impl, arch) or fitting_variant(impl, impl.layout, arch) is None:
+            raise
+        return [f"the target's parameters do not take Θ of {arch.name} ({error}); identify searches the variants whose Θ they take"]
 
 
 def _wants_auto(obj: object, name: str | None) -> bool:
@@ -450,6 +465,14 @@ class Runner:
         trial = Runner(replace(self.s, arch=arch), replace(self.options, shrink=False, localise=False, identify=False), None)
         trial.deadline = self.deadline
         return trial
+
+    def loadable(self, arch: Architecture) -> bool:
+        """Whether the target, built for ``arch`` as ``--set`` builds it, takes a θ of ``arch``
+        (gptspec/verify/identify.py: loadable; asked of the child when the target is isolated)."""
+        from gptspec.verify.identify import loadable
+
+        ask = getattr(self.s.impl, "can_load", None)
+        return bool(ask(arch)) if callable(ask) else loadable(self.s.impl, arch)
 
     def config_ok(self, config: Any) -> bool:
         try:
@@ -996,7 +1019,11 @@ def _run(
 
 def _identify(runner: Runner, report: Report, options: Options, progress: Callable[[str], None] | None) -> None:
     """Run identify (gptspec/verify/identify.py) when a component failed, or always with --identify."""
-    if options.identify is False or report.count("error") or not (options.identify or report.count("failed")) or runner.broken:
+    if options.identify is False or runner.broken:
+        return
+    if report.count("error") and _fits(runner):
+        return  # an error is no function to identify, unless it is the target's parameters not taking Θ: a variant's may
+    if not (options.identify or report.count("failed") or report.count("error")):
         return
     failed = next((r for r in report.results if r.status == "failed"), None)
     loc = (failed.localisation or {}) if failed is not None else {}
@@ -1007,6 +1034,14 @@ def _identify(runner: Runner, report: Report, options: Options, progress: Callab
         report.notes.append("identify: stopped by --timeout")
         return
     report.identified = found.as_dict()
+
+
+def _fits(runner: Runner) -> bool:
+    """The target's parameters take the architecture's Θ (a target that cannot even be asked: as if they did)."""
+    try:
+        return runner.loadable(runner.s.arch)
+    except Exception:  # noqa: BLE001 - a target that cannot answer has nothing to identify
+        return True
 
 
 def load_implementation(target: str, **options: Any) -> Any:
