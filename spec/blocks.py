@@ -158,8 +158,9 @@ def attention_head(
     k_rows: sympy.Expr = T,
     kv_head: int | None = None,
 ) -> Composite:
-    """Head h: Q = x W_Q^h + b_Q^h, K and V likewise from the key/value input, then the slot's
-    transforms on Q and K in order, A = masked_softmax(cap(scale · Q Kᵀ)), z = A V. ``refs`` maps
+    """One attention head: its queries, keys and values are affine maps of the input (Q = x W_Q,h +
+    b_Q,h; K and V likewise from the key/value input), the slot's transforms act on Q and K in order,
+    and the head returns z = A V with A = masked_softmax(cap(scale · Q Kᵀ)). ``refs`` maps
     W_Q, b_Q, … to whole Θ entries with a leading head axis; this head reads slice h of the query
     entries and slice ``kv_head`` (default h) of the key/value entries."""
     a = attention
