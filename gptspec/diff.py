@@ -96,7 +96,8 @@ def describe(node: Node) -> str:
     op = node.op
     if isinstance(op, Composite):
         return f"{op.kind} ({op.title})"
-    assert isinstance(op, Primitive)  # every op is a primitive or a composite
+    if not isinstance(op, Primitive):
+        raise ConfigError(f"node {node.name!r} holds a {type(op).__name__}, but expected a primitive or a composite op [gptspec diff]")
     attrs = _attributes(op)
     shown = ", ".join(f"{k}={v}" for k, v in attrs.items())
     return f"{op.kind}({shown})" if shown else op.kind
@@ -238,7 +239,8 @@ def theta_rows(a: Architecture, b: Architecture, a_node: str = "", b_node: str =
         if not path:
             return {name: name for name in arch.theta}
         node = node_at(arch, path)
-        assert isinstance(node.op, Composite)  # compare() checked it
+        if not isinstance(node.op, Composite):
+            raise ConfigError(f"node={path!r} is a primitive ({node.op.kind}), but expected a composite to compare [gptspec diff]")
         names = [ref.name for _, n, _ in node.op.body.expand() for ref in n.params.values()]
         return {name: name[len(path) + 1 :] if name.startswith(path + ".") else name for name in dict.fromkeys(names)}
 
@@ -365,7 +367,8 @@ def compare(a: Architecture, b: Architecture, a_source: str = "", b_source: str 
         for n, where in ((na, a_node), (nb, b_node)):
             if not isinstance(n.op, Composite):
                 raise ConfigError(f"node={where!r} is a primitive ({n.op.kind}), but expected a composite to compare [gptspec diff]")
-        assert isinstance(na.op, Composite) and isinstance(nb.op, Composite)
+        if not (isinstance(na.op, Composite) and isinstance(nb.op, Composite)):  # checked just above; narrows the types
+            raise ConfigError(f"nodes {a_node!r} and {b_node!r} must both be composites [gptspec diff]")
         if na.op.kind != nb.op.kind:
             ops.append(Change("replaced", a_node, b_node, describe(na), describe(nb)))
         align(na.op.body, a_node or b_node, nb.op.body, b_node or a_node, ops)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from spec.errors import ConfigError
 from spec.graph import Architecture, Composite, Graph, Node, ParamRef, Source
 from spec.masks import Relation
 from spec.op import OUT, Primitive
@@ -481,7 +482,8 @@ class Deriver:
             stem, number = function_name(node.name)
             self.link(node.op.kind, True, stem)
             return call(stem, number, [read[p] for p in node.op.inputs()])
-        assert isinstance(node.op, Primitive)  # every op is a primitive or a composite
+        if not isinstance(node.op, Primitive):  # an invariant of the structure; the check narrows the type
+            raise ConfigError(f"{type(node.op).__name__} at node.op, but expected a Primitive [gptspec docs: equations]")
         operands = dict(read)
         operands.update({p: self.param(node, p, ref) for p, ref in node.params.items()})
         self.link(node.op.kind, False, node.op.kind)
@@ -522,7 +524,8 @@ class Deriver:
                 nums = numbers(chain.nodes)
                 where.append(Equation(f"{h}_{{{nums[0]}}}", start.latex))
                 where.append(Equation(f"{h}_{{{letter} + 1}}", call(stem, letter, args).latex + rf" \quad ({_index_set(letter, nums)})"))
-                assert isinstance(chain.nodes[0].op, Composite)
+                if not isinstance(chain.nodes[0].op, Composite):  # an invariant of the structure; the check narrows the type
+                    raise ConfigError(f"{type(chain.nodes[0].op).__name__} at chain.nodes[0].op, but expected a Composite [gptspec docs: equations]")
                 self.link(chain.nodes[0].op.kind, True, stem)
                 values[last.name] = Term(f"{h}_{{{nums[-1] + 1}}}", True)
                 continue
@@ -561,7 +564,8 @@ def definition(graph: Graph, path: str, inst: Instance | None = None, head: str 
 
 def composite_head(node: Node, inst: Instance) -> str:
     """A composite instance's function as written on the left: ``head_h(x_q, x_kv)``."""
-    assert isinstance(node.op, Composite)
+    if not isinstance(node.op, Composite):  # an invariant of the structure; the check narrows the type
+        raise ConfigError(f"{type(node.op).__name__} at node.op, but expected a Composite [gptspec docs: equations]")
     stem, number = function_name(node.name)
     index = inst.letter or number
     args = ", ".join(symbol(p) for p in node.op.inputs())
@@ -765,7 +769,8 @@ class Algorithm:
             if node.name in runs:
                 chain = runs[node.name]
                 first = chain.nodes[0]
-                assert isinstance(first.op, Composite)
+                if not isinstance(first.op, Composite):  # an invariant of the structure; the check narrows the type
+                    raise ConfigError(f"{type(first.op).__name__} at first.op, but expected a Composite [gptspec docs: equations]")
                 ell = instance_letter(re.sub(r"[^A-Za-z]", "", first.name), self.letters)
                 self.letters.add(ell)
                 h = next(c for c in [*"XYZUVW", *(f"X^{{({i})}}" for i in range(len(runs) + len(self.letters) + 1))] if c not in self.letters)
@@ -779,7 +784,8 @@ class Algorithm:
                 groups: dict[object, list[tuple[int, Node]]] = {}
                 cache: dict[int, object] = {}
                 for number, member in zip(nums, chain.nodes):
-                    assert isinstance(member.op, Composite)
+                    if not isinstance(member.op, Composite):  # an invariant of the structure; the check narrows the type
+                        raise ConfigError(f"{type(member.op).__name__} at member.op, but expected a Composite [gptspec docs: equations]")
                     groups.setdefault(structure(member.op.body, cache), []).append((number, member))
                 self.emit(depth, rf"\textbf{{for }} {_index_set(ell, nums)} \textbf{{ do}}", "for")
                 branch = depth + (1 if len(groups) > 1 else 0)
@@ -788,7 +794,8 @@ class Algorithm:
                         word = r"\textbf{if }" if i == 0 else r"\textbf{else if }"
                         self.emit(depth + 1, rf"{word}{_member_set(ell, [n for n, _ in members])}\textbf{{ then}}", "if")
                     one = members[0][1]
-                    assert isinstance(one.op, Composite)
+                    if not isinstance(one.op, Composite):  # an invariant of the structure; the check narrows the type
+                        raise ConfigError(f"{type(one.op).__name__} at one.op, but expected a Composite [gptspec docs: equations]")
                     out = self.run(one.op.body, f"{prefix}{one.name}", args, branch + 1, (*scopes, Scope(f"{prefix}{one.name}", ell)))
                     result = next(iter(out.values()))
                     if result.latex != h:
@@ -824,7 +831,8 @@ class Algorithm:
                 out = self.run(node.op.body, here, args, depth, scopes)
                 values[node.name] = next(iter(out.values()))
                 continue
-            assert isinstance(node.op, Primitive)  # every op is a primitive or a composite
+            if not isinstance(node.op, Primitive):  # an invariant of the structure; the check narrows the type
+                raise ConfigError(f"{type(node.op).__name__} at node.op, but expected a Primitive [gptspec docs: equations]")
             operands = {p: read(s) for p, s in node.inputs.items()}
             operands.update({p: self.param(node, p, ref, scopes) for p, ref in node.params.items()})
             term = op_term(node.op, operands)
@@ -857,7 +865,9 @@ class AlgorithmView:
 def _type_latex(name: str, t: object) -> str:
     from spec.types import Element, TensorType
 
-    assert isinstance(t, TensorType)
+    if not isinstance(t, TensorType):  # an invariant of the structure; the check narrows the type
+
+        raise ConfigError(f"{type(t).__name__} at t, but expected a TensorType [gptspec docs: equations]")
     dims = r" \times ".join(symbol_latex(d) for d in t.shape)
     if t.element is Element.TOKEN:
         return rf"{symbol(name)} \in \{{0, \dots, n_{{\mathrm{{vocab}}}} - 1\}}^{{{dims}}}"

@@ -41,6 +41,7 @@ from gptspec.docs.content import (
 )
 from gptspec.docs.equations import Definition, algorithm, structure
 from gptspec.docs.mathml import equations, to_mathml
+from spec.errors import ConfigError
 from spec.graph import Composite, Graph
 from spec.types import TensorType
 
@@ -480,7 +481,8 @@ def diff_page(site: Site) -> str:
     from gptspec.diff import Diff
 
     d = site.diff
-    assert isinstance(d, Diff)
+    if not isinstance(d, Diff):  # an invariant of the structure; the check narrows the type
+        raise ConfigError(f"{type(d).__name__} at d, but expected a Diff [gptspec docs]")
     tally = ", ".join(f"{n} {k}" for k, n in d.summary.items()) or "no change"
     def op_text(text: str) -> str:
         """An op as the diff writes it, each ``name=value`` kept on one line."""

@@ -139,7 +139,8 @@ class Server:
             return loadable(self.impl, arch)
         if method.startswith("can_"):
             return bool(getattr(self.impl, method)(arch))
-        assert theta_message is not None  # noqa: S101 - the parent sends θ with every model-level call
+        if theta_message is None:  # the parent sends θ with every model-level call
+            raise ValueError(f"a {method} call came without θ, but the protocol sends θ with every model-level call [gptspec verify child]")
         theta = self.theta_for(theta_message)
         return checked(self.impl, method, self.label, (arch, theta, *args))
 

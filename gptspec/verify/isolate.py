@@ -257,7 +257,8 @@ class Isolated:
         the run's deadline); the child's end, a timeout and the target's exceptions are raised
         as the module docstring says."""
         conn = self._conn
-        assert conn is not None  # noqa: S101 - started before asking
+        if conn is None:  # started before asking
+            raise TargetDied(f"target {self.target!r} has no running child to ask, but expected one started before the call [gptspec verify]")
         try:
             conn.send(message)
         except (BrokenPipeError, ConnectionResetError, OSError):
