@@ -6,14 +6,14 @@ bytes allocated while a call runs, beyond its inputs (tracemalloc; numpy reports
 it), for
 
 * fused: ``attention_forward`` (keeps O and the row log-normalisers) and ``attention_backward``
-  (recomputes the probabilities one key block at a time);
+  (recomputes the probabilities one query tile × key block at a time);
 * op by op: fast/'s per-op kernels (scores, masked softmax, weighted sum), whose backward
   (``FAST_VJP``) reads the stored T × T scores and probabilities.
 
 Speed: the median wall time of the backward pass only, ours vs ``torch.autograd`` on the same
 head written plainly in torch (scores, masked_fill −inf, softmax, ·V; float32, CPU), interleaved.
 
-    python benchmarks/backward_attention.py [--tokens 2048] [--block 128] [--repeat 5]
+    python benchmarks/backward_attention.py [--tokens 2048] [--block 64] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=2048, help="T (default 2048)")
     parser.add_argument("--d-head", type=int, default=64, help="d_head (default 64)")
-    parser.add_argument("--block", type=int, default=128, help="key block of the fused head (default 128)")
+    parser.add_argument("--block", type=int, default=64, help="query tile and key block of the fused head (default 64, as fast.Program's)")
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds (default 5)")
     args = parser.parse_args()
     print(machine())

@@ -19,14 +19,16 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Wall-clock seconds of one call."""
-    start = time.perf_counter()
+def timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds of one call by ``clock`` (wall clock unless given, e.g. ``time.process_time``)."""
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def interleaved(fns: Mapping[str, Callable[[], object]], repeat: int, warmup: int = 1, label: str = "") -> dict[str, list[float]]:
+def interleaved(
+    fns: Mapping[str, Callable[[], object]], repeat: int, warmup: int = 1, label: str = "", clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
     """Time every function ``repeat`` times, round-robin (a, b, a, b, ...), after ``warmup``
     untimed calls each, so a change in the machine's load hits all competitors alike."""
     for fn in fns.values():
@@ -35,7 +37,7 @@ def interleaved(fns: Mapping[str, Callable[[], object]], repeat: int, warmup: in
     times: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(repeat):
         for name, fn in fns.items():
-            times[name].append(timed(fn))
+            times[name].append(timed(fn, clock))
         if label:
             now = "  ".join(f"{name} {times[name][-1]:.3f} s" for name in fns)
             print(f"  {label} round {i + 1}/{repeat}: {now}", flush=True)

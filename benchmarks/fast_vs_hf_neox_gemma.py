@@ -10,7 +10,7 @@ As benchmarks/fast_vs_hf_llama.py: the HF model is saved and read back through t
 timed round-robin after a warm-up, and the script prints the medians, the ratio HF ÷ fast and
 the largest |difference| of the logits.
 
-    python benchmarks/fast_vs_hf_neox_gemma.py --family neox|gemma|gemma2 [--batch 4] [--tokens 256] [--repeat 5]
+    python benchmarks/fast_vs_hf_neox_gemma.py --family neox|gemma|gemma2 [--batch 4] [--tokens 256] [--repeat 5] [--clock wall|cpu]
 """
 
 from __future__ import annotations

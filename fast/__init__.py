@@ -5,6 +5,7 @@ kernel), :func:`compile` (an architecture and θ in a dtype) and the :class:`Pro
 ``forward``, ``prefill`` and ``decode``.
 """
 
-from fast.program import DTYPES, Program, State, compile, forward, resolve_dtype, run_op
+from fast.precision import DTYPES, resolve_dtype
+from fast.program import Program, State, compile, forward, run_op
 
 __all__ = ["DTYPES", "Program", "State", "compile", "forward", "resolve_dtype", "run_op"]

@@ -148,10 +148,15 @@ def pack(plan: MHAPlan, theta: Mapping[str, np.ndarray], precision: Precision) -
 
 
 def _head_norm(t: QKNorm, x: Array, gamma: Array) -> Array:
-    """RMS norm of every head's row over d_head (the QK-norm), as fast/kernels/rms_norm.py computes it."""
+    """RMS norm of every head's row over d_head (the QK-norm), as fast/kernels/rms_norm.py computes it;
+    with ``scope="full"`` (OLMo 2) of every row over all its heads' features at once, gain (heads, d_head)."""
     eps = x.dtype.type(t.eps)
     g = gamma + 1 if t.offset else gamma
-    mean_square = np.vecdot(x, x)[..., None] / x.shape[-1]
+    if t.scope == "full":
+        flat = x.reshape(*x.shape[:-2], -1)
+        mean_square = np.vecdot(flat, flat)[..., None, None] / flat.shape[-1]
+    else:
+        mean_square = np.vecdot(x, x)[..., None] / x.shape[-1]
     y: Array = x * (1.0 / np.sqrt(mean_square + eps))
     y *= g
     return y

@@ -26,6 +26,8 @@ import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
+from spec.errors import ConfigError
+
 Array = npt.NDArray[Any]
 
 BFLOAT16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
@@ -92,3 +94,25 @@ class Precision:
             return a
         out: Array = to_storage(a, self.storage).astype(self.compute)
         return out
+
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "float64": np.dtype(np.float64), "float32": np.dtype(np.float32), "float16": FLOAT16, "bfloat16": BFLOAT16,
+}
+"""The dtypes fast/ runs in, by name: float64 and float32 store and compute in themselves;
+float16 and bfloat16 are storage types, computed in float32 (this module)."""
+
+
+def resolve_dtype(dtype: object, where: str = "fast") -> np.dtype[Any]:
+    """One of :data:`DTYPES`, given by name or as a numpy dtype; anything else is refused."""
+    for name, known in DTYPES.items():
+        if (isinstance(dtype, str) and dtype == name) or (not isinstance(dtype, str) and _same_dtype(dtype, known)):
+            return known
+    raise ConfigError(f"dtype={dtype!r}, but expected one of {list(DTYPES)} [{where}]")
+
+
+def _same_dtype(dtype: object, known: np.dtype[Any]) -> bool:
+    try:
+        return bool(np.dtype(dtype) == known)  # type: ignore[call-overload]
+    except TypeError:
+        return False

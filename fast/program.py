@@ -3,9 +3,13 @@ it on batches of token ids — whole, or incrementally with a KV cache.
 
 A step is a fused kernel for a composite when fast/ has one (multi-head attention), otherwise a
 per-op kernel for each primitive, so any architecture built from spec ops runs here without new
-code. For incremental decoding, every input an op reads across positions (its dependency rule
-is neither row-wise nor position-independent, e.g. the K of attention scores) is cached and
-extended call by call; row-wise ops see only the new rows.
+code. The steps, what each caches, which are static and when a value is dropped are
+spec/decoding.py's plan, and every call — a whole forward, a prefill, a decode — runs
+``spec.decoding.evaluate`` on it: the evaluation order exists once, in the spec, and fast/
+supplies only its batched kernels (:class:`_Rows`). For incremental decoding, every input an op
+reads across positions (its dependency rule is neither row-wise nor position-independent, e.g.
+the K of attention scores) is cached and extended call by call; row-wise ops see only the new
+rows; the fused attention keeps its heads' K and V itself.
 
 **Several token inputs.** An architecture may read more than one sequence (an encoder–decoder:
 ``source``, S positions, and ``ids``, T positions). The input whose rows are the logits' rows is
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,20 +36,18 @@ import sympy
 from fast.attention import MHAPlan, MHAWeights, fused_mha, match, pack
 from fast.batch import Batch, check_ids, positions_from_valid
 from fast.kernels import KERNELS, OneHotIds
-from fast.precision import BFLOAT16, FLOAT16, Precision, is_real
+from fast.precision import Precision, is_real, resolve_dtype
+from spec import decoding as decoding_module
 from spec.errors import ConfigError, ShapeError, TokenError
 from spec.graph import Architecture, Node
+from spec.objective import Objective
 from spec.op import Primitive, bind_to_arrays
 from spec.seq2seq import vocabulary
 from spec.theta import LazyTheta, as_float64, check_theta, token_array
 from spec.types import Axis, Element
 
-DTYPES: dict[str, np.dtype[Any]] = {
-    "float64": np.dtype(np.float64), "float32": np.dtype(np.float32), "float16": FLOAT16, "bfloat16": BFLOAT16,
-}
-"""The dtypes fast/ runs in, by name: float64 and float32 store and compute in themselves;
-float16 and bfloat16 are storage types, computed in float32 (fast/precision.py)."""
-
+if TYPE_CHECKING:
+    from fast.backward import Gradients
 
 class _Float64Entries(Mapping[str, np.ndarray]):
     """θ's entries as float64, each converted when read (the last one kept, since per-head
@@ -68,21 +70,6 @@ class _Float64Entries(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self.theta)
-
-
-def resolve_dtype(dtype: object, where: str = "fast") -> np.dtype[Any]:
-    """One of :data:`DTYPES`, given by name or as a numpy dtype; anything else is refused."""
-    for name, known in DTYPES.items():
-        if (isinstance(dtype, str) and dtype == name) or (not isinstance(dtype, str) and _same_dtype(dtype, known)):
-            return known
-    raise ConfigError(f"dtype={dtype!r}, but expected one of {list(DTYPES)} [{where}]")
-
-
-def _same_dtype(dtype: object, known: np.dtype[Any]) -> bool:
-    try:
-        return bool(np.dtype(dtype) == known)  # type: ignore[call-overload]
-    except TypeError:
-        return False
 
 
 @dataclass
@@ -160,6 +147,7 @@ class Program:
         if isinstance(block, bool) or not isinstance(block, int) or block < 1:
             raise ConfigError(f"block={block!r}, but expected a whole number ≥ 1 [fast compile]")
         self.block = block
+        self.theta = theta  # kept (not copied) for value_and_grad, which differentiates at this θ
         check_theta(arch, theta, "fast compile")  # type: ignore[arg-type]
         theta64 = _Float64Entries(theta, "fast compile")
         self.n_vocab = arch.dim("n_vocab")
@@ -174,11 +162,13 @@ class Program:
             return plan is not None
 
         self.row_inputs = _row_inputs(arch)  # row dim → the input whose positions it counts
-        self.tokens = self._decoded_input()
-        self.context_inputs = tuple(name for name in arch.inputs if name != self.tokens)
-        dynamic = {f"input.{self.tokens}"}  # values that grow when decoding
+        self.plan = decoding_module.plan(arch, stop=fuse)  # the evaluation order, the caches, the static steps: the spec's
+        self.outputs = dict(self.plan.outputs)
+        self.tokens = self.plan.inputs[0]
+        self.context_inputs = self.plan.context
         self.steps: list[Step] = []
-        for path, node, sources in arch.expand(stop=fuse, outputs=self.outputs):
+        for planned in self.plan.steps:
+            path, node, sources = planned.path, planned.node, dict(planned.sources)
             plan = plans.get(id(node))  # type: ignore[call-overload]
             if plan is not None:
                 step = Step(path, sources, None, {}, (), plan, pack(plan, theta64, self.precision))
@@ -194,37 +184,13 @@ class Program:
                 }
                 bound = op.bind(arch.dims)
                 across = tuple(port for port, rel in op.dependency().items() if not rel.row_local())
-                # only a growing value is a cache to extend; a static one (the encoder's keys) is read whole
-                growing = tuple(port for port in across if sources[port] in dynamic)
-                step = Step(path, sources, bound, params, growing)
+                step = Step(path, sources, bound, params, planned.cached)  # a growing value is a cache to extend; a static one is read whole
                 step.rows, step.keys = self._step_sequences(bound, across, path)
-            step.static = not any(src in dynamic for src in sources.values())
-            if not step.static:
-                dynamic.add(path)
-                dynamic.update(f"{path}.{port}" for port in list(node.op.outputs())[1:])
+            step.static = planned.static
             self.steps.append(step)
+        self.by_path = {step.path: step for step in self.steps}
         # the static values decoding reads: kept in the state after the prefill
-        self.static_kept = {src for step in self.steps if not step.static for src in step.sources.values()
-                            if src not in dynamic and not src.startswith("input.")}
-        # after step i, the values no later step reads are dropped, so their memory is reused
-        # (holding every intermediate would touch fresh pages, and page faults, for each one)
-        last_reader = {src: i for i, step in enumerate(self.steps) for src in step.sources.values()}
-        kept = set(self.outputs.values())
-        self.drop_after: list[list[str]] = [[] for _ in self.steps]
-        for src, i in last_reader.items():
-            if src not in kept:
-                self.drop_after[i].append(src)
-
-    def _decoded_input(self) -> str:
-        """The input whose rows are the logits' rows: the sequence being scored and generated."""
-        if len(self.arch.inputs) == 1:
-            return next(iter(self.arch.inputs))
-        name = "logits" if "logits" in self.arch.outputs else next(iter(self.arch.outputs))
-        rows = self.arch._check_source(self.arch.outputs[name], f"output {name!r}").shape[0]
-        for name, ttype in self.arch.inputs.items():
-            if ttype.shape[0] == rows:
-                return name
-        raise ConfigError(f"inputs={list(self.arch.inputs)}, but expected one whose rows are the logits' rows [fast compile {self.arch.name}]")
+        self.static_kept = set(self.plan.kept)
 
     def _input_of(self, dim: object, where: str) -> str:
         """The input whose positions a row or key dim (T, S, …) counts."""
@@ -253,52 +219,8 @@ class Program:
 
     # -- running ---------------------------------------------------------------------------
 
-    def _run(
-        self, tokens: Mapping[str, npt.NDArray[np.int64]], seqs: Mapping[str, Positions],
-        cache: dict[tuple[str, str], np.ndarray] | None, state: State | None, decoding: bool,
-    ) -> dict[str, Any]:
-        """Run the steps; the result holds the outputs (intermediates are dropped once read).
-        ``decoding``: static steps are skipped and their values read from ``state``; otherwise
-        (a prefill with a ``state``) the static values decoding needs are stored in it."""
-        P = self.precision
-        values: dict[str, Any] = {f"input.{name}": ids for name, ids in tokens.items()}
-        if decoding and state is not None:
-            values.update(state.static)
-        for step, drop in zip(self.steps, self.drop_after):
-            if decoding and step.static:
-                continue
-            q = seqs[step.rows]
-            k = seqs[step.keys] if step.keys else Positions(q.positions, q.valid, q.positions, q.valid)
-            batch = Batch(q.positions, q.valid, k.key_positions, k.key_valid, None if step.static else cache)
-            args = {port: values[src] for port, src in step.sources.items()}
-            if step.plan is not None and step.weights is not None:
-                x_kv = P.load(args["x_kv"]) if step.plan.cross and not (decoding and batch.cache is not None and (step.path, "K") in batch.cache) else None
-                y = fused_mha(step.plan, step.weights, batch, step.path, P.load(args["x_q"]), self.block, P, x_kv)
-            else:
-                if batch.cache is not None:
-                    for port in step.cached_ports:
-                        prev = batch.cache.get((step.path, port))
-                        new = args[port]
-                        batch.cache[(step.path, port)] = new if prev is None else np.concatenate([prev, new], axis=1)
-                        args[port] = batch.cache[(step.path, port)]
-                if step.op is None:  # only fused steps have no op
-                    raise ShapeError(f"step {step.path} has no op [fast]")
-                if P.half:  # stored in the half precision, computed in float32
-                    args = {port: P.load(a) for port, a in args.items()}
-                    y = KERNELS[step.op.kind](step.op, batch, **args, **{k: P.load(v) for k, v in step.params.items()})
-                else:
-                    y = KERNELS[step.op.kind](step.op, batch, **args, **step.params)
-            if is_real(y) and y.dtype != self.dtype:
-                y = P.store(y)
-            values[step.path] = y
-            if state is not None and not decoding and step.path in self.static_kept:
-                state.static[step.path] = y
-            for src in drop:
-                values.pop(src, None)
-        return values
-
-    def _finish(self, values: dict[str, Any], valid: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
-        logits = np.asarray(values[self.outputs["logits"]], dtype=self.dtype)
+    def _finish(self, outputs: dict[str, Any], valid: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
+        logits = np.asarray(outputs["logits"], dtype=self.dtype)
         if valid.all():
             return logits  # no copy: the (B, T, n_vocab) logits are the largest array of the forward
         return np.where(valid[..., None], logits, logits.dtype.type(0))  # padded rows are 0
@@ -313,6 +235,17 @@ class Program:
         ``context`` with their own masks in ``context_valid``."""
         logits, _ = self._call(ids, valid, None, context=context, context_valid=context_valid)
         return logits
+
+    def value_and_grad(
+        self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None, *, labels: npt.ArrayLike | None = None,
+        objective: Objective = Objective(), denominator: int | None = None, fused: bool = True,
+    ) -> Gradients:
+        """The batch's loss under ``objective`` and ∂L/∂θ for every Θ entry, in this program's
+        dtype, at the θ it was compiled with (fast/backward.py: the arguments, padding, precisions)."""
+        from fast.backward import value_and_grad  # imported here: fast/backward.py imports this module
+
+        return value_and_grad(self.arch, self.theta, ids, valid, labels=labels, objective=objective,
+                              denominator=denominator, dtype=self.dtype, fused=fused, block=self.block)
 
     def prefill(
         self, ids: npt.ArrayLike, valid: npt.ArrayLike | None = None, *,
@@ -380,22 +313,68 @@ class Program:
         if state is None:
             inputs, seqs = self._context(mask.shape[0], context, context_valid)
             state = State(positions, mask, np.zeros(mask.shape[0], dtype=np.int64), context=seqs)
-            cache: dict[tuple[str, str], np.ndarray] | None = {} if keep else None
+            cache: decoding_module.Cache[Any] = decoding_module.Cache()
+            first = 0
         else:
             if context is not None or context_valid is not None:
                 raise ShapeError(f"context inputs at decode, but expected them once, at the prefill [fast decode {self.arch.name}]")
             if state.key_positions.shape[0] != mask.shape[0]:
                 raise ShapeError(f"batch of {mask.shape[0]} rows, but expected {state.key_positions.shape[0]} as in the prefill [fast decode]")
+            first = state.key_positions.shape[1]  # columns so far (rows differ by their padding)
             state.key_positions = np.concatenate([state.key_positions, positions], axis=1)
             state.key_valid = np.concatenate([state.key_valid, mask], axis=1)
-            cache = state.cache
+            cache = decoding_module.Cache(first, state.cache, state.static)
             inputs, seqs = {}, dict(state.context)
         seqs[self.tokens] = Positions(positions, mask, state.key_positions, state.key_valid)
-        values = self._run({self.tokens: tokens, **inputs}, seqs, cache, state if (keep or decoding) else None, decoding)
-        if cache is not None:
-            state.cache = cache
+        outputs, after = decoding_module.evaluate(
+            self.plan, cache, {self.tokens: tokens}, first, first + tokens.shape[1], _Rows(self, seqs),
+            context=None if decoding else inputs, keep=keep or decoding,
+        )
+        if keep or decoding:
+            state.cache, state.static = after.kept, after.static
         state.next_position = np.maximum(state.next_position, np.where(mask, positions + 1, 0).max(axis=1, initial=0))
-        return self._finish(values, mask), state
+        return self._finish(outputs, mask), state
+
+
+class _Rows:
+    """spec.decoding's :class:`~spec.decoding.Rows` on fast/'s batched kernels, for one call: each
+    step runs on the positions of the sequence its rows index and reads keys of the sequence its
+    key axis indexes (``seqs``); values are stored in the program's dtype and computed in its
+    compute dtype (fast/precision.py); the fused attention keeps its K and V in the cache."""
+
+    def __init__(self, program: Program, seqs: Mapping[str, Positions]) -> None:
+        self.program, self.seqs = program, seqs
+
+    def _batch(self, step: Step, cache: dict[tuple[str, str], Any] | None) -> Batch:
+        q = self.seqs[step.rows]
+        k = self.seqs[step.keys] if step.keys else Positions(q.positions, q.valid, q.positions, q.valid)
+        return Batch(q.positions, q.valid, k.key_positions, k.key_valid, cache)
+
+    def _stored(self, y: Any) -> Any:
+        return self.program.precision.store(y) if is_real(y) and y.dtype != self.program.dtype else y
+
+    def run(self, planned: decoding_module.Step, length: int, first: int, inputs: Mapping[str, Any]) -> Any:
+        step = self.program.by_path[planned.path]
+        if step.op is None:  # only fused steps have no op
+            raise ShapeError(f"step {step.path} has no op [fast]")
+        P, batch = self.program.precision, self._batch(step, None)
+        if P.half:  # stored in the half precision, computed in float32
+            args = {port: P.load(a) for port, a in inputs.items()}
+            return self._stored(KERNELS[step.op.kind](step.op, batch, **args, **{k: P.load(v) for k, v in step.params.items()}))
+        return self._stored(KERNELS[step.op.kind](step.op, batch, **inputs, **step.params))
+
+    def run_whole(
+        self, planned: decoding_module.Step, length: int, first: int, inputs: Mapping[str, Any], kept: dict[tuple[str, str], Any] | None,
+    ) -> Any:
+        step = self.program.by_path[planned.path]
+        if step.plan is None or step.weights is None:
+            raise ShapeError(f"step {step.path} is not a fused attention [fast]")
+        P, batch = self.program.precision, self._batch(step, None if step.static else kept)
+        x_kv = P.load(inputs["x_kv"]) if step.plan.cross and not (batch.cache is not None and (step.path, "K") in batch.cache) else None
+        return self._stored(fused_mha(step.plan, step.weights, batch, step.path, P.load(inputs["x_q"]), self.program.block, P, x_kv))
+
+    def append(self, kept: Any, new: Any) -> Any:
+        return np.concatenate([kept, new], axis=1)  # the cached rows, then this call's
 
 
 def run_op(

@@ -157,7 +157,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from gptspec.models import Run, check_seed, resolve
     from gptspec.typing_report import WithoutDecoding, verdict
     from gptspec.verify import FastImplementation, Target, verify
-    from gptspec.verify.engine import Result
+    from gptspec.verify.component import Result
+    from gptspec.verify.conventions import DESCRIPTIONS
     from gptspec.verify.session import describe_config, describe_function, function_fields
     from gptspec.verify.shard import WHOLE, describe, parse_shard
 
@@ -197,7 +198,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         from gptspec.verify.tolerance import longest_reduction
 
         described = policy.describe(args.dtype, longest_reduction(model.arch))
-        print(f"{args.examples} examples per component, hypothesis seed {args.seed}; {described}")
+        print(f"  empty rows: zero — {DESCRIPTIONS['zero']}")
+        print(f"{args.examples} examples per component (the model's cases drawn from seed {args.seed}, the ops' by hypothesis); {described}")
         if shard != WHOLE:
             print(f"{describe(shard)} (merge the shards' reports: docs/ci.md)")
         print(coverage)
@@ -206,10 +208,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     def show(result: Result) -> None:
         if not text:
             return
-        verdict = "SKIP" if result.skipped else ("PASS" if result.passed else "FAIL")
+        verdict = {"not run": "SKIP", "passed": "PASS", "failed": "FAIL", "error": "ERROR"}[result.status]
         print(f"  {result.component[:72]:<72} {result.examples:>8} {result.max_error:>10.2e} {result.budget:>10.2e} {result.ratio:>7.3f}  {verdict}  ({result.seconds:.1f} s)", flush=True)
-        if not result.passed:
+        if result.status == "not run":
+            print(f"    {result.skipped}")
+        elif result.status == "error":
+            print(f"    {result.error}")
+        elif not result.passed:
             print(f"    {result.detail}")
+            if result.example:
+                print(f"    minimal counterexample: {result.example}")
             print("    reproduce with:")
             for line in (result.counterexample or "").splitlines():
                 print(f"      {line}")
@@ -218,8 +226,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         if text and sys.stderr.isatty():
             print(f"  … {name[:72]}", file=sys.stderr, end="\r", flush=True)
 
-    # one component loop: the ops, then the whole model (of (source, target) pairs for an encoder–decoder)
+    # verify's run on fast/ (θ given, convention zero, policy DEFAULT): the model on padded batches (an encoder–decoder's
+    # with their sources), KV-cache decoding, each op it uses (gptspec/verify/engine.py)
     results = verify(target, impl, snippet, examples=args.examples, seed=args.seed, on_result=show, on_start=starting, shard=shard)
+    if args.grad:  # fast/'s backward against the reference's (gptspec/verify/grad.py)
+        from gptspec.verify.grad import check_grad
+
+        results += check_grad(target, args.dtype, examples=args.examples, seed=args.seed, shard=shard, on_result=show, on_start=starting)
     if args.all_ops:  # every op, mask family and padding mode of the library, and a small model of every family
         from gptspec.verify.coverage import verify_all_ops
 
@@ -298,19 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check",
         help="verify the fast implementation against the spec's reference",
-        description="Verify fast/ against the float64 reference, op by op and as a whole model (padded batches, "
-        "KV-cache decoding), with hypothesis-drawn examples; a failure is shrunk to a minimal counterexample "
-        "with Python that reproduces it. Exit status 0 only if every component passes.",
+        description="Verify fast/ against the float64 reference: gptspec verify's run on fast/ with the model's θ given, "
+        "the zero empty-row convention and the DEFAULT policy — the whole model on padded batches (an encoder–decoder's "
+        "with their sources) and with KV-cache decoding, and each op it uses on hypothesis-drawn examples and its kind's "
+        "hard cases; a failure is shrunk to a minimal counterexample with Python that reproduces it (docs/verify.md). "
+        "Exit status 0 only if every component passes (a component not run fails the check).",
     )
     p.add_argument("model", nargs="?", default="tiny", metavar="MODEL", help=model_help + " (default: tiny)")
-    p.add_argument("--examples", type=int, default=25, help="examples per component (default 25)")
+    p.add_argument("--examples", type=int, default=25, help="cases per model-level component and examples per op component (default 25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the examples, and of a preset's random weights (" + seed_help.split("(", 1)[1])
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="float64", help="the precision fast/ runs in (default float64; float16 and bfloat16 "
                    "store in the half precision and compute in float32, judged by the policy's half-precision budget: docs/tolerances.md)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
-    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1 ≤ I ≤ N): the components at positions k with k mod N = I − 1, "
-                   "each with exactly its unsharded examples; N jobs together run the whole check (docs/ci.md)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1 ≤ I ≤ N): the model's cases and the op components at positions "
+                   "k with k mod N = I − 1, as verify --shard splits them, each with exactly its unsharded draws; N jobs together "
+                   "run the whole check (docs/ci.md)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--grad", action="store_true", help="also check fast/'s backward: ∂L/∂θ of the next-token cross-entropy on drawn batches "
+                   "(ignored labels included) against the reference's reverse pass, every Θ entry, by the gradient policy (docs/tolerances.md, "
+                   "\"Gradients\")")
     p.add_argument("--all-ops", action="store_true", help="also check every op the library has (each from its own examples: every mask "
                    "family, key padding, rows with no allowed key) and a small model of every family on padded batches and decoding; "
                    "without it the report names what MODEL does not exercise")

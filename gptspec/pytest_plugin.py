@@ -15,6 +15,12 @@ child process, as ``gptspec verify`` runs it (docs/verify.md, "Isolation"): a ta
 ``sys.exit``/``os._exit`` or crashes makes its items fail, never the session pass or end.
 ``@pytest.mark.gptspec_components("model",
 "decode")`` limits the items. docs/ci.md shows it in a CI workflow.
+
+Training code has its own items, chosen with the marker (they are not collected by default):
+``@pytest.mark.gptspec_components("grad", "own-loss", "train-step")`` runs ``gptspec verify
+--grad`` (and ``--train-step`` with ``train_step="mypkg.train:step"``; ``grad_examples=`` and
+``objective=`` a :class:`spec.objective.Objective` as keywords) once for those items
+(gptspec/verify/grad.py; docs/verify.md, "Verifying training code").
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from typing import Any
 import pytest
 
 COMPONENT_KEYS = ("model", "decode", "generate", "weights", "ops")
+GRAD_KEYS = ("grad", "own-loss", "train-step")
+"""Gradient components (gptspec/verify/grad.py): collected only when the marker names them."""
 _REPORTS: dict[tuple[object, ...], Any] = {}
 
 
@@ -39,9 +47,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     marker = metafunc.definition.get_closest_marker("gptspec_components")
     keys = tuple(marker.args) if marker is not None and marker.args else COMPONENT_KEYS
-    unknown = [k for k in keys if k not in COMPONENT_KEYS]
+    unknown = [k for k in keys if k not in COMPONENT_KEYS + GRAD_KEYS]
     if unknown:
-        raise pytest.UsageError(f"gptspec_components{unknown}, but expected some of {list(COMPONENT_KEYS)}")
+        raise pytest.UsageError(f"gptspec_components{unknown}, but expected some of {list(COMPONENT_KEYS + GRAD_KEYS)}")
     metafunc.parametrize("gptspec_component", keys, ids=list(keys), indirect=True)
 
 
@@ -65,10 +73,11 @@ def gptspec_verify(gptspec_component: str) -> Callable[..., Any]:
         from gptspec.verify.report import result_lines
         from spec.errors import GptSpecError
 
-        key = _key(target, options)
+        grad = gptspec_component in GRAD_KEYS
+        key = _key(target, {**options, "__grad__": grad})
         if key not in _REPORTS:
             try:
-                _REPORTS[key] = verify_target(target, **options)
+                _REPORTS[key] = _verify_grad(target, options) if grad else verify_target(target, **options)
             except GptSpecError as error:
                 _REPORTS[key] = error
         report = _REPORTS[key]
@@ -87,3 +96,15 @@ def gptspec_verify(gptspec_component: str) -> Callable[..., Any]:
         return report
 
     return run
+
+
+def _verify_grad(target: object, options: dict[str, Any]) -> Any:
+    """The gradient run of the grad items: ``train_step``, ``grad_examples`` and ``objective`` go
+    to :class:`gptspec.verify.grad.GradOptions`, the rest to :class:`gptspec.verify.Options`."""
+    from gptspec.verify.grad import GradOptions, verify_grad
+    from spec.objective import Objective
+
+    rest = dict(options)
+    grad = GradOptions(grad=True, train_step=rest.pop("train_step", None), objective=rest.pop("objective", Objective()),
+                       examples=rest.pop("grad_examples", GradOptions.examples))
+    return verify_grad(target, grad=grad, **rest)

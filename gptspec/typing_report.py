@@ -80,6 +80,7 @@ class WithoutDecoding:
         self._impl = impl
         self.name: str = impl.name
         self.dtype: np.dtype[Any] = impl.dtype
+        self.no_decoding = "KV-cache decoding is not defined for this architecture: it is not causal (the typing verdict above)"
 
     def op(self, op: Primitive, inputs: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray]) -> np.ndarray | None:
         result: np.ndarray | None = self._impl.op(op, inputs, params)

@@ -47,6 +47,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         timeout=args.timeout or None, cost_limit=not args.no_cost_limit,
         identify=True if args.identify else (False if args.no_identify else None),
     )
+    grad = _grad_options(args)  # --grad / --train-step: gptspec/verify/grad.py
+    if isinstance(grad, int):
+        return grad
     interactive = sys.stderr.isatty()
     started = time.perf_counter()
 
@@ -68,7 +71,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     _quiet_transformers()
     try:
-        report = verify_target(args.target, options, progress=progress, on_result=on_result)
+        if grad is not None:
+            from gptspec.verify.grad import verify_grad
+
+            report = verify_grad(args.target, options, grad, progress=progress, on_result=on_result)
+        else:
+            report = verify_target(args.target, options, progress=progress, on_result=on_result)
     except GptSpecError as error:
         if interactive:
             print("\r\033[K", file=sys.stderr, end="")
@@ -87,7 +95,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return report.exit_code
+        return int(report.exit_code)
+
+
+def _grad_options(args: argparse.Namespace) -> Any:
+    """The gradient run's options (None: a forward run), or the exit status of a refused flag."""
+    if not (args.grad or args.train_step):
+        given = [flag for flag, value, default in (("--reduction", args.reduction, "mean"), ("--label-smoothing", args.label_smoothing, 0.0),
+                                                   ("--z-loss", args.z_loss, 0.0), ("--ignore-index", args.ignore_index, -100),
+                                                   ("--grad-examples", args.grad_examples, 6)) if value != default]
+        if given:
+            print(f"gptspec verify: error: {given[0]} without --grad, but expected it with --grad or --train-step [command line]", file=sys.stderr)
+            return COULD_NOT_RUN
+        return None
+    from gptspec.verify.grad import GradOptions
+    from spec.objective import Objective
+
+    try:
+        objective = Objective(ignore_index=args.ignore_index, label_smoothing=args.label_smoothing, z_loss=args.z_loss, reduction=args.reduction)
+        grad = GradOptions(grad=args.grad, train_step=args.train_step, objective=objective, examples=args.grad_examples)
+        grad.check()
+    except GptSpecError as error:
+        print(f"gptspec verify: error: {error}", file=sys.stderr)
+        return COULD_NOT_RUN
+    refused = [flag for flag, given in (("--identify", args.identify), ("--save-layout", args.save_layout), ("--shard", args.shard),
+                                        ("--components", args.components), ("--weights", args.weights)) if given]
+    if refused:
+        flag = refused[0]
+        print(f"gptspec verify: error: {flag} with --grad/--train-step, but expected it with a forward run [command line]", file=sys.stderr)
+        return COULD_NOT_RUN
+    return grad
 
 
 def _write(args: argparse.Namespace, report: Any, out: str | None, interactive: bool) -> int:
@@ -248,6 +285,20 @@ def add_verify_parser(sub: Any) -> None:
     p.add_argument("--in-process", action="store_true",
                    help="run the target in this process (for a debugger); unsafe for CI: a target that exits or crashes ends the run "
                    "and no time limit applies to its calls. By default it runs in a child process (docs/verify.md, \"Isolation\")")
+    g = p.add_argument_group("training code (docs/verify.md, \"Verifying training code\")")
+    g.add_argument("--grad", action="store_true", help="verify the torch target's gradients instead of its forward: ∂L/∂θ of the spec's loss "
+                   "(its logits back-propagated with the spec's ∂L/∂logits) and of its own loss (labels= → .loss) when it has one, every "
+                   "parameter mapped through the layout to Θ and judged against the reference's backward; a failure names the Θ entry and "
+                   "the op whose gradient first disagrees in backward order")
+    g.add_argument("--train-step", metavar="MODULE:FUNCTION", help="verify a training step step(model, micro_batches) that accumulates .grad "
+                   "over micro-batches of {input_ids, labels, attention_mask} against the spec's gradient of the whole batch's token-mean "
+                   "loss (catches per-micro-batch normalisation and a wrong label shift); with --grad, both run")
+    g.add_argument("--grad-examples", type=int, default=6, help="examples per gradient component (default 6)")
+    g.add_argument("--reduction", choices=["mean", "sequence", "sum"], default="mean",
+                   help="the spec loss's reduction for --grad (default mean: over every counted token of the batch)")
+    g.add_argument("--label-smoothing", type=float, default=0.0, help="the spec loss's label smoothing ε for --grad (default 0)")
+    g.add_argument("--z-loss", type=float, default=0.0, help="the spec loss's z-loss coefficient ζ for --grad (default 0)")
+    g.add_argument("--ignore-index", type=int, default=-100, help="the label that is not scored (default -100, Hugging Face's)")
     p.add_argument("--no-shrink", action="store_true", help="report the first failing example as found")
     p.add_argument("--no-localise", action="store_true", help="do not localise failures")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -21,7 +21,7 @@ loss, ∂L/∂θ (summed over the batch's sequences) and ∂L/∂E of every sequ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,10 +65,14 @@ def backward(
     inputs: Mapping[str, npt.ArrayLike],
     cotangents: Mapping[str, npt.ArrayLike],
     values: Mapping[str, Array] | None = None,
+    store: Callable[[Array], Array] | None = None,
 ) -> Backward:
     """Given ∂L/∂(output) for some of ``arch``'s outputs (by output name, e.g. ``{"logits": g}``),
     the cotangents of every Θ entry and every value. ``values``: the forward pass with every
-    value kept (``reference.evaluate(..., keep="all")``), when already computed."""
+    value kept (``reference.evaluate(..., keep="all")``), when already computed. ``store``, if
+    given, is applied to every VJP's result, as ``evaluate``'s to every op's: the backward
+    computed in float64 but stored in a lower precision (the gradient policy's e_store,
+    docs/tolerances.md)."""
     check_architecture(arch, "reference.backward")
     where = f"reference backward {arch.name}"
     theta64 = float64_theta(arch, theta, where)
@@ -97,6 +101,8 @@ def backward(
         args = {port: values[src] for port, src in sources.items()}
         params = {name: ref.resolve(theta64[ref.name], arch.dims) for name, ref in node.params.items()}
         out = VJP[op.kind](bound, g, **args, **params)
+        if store is not None:
+            out = {name: store(value) if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value for name, value in out.items()}
         real_ports = [port for port, ttype in bound.inputs().items() if ttype.element is not Element.TOKEN]
         _check_vjp(out, {**{port: args[port] for port in real_ports}, **params}, f"{path} ({op.kind})")
         for port in real_ports:

@@ -99,9 +99,14 @@ def evaluate(
     store: Callable[[Array], Array] | None = None,
     keep: Keep = "all",
     progress: Progress | None = None,
+    override: Callable[[str, Array], Array] | None = None,
 ) -> dict[str, Array]:
     """Every value the DAG computes, by path (``blocks.3.attn.head_0.softmax``), plus the
     outputs under their own names.
+
+    ``override``, if given, is called as ``override(path, value)`` with every op's (stored)
+    result and what it returns is used in its place: a what-if evaluation (e.g. a near-tied router
+    row routed the other way, docs/tolerances.md "Routed experts").
 
     ``store``, if given, is applied to θ, the real inputs and every op's result before it is
     used: e.g. rounding to float32 — the reference computed in float64 but *stored* in a lower
@@ -153,6 +158,8 @@ def evaluate(
                     theta64[ref.name] = store(as_float64(ref.name, theta[ref.name], where, copy=False))  # made fresh: no copy
         params = {p_: ref.resolve(theta64[ref.name], arch.dims) for p_, ref in node.params.items()}
         values[path] = store(_apply(op.bind(sizes), args, params, path))
+        if override is not None:
+            values[path] = override(path, values[path])
         del args, params
         if lazy:
             for ref in node.params.values():

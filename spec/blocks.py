@@ -40,6 +40,7 @@ from spec.ops import (
     RMSNorm,
     Rotary,
     Silu,
+    TakeHead,
     WeightedSum,
 )
 from spec.ops.softcap import check_cap
@@ -60,12 +61,25 @@ GATE_ACTIVATIONS: dict[str, type[GeluTanh] | type[GeluErf] | type[Relu] | type[S
 
 @dataclass(frozen=True)
 class QKNorm:
-    """A head transform: RMS-normalise each head's Q and K over d_head (QK-norm per head, as
-    Qwen3 and Gemma 3): gains ``q_norm`` and ``k_norm`` of shape (d_head,), shared by the heads;
-    ``offset`` scales by 1 + γ (spec/ops/rms_norm.py)."""
+    """A head transform: RMS-normalise Q and K; ``offset`` scales by 1 + γ (spec/ops/rms_norm.py).
+
+    ``scope="head"`` (Qwen3, Gemma 3): each head's Q and K over its d_head features, with gains
+    ``q_norm`` and ``k_norm`` of shape (d_head,) shared by the heads. ``scope="full"`` (OLMo 2):
+    all heads' Q at once over n_heads·d_head features, and all key/value heads' K over
+    n_kv_heads·d_head, before the heads are split — the heads' concatenation
+    (:class:`~spec.ops.ConcatHeads`), one RMS norm, each head's slice (:class:`~spec.ops.TakeHead`)
+    —, with gains ``q_norm`` (n_heads, d_head) and ``k_norm`` (n_kv_heads, d_head). A full-width
+    norm couples the heads, so it comes first in the slot (nothing per head can precede it)."""
 
     eps: float = 1e-6
     offset: bool = False
+    scope: Literal["head", "full"] = "head"
+
+    def __post_init__(self) -> None:
+        if self.scope not in ("head", "full"):
+            raise ConfigError(
+                f"scope={self.scope!r}, but expected 'head' (each head over d_head) or 'full' (all heads at once) [QKNorm]"
+            )
 
 
 HeadTransform = Rotary | QKNorm
@@ -98,9 +112,20 @@ class Attention:
     def __post_init__(self) -> None:
         if not isinstance(self.mask, Relation):
             raise ConfigError(f"mask={self.mask!r}, but expected a spec.masks.Relation [Attention]; e.g. Causal()")
-        for t in self.transforms:
+        for i, t in enumerate(self.transforms):
             if not isinstance(t, (Rotary, QKNorm)):
                 raise ConfigError(f"transform={t!r}, but expected a Rotary or a QKNorm [Attention]; the head-transform slot takes those")
+            if isinstance(t, QKNorm) and t.scope == "full" and i:
+                raise ConfigError(
+                    f"transforms={self.transforms!r} has QKNorm(scope='full') at position {i}, but expected it first [Attention]; "
+                    "a norm over all heads at once acts before the heads are split, so no per-head transform can precede it"
+                )
+        norms = [t for t in self.transforms if isinstance(t, QKNorm)]
+        if len(norms) > 1 and any(t.scope == "full" for t in norms):
+            raise ConfigError(
+                f"transforms={self.transforms!r} has {len(norms)} QK-norms, but expected one when a full-width one is among them "
+                "[Attention]; their gains q_norm, k_norm would be one Θ entry of two shapes"
+            )
         if self.softcap is not None:
             check_cap(self.softcap, "Attention")
 
@@ -113,6 +138,12 @@ class Attention:
     @property
     def output_bias(self) -> bool:
         return self.bias if self.out_bias is None else self.out_bias
+
+    @property
+    def full_norm(self) -> QKNorm | None:
+        """The slot's full-width QK-norm (first in the slot), or None."""
+        first = self.transforms[0] if self.transforms else None
+        return first if isinstance(first, QKNorm) and first.scope == "full" else None
 
 
 class AttentionComposite(Composite):
@@ -157,16 +188,32 @@ def attention_head(
     q_rows: sympy.Expr = T,
     k_rows: sympy.Expr = T,
     kv_head: int | None = None,
+    counts: tuple[int, int] | None = None,
 ) -> Composite:
     """One attention head: its queries, keys and values are affine maps of the input (Q = x W_Q,h +
     b_Q,h; K and V likewise from the key/value input), the slot's transforms act on Q and K in order,
     and the head returns z = A V with A = masked_softmax(cap(scale · Q Kᵀ)). ``refs`` maps
     W_Q, b_Q, … to whole Θ entries with a leading head axis; this head reads slice h of the query
-    entries and slice ``kv_head`` (default h) of the key/value entries."""
+    entries and slice ``kv_head`` (default h) of the key/value entries.
+
+    With a full-width QK-norm first in the slot (``QKNorm(scope="full")``) the head's inputs are
+    the normalised queries and keys of every head, ``Q`` and ``K`` (``counts`` = (n_heads,
+    n_kv_heads) of them, side by side), and ``x_kv``: the head takes its slices of Q and K
+    (``norm_Q``, ``norm_K``), projects V, and applies the rest of the slot."""
     a = attention
     d_head = a.d_head
-    g = Graph(f"head_{h}", {"x_q": rows(q_rows, d_in), "x_kv": rows(k_rows, d_kv_in)})
     g_kv = h if kv_head is None else kv_head
+    full = a.full_norm
+    if full is not None:
+        if counts is None:
+            raise ConfigError(f"counts=None, but expected (n_heads, n_kv_heads) for a full-width QK-norm [attention head {h}]")
+        n_q, n_kv = counts
+        g = Graph(f"head_{h}", {
+            "Q": rows(q_rows, n_q * sympy.sympify(d_head)), "K": rows(k_rows, n_kv * sympy.sympify(d_head)),
+            "x_kv": rows(k_rows, d_kv_in),
+        })
+    else:
+        g = Graph(f"head_{h}", {"x_q": rows(q_rows, d_in), "x_kv": rows(k_rows, d_kv_in)})
 
     def project(name: str, x: Source, n_rows: sympy.Expr, d: sympy.Expr) -> Source:
         slot = h if name == "Q" else g_kv
@@ -175,10 +222,14 @@ def attention_head(
             params["b"] = ParamRef(refs[f"b_{name}"].name, (slot,))
         return g.add(name, Affine(d, d_head, a.bias, n_rows), {"x": x}, params)
 
-    Q = project("Q", graph_input("x_q"), q_rows, d_in)
-    K = project("K", graph_input("x_kv"), k_rows, d_kv_in)
+    if full is not None:
+        Q = g.add("norm_Q", TakeHead(n_q, d_head, h, q_rows), {"x": graph_input("Q")})
+        K = g.add("norm_K", TakeHead(n_kv, d_head, g_kv, k_rows), {"x": graph_input("K")})
+    else:
+        Q = project("Q", graph_input("x_q"), q_rows, d_in)
+        K = project("K", graph_input("x_kv"), k_rows, d_kv_in)
     V = project("V", graph_input("x_kv"), k_rows, d_kv_in)
-    for t in a.transforms:
+    for t in a.transforms[1:] if full is not None else a.transforms:
         if isinstance(t, Rotary):
             Q = g.add("rotary_Q", dataclasses.replace(t, d=d_head, rows=q_rows), {"x": Q})
             K = g.add("rotary_K", dataclasses.replace(t, d=d_head, rows=k_rows), {"x": K})
@@ -209,8 +260,10 @@ def multi_head_attention(
     Θ: W_Q: (n_heads, d_in, d_head), W_K, W_V: (n_kv_heads, d_kv_in, d_head); b_Q: (n_heads,
     d_head), b_K, b_V: (n_kv_heads, d_head); W_O: (n_heads, d_head, d_out), read as one
     (n_heads·d_head, d_out) matrix after the concatenation; b_O: (d_out,); with a QK-norm,
-    q_norm, k_norm: (d_head,). ``d_kv_in`` (default ``d_in``) and ``k_rows`` differ only for
-    cross-attention."""
+    q_norm, k_norm: (d_head,) — with a full-width one, q_norm: (n_heads, d_head), k_norm: (n_kv_heads,
+    d_head), read as one gain over each concatenation (nodes ``Q_h``, ``K_g``, ``concat_Q``,
+    ``norm_Q``, ``concat_K``, ``norm_K`` before the heads). ``d_kv_in`` (default ``d_in``) and
+    ``k_rows`` differ only for cross-attention."""
     a = attention
     n_heads, d_head = a.n_heads, a.d_head
     d_kv = d_in if d_kv_in is None else d_kv_in
@@ -234,14 +287,32 @@ def multi_head_attention(
             "b_K": declare(f"{prefix}.b_K", (kv, d_head)),
             "b_V": declare(f"{prefix}.b_V", (kv, d_head)),
         }
-    if any(isinstance(t, QKNorm) for t in a.transforms):
+    full = a.full_norm
+    if full is not None:
+        refs |= {"q_norm": declare(f"{prefix}.q_norm", (n_heads, d_head)), "k_norm": declare(f"{prefix}.k_norm", (kv, d_head))}
+    elif any(isinstance(t, QKNorm) for t in a.transforms):
         refs |= {"q_norm": declare(f"{prefix}.q_norm", (d_head,)), "k_norm": declare(f"{prefix}.k_norm", (d_head,))}
     W_O = declare(f"{prefix}.W_O", (n_heads, d_head, d_out))
     g = Graph("attn", {"x_q": rows(q_rows, d_in), "x_kv": rows(k_rows, d_kv)})
+    ports: dict[str, Source] = {"x_q": graph_input("x_q"), "x_kv": graph_input("x_kv")}
+    if full is not None:  # every head's Q (and K) side by side, one RMS norm over the concatenation
+        for name, n, n_sym, x_in, n_rows, width in (("Q", count, n_heads, "x_q", q_rows, d_in), ("K", kv_count, kv, "x_kv", k_rows, d_kv)):
+            parts = {}
+            for i in range(n):
+                params = {"W": ParamRef(refs[f"W_{name}"].name, (i,))}
+                if a.bias:
+                    params["b"] = ParamRef(refs[f"b_{name}"].name, (i,))
+                parts[f"z_{i}"] = g.add(f"{name}_{i}", Affine(width, d_head, a.bias, n_rows), {"x": graph_input(x_in)}, params)
+            concat = g.add(f"concat_{name}", ConcatHeads(n, d_head, n_rows), parts)
+            width_all = sympy.sympify(n_sym) * sympy.sympify(d_head)
+            gain = ParamRef(refs[f"{name.lower()}_norm"].name, reshape=(width_all,))
+            ports[name] = g.add(f"norm_{name}", RMSNorm(width_all, full.eps, full.offset, n_rows), {"x": concat}, {"gamma": gain})
+        del ports["x_q"]
     heads = {}
     for h in range(count):
-        head = attention_head(h, refs, a, d_in=d_in, d_kv_in=d_kv, q_rows=q_rows, k_rows=k_rows, kv_head=h // group)
-        heads[f"z_{h}"] = g.add(f"head_{h}", head, {"x_q": graph_input("x_q"), "x_kv": graph_input("x_kv")})
+        head = attention_head(h, refs, a, d_in=d_in, d_kv_in=d_kv, q_rows=q_rows, k_rows=k_rows, kv_head=h // group,
+                              counts=(count, kv_count))
+        heads[f"z_{h}"] = g.add(f"head_{h}", head, ports)
     concat = g.add("concat", ConcatHeads(count, d_head, q_rows), heads)
     params = {"W": ParamRef(W_O.name, reshape=(n_heads * d_head, d_out))}
     entries = {name: ref.name for name, ref in refs.items()} | {"W_O": W_O.name}
@@ -376,46 +447,63 @@ class MLP:
 
 @dataclass(frozen=True)
 class Block:
-    """A pre-norm decoder block as a value.
+    """A decoder block as a value.
 
     ``residual="sequential"`` (GPT-2, Llama): x + attn(N₁ x), then + mlp(N₂ ·);
     ``"parallel"`` (GPT-NeoX, Pythia, GPT-J): x + (mlp(N₂ x) + attn(N₁ x)), both branches reading x.
-    ``post_norms`` (Gemma 2's sandwich): each branch is normalised again (``post_<stem>_i``) before
-    it is added to the residual stream."""
+    ``placement`` says where each branch's norm is: ``"pre"`` (above: the norm reads the residual
+    stream, nodes ``<stem>_i``) or ``"post"`` (OLMo 2: x + N₁(attn(x)), then + N₂(mlp(·)) — the
+    sublayer reads the stream itself and its output is normalised before it is added, nodes
+    ``post_<stem>_i``; not the original Transformer's N(x + sublayer(x)), which normalises the stream).
+    ``post_norms`` (Gemma 2's sandwich): a pre-norm block's branches are normalised again
+    (``post_<stem>_i``) before they are added to the residual stream."""
 
     attention: Attention
     norm: Norm
     mlp: MLP
     residual: Literal["sequential", "parallel"] = "sequential"
     post_norms: bool = False
+    placement: Literal["pre", "post"] = "pre"
 
     def __post_init__(self) -> None:
         if self.residual not in ("sequential", "parallel"):
             raise ConfigError(f"residual={self.residual!r}, but expected 'sequential' or 'parallel' [Block]")
+        if self.placement not in ("pre", "post"):
+            raise ConfigError(f"placement={self.placement!r}, but expected 'pre' (norm before each sublayer) or 'post' (after) [Block]")
+        if self.placement == "post" and self.post_norms:
+            raise ConfigError(
+                "post_norms=True, but expected False with placement='post' [Block]; a post-norm block already normalises each "
+                "branch after its sublayer (sandwich norms are placement='pre' with post_norms=True)"
+            )
 
     @property
     def title(self) -> str:
-        kind = "pre-LN" if self.norm.kind == "layer" else "pre-RMSNorm"
+        kind = ("pre-" if self.placement == "pre" else "post-") + ("LN" if self.norm.kind == "layer" else "RMSNorm")
         extra = (", parallel residual" if self.residual == "parallel" else "") + (", sandwich norms" if self.post_norms else "")
+        extra += ", each branch normalised before the residual add" if self.placement == "post" else ""
         return f"{kind} transformer block{extra}"
 
 
 def pre_norm_block(declare: Declare, prefix: str, dims: Mapping[sympy.Symbol, int], block: Block, *, d: sympy.Expr) -> Composite:
-    """A pre-norm residual block: attention and then the MLP each read the normalised residual
-    stream and add their output back to it (a parallel block adds both branches, read from the same
-    stream, at once).
+    """A residual block: attention and then the MLP each read the normalised residual stream and
+    add their output back to it (a parallel block adds both branches, read from the same stream,
+    at once); with ``placement="post"`` each reads the stream itself and its output is normalised
+    before the add.
 
-    The block ``block`` at width ``d`` has nodes ``<stem>_1``, ``attn``, ``<stem>_2``, ``mlp`` and
-    the residual adds (``add_attn``, ``add_mlp``; parallel: ``add_branches``, ``add_residual``)."""
+    The block ``block`` at width ``d`` has nodes ``<stem>_1``, ``attn``, ``<stem>_2``, ``mlp`` (post
+    placement: ``attn``, ``post_<stem>_1``, ``mlp``, ``post_<stem>_2``) and the residual adds
+    (``add_attn``, ``add_mlp``; parallel: ``add_branches``, ``add_residual``)."""
     g = Graph("block", {"x": rows(T, d)})
     x = graph_input("x")
     stem = block.norm.stem
 
     def sublayer(index: int, x_in: Source, name: str, op: Composite, ports: tuple[str, ...]) -> Source:
-        n, p = block.norm.make(declare, f"{prefix}.{stem}_{index}", d)
-        y_in = g.add(f"{stem}_{index}", n, {"x": x_in}, p)
+        y_in = x_in
+        if block.placement == "pre":
+            n, p = block.norm.make(declare, f"{prefix}.{stem}_{index}", d)
+            y_in = g.add(f"{stem}_{index}", n, {"x": x_in}, p)
         y = g.add(name, op, {port: y_in for port in ports})
-        if block.post_norms:
+        if block.post_norms or block.placement == "post":
             n, p = block.norm.make(declare, f"{prefix}.post_{stem}_{index}", d)
             y = g.add(f"post_{stem}_{index}", n, {"x": y}, p)
         return y

@@ -64,6 +64,7 @@ ROWS: list[Row] = [
     ("Program.forward", lambda: program().forward("1 2"), TokenError, "dtype <U3"),
     ("Program.prefill", lambda: program().prefill(None), TokenError, "dtype object"),
     ("Program.decode", lambda: program().decode(None, np.array([1])), ShapeError, "state of type NoneType"),  # type: ignore[arg-type]
+    ("Program.value_and_grad", lambda: program().value_and_grad("1 2"), TokenError, "dtype <U3"),
     ("gptspec.run.runner", lambda: runner("fast", CONFIG, THETA), ShapeError, "architecture of type GPTConfig"),  # type: ignore[arg-type]
     ("gptspec.run.runner", lambda: runner(None, ARCH, THETA), ConfigError, "--impl None"),  # type: ignore[arg-type]
     ("gptspec.run.runner", lambda: runner("fast", ARCH, THETA).generate([1], 2, None, ()), ConfigError, "sampler of type NoneType"),  # type: ignore[arg-type]

@@ -76,13 +76,59 @@ def test_a_row_local_input_holds_only_the_new_rows() -> None:
     assert np.isnan(outputs["logits"][1]).all()
 
 
-def test_the_plan_refuses_what_it_does_not_model() -> None:
+def test_an_encoder_decoder_plan_decodes_ids_and_runs_the_encoder_once() -> None:
+    """The source is context: every step that reads only it (the encoder, the cross-attention's K and
+    V projections) is static, and the decoder's steps read what the plan keeps from the prefill."""
     from spec import build, preset
 
-    with pytest.raises(ConfigError, match="one decoded input"):
-        decoding.plan(build(preset("transformer-tiny").config))
+    arch = build(preset("transformer-tiny").config)
+    plan = decoding.plan(arch)
+    assert plan.inputs == ("ids",) and plan.context == ("source",)
+    static = {step.path for step in plan.steps if step.static}
+    assert any(path.startswith("encoder.") for path in static) and any(".cross_attn." in path for path in static)
+    assert all(path.startswith("encoder.") or ".cross_attn." in path for path in static), sorted(static)
+    assert not any(step.cached for step in plan.steps if step.static), "nothing static grows"
+    read_later = {src for step in plan.steps if not step.static for src in step.sources.values()}
+    assert plan.kept == {src for src in read_later if src in static or src == "input.source"}
+    assert plan.kept and plan.kept <= static | {"input.source"}
+
+
+def test_a_decoder_plan_refuses_a_composite_it_cannot_run_whole() -> None:
+    arch = kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"]
+    plan = decoding.plan(arch, stop=lambda node: type(node.op).__name__ == "AttentionComposite")
+    assert any(step.whole for step in plan.steps)
+    with pytest.raises(ConfigError, match="run_whole"):
+        decoding.extend(plan, decoding.Cache(), {"ids": (0, np.array([1]))}, 1, ReferenceRows(arch, random_theta(arch, 0)))
+
+
+def test_the_plan_refuses_what_it_does_not_model() -> None:
     plan = decoding.plan(kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"])
     with pytest.raises(ShapeError, match="count"):
         decoding.extend(plan, decoding.Cache(), {"ids": (0, np.array([1]))}, 0, ReferenceRows(kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"], {}))
     with pytest.raises(ShapeError, match="growing inputs"):
         decoding.extend(plan, decoding.Cache(), {"x": (0, np.array([1]))}, 1, ReferenceRows(kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"], {}))
+
+
+def test_fast_runs_the_spec_evaluation_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fast/ does not restate decoding: a forward, a prefill and every decode step are one call of
+    spec.decoding.evaluate on the program's plan (the spec's, with the fused attention run whole)."""
+    arch = kv_architectures()["gpt: relu, two heads, scale 0.5 / layer"]
+    program = fast.compile(arch, random_theta(arch, 3, std=0.5), "float64", block=2)
+    assert [s.path for s in program.plan.steps] == [s.path for s in program.steps]
+    assert [s.path for s in program.plan.steps if s.whole] == [s.path for s in program.steps if s.plan is not None] != []
+    calls: list[tuple[int, int, bool]] = []
+    evaluate = decoding.evaluate
+
+    def spy(plan: decoding.Plan, cache: decoding.Cache[object], new: object, first: int, length: int, rows: object,
+            context: object = None, keep: bool = True) -> object:
+        assert plan is program.plan
+        calls.append((first, length, keep))
+        return evaluate(plan, cache, new, first, length, rows, context, keep)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decoding, "evaluate", spy)
+    ids = np.array([[2, 0, 1, 1]])
+    full = program.forward(ids)
+    first, state = program.prefill(ids[:, :2])
+    steps = [first] + [program.decode(state, ids[:, t]) for t in range(2, 4)]
+    assert calls == [(0, 4, False), (0, 2, True), (2, 3, True), (3, 4, True)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-10, atol=1e-12)

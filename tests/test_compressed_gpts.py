@@ -178,7 +178,7 @@ def test_check_says_not_causal_first_and_skips_decoding(capsys: pytest.CaptureFi
     assert code == 1, "a decoder that is not causal fails the gate, after everything defined is checked"
     assert out[0].startswith("causality (dependency typing, before anything runs): NOT causal")
     assert "reducers.0" in out[1] and "not run" in out[2]
-    decode = next(line for line in out if "prefill then decode" in line)
+    decode = next(line for line in out if "model: incremental decoding" in line)
     assert "SKIP" in decode
     ran = [line for line in out if line.endswith("s)") and ("PASS" in line or "FAIL" in line)]
     assert ran and all("PASS" in line for line in ran), "every component that runs passes"

@@ -35,6 +35,7 @@ from gptspec.docs.site import level_drawing
 from gptspec.docs.svg import NODE_H, lay_out, structure
 from gptspec.models import resolve
 from spec import build, preset
+from spec.config import Config
 from spec.counting import breakdown, count
 from spec.errors import ConfigError
 from spec.graph import Composite, Graph
@@ -351,29 +352,28 @@ def test_gpt2_small_index_is_small_and_every_cluster_resolves(tmp_path: Path) ->
         assert f'id="g-blocks.{block}"' in html
 
 
-def smallest_preset_of_each_family() -> list[str]:
-    from spec.architectures import FAMILIES, PRESETS
+def first_instance_of_each_family() -> dict[str, Config]:
+    from spec.architectures import FAMILIES
 
-    out = []
-    for family in FAMILIES:
-        names = [n for n, p in PRESETS.items() if p.family == family]
-        if names:
-            out.append(min(names, key=lambda n: PRESETS[n].config.graph_size()))
-    return out
+    return {name: next(iter(f.instances().values())) for name, f in FAMILIES.items()}
 
 
-@pytest.mark.parametrize("name", smallest_preset_of_each_family())
+@pytest.mark.parametrize("name", list(first_instance_of_each_family()))
 def test_every_family_gets_docs(name: str, tmp_path: Path) -> None:
-    """The generator knows no family: each registered one's smallest preset writes both formats,
-    with a section for every op kind its graph uses."""
-    model = resolve(name, (), need_theta=False, progress=False)
-    html = {f.name: f.read_text() for f in write_docs(model.arch, tmp_path / "html", "html", model.source) if f.suffix == ".html"}
-    md = {f.name: f.read_text() for f in write_docs(model.arch, tmp_path / "md", "markdown", model.source) if f.suffix == ".md"}
-    kinds = {node.op.kind for _, node, _ in model.arch.expand()}
+    """The generator knows no family: each registered one's first fixed instance (its record's)
+    writes both formats, with a section for every op kind its graph uses. (Real sizes: the
+    gpt2-xl site test and the docs site's presets.)"""
+    from spec import build
+
+    arch = build(first_instance_of_each_family()[name])
+    source = f"{name} instance {arch.name}"
+    html = {f.name: f.read_text() for f in write_docs(arch, tmp_path / "html", "html", source) if f.suffix == ".html"}
+    md = {f.name: f.read_text() for f in write_docs(arch, tmp_path / "md", "markdown", source) if f.suffix == ".md"}
+    kinds = {node.op.kind for _, node, _ in arch.expand()}
     for kind in kinds:
         assert f'id="op-{kind}"' in html["ops.html"] and f'<a id="op-{kind}"></a>' in md["ops.md"]
     assert "<merror" not in "".join(html.values())
-    assert f"{count(model.arch):,}" in html["theta.html"] and f"{count(model.arch):,}" in md["theta.md"]
+    assert f"{count(arch):,}" in html["theta.html"] and f"{count(arch):,}" in md["theta.md"]
 
 
 # -- equations and the algorithm -----------------------------------------------------------

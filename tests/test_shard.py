@@ -52,19 +52,28 @@ def test_the_union_of_the_shards_is_the_unsharded_campaign(n: int) -> None:
             assert all(parts), key  # every shard has work when there is enough
 
 
-def test_sharded_check_runs_every_component_once(capsys: pytest.CaptureFixture[str]) -> None:
+def test_sharded_check_splits_as_verify_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """``check`` is verify's run on fast/ (gptspec/verify/engine.py): its shards split the model's
+    cases and the op components as verify's do — each op component in one shard, each case in one."""
     import json
 
-    assert main(["check", "tiny", "--examples", "2", "--format", "json"]) == 0
+    assert main(["check", "tiny", "--examples", "4", "--format", "json"]) == 0
     whole = json.loads(capsys.readouterr().out)["results"]
     seen = []
     for i in (1, 2, 3):
-        assert main(["check", "tiny", "--examples", "2", "--format", "json", "--shard", f"{i}/3"]) == 0
+        assert main(["check", "tiny", "--examples", "4", "--format", "json", "--shard", f"{i}/3"]) == 0
         seen += json.loads(capsys.readouterr().out)["results"]
-    assert sorted(r["component"] for r in seen) == sorted(r["component"] for r in whole)
+    models = ("model: padded batches", "model: incremental decoding")
+    ops = sorted(r["component"] for r in seen if r["component"] not in models)
+    assert ops == sorted(r["component"] for r in whole if r["component"] not in models)
     by_name = {r["component"]: r for r in whole}
-    for r in seen:  # the same draws: the same worst error
-        assert r["examples"] == by_name[r["component"]]["examples"] and r["max_error"] == by_name[r["component"]]["max_error"]
+    for r in seen:  # an op component: the same draws, the same worst error
+        if r["component"] not in models:
+            assert r["examples"] == by_name[r["component"]]["examples"] and r["max_error"] == by_name[r["component"]]["max_error"]
+    for name in models:  # a model component: its cases partitioned, the worst error among the shards' the whole run's
+        parts = [r for r in seen if r["component"] == name]
+        assert sum(r["examples"] for r in parts) == by_name[name]["examples"] and len(parts) > 1
+        assert max(r["max_error"] for r in parts) == by_name[name]["max_error"]
 
 
 def test_shards_junit_reports_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,14 +26,14 @@ CHUNK = 1 << 18
 layer norm over a chunk stay in cache (measured best at gpt2-small sizes, between 2¹⁴ and 2²²)."""
 
 
-def by_rows(fn: Callable[[Array, Array], object], x: Array) -> Array:
+def by_rows(fn: Callable[[Array, Array], object], x: Array, chunk: int | None = None) -> Array:
     """A row-wise kernel ``fn(x_rows, out_rows)`` (rows: every axis but the last) run on chunks
-    of about :data:`CHUNK` elements."""
+    of about ``chunk`` elements (default :data:`CHUNK`; at least one row each)."""
     out: Array = np.empty(x.shape, dtype=x.dtype)
     if x.size:
         x2 = x.reshape(-1, x.shape[-1] if x.ndim else 1)
         y2 = out.reshape(x2.shape)
-        step = max(1, CHUNK // x2.shape[1])
+        step = max(1, CHUNK // x2.shape[1]) if chunk is None else max(1, chunk // x2.shape[1])
         for r in range(0, x2.shape[0], step):
             fn(x2[r : r + step], y2[r : r + step])
     return out

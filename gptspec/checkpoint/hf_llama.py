@@ -303,7 +303,13 @@ def read_qwen2(values: Mapping[str, object], where: str) -> Config:
     Q, K and V only (Qwen2Attention has them whatever the config says), and the layer types as
     Qwen2Config.__post_init__ derives them."""
     fields = _base(values, where, llama=False) | {"qkv_bias": True}
-    n_layers = fields["n_layers"]
+    return _config(fields | qwen2_layers(values, where, fields["n_layers"]), "qwen2", where)
+
+
+def qwen2_layers(values: Mapping[str, object], where: str, n_layers: int) -> dict[str, Any]:
+    """The LlamaConfig fields ``attention`` and ``sliding_window`` of Qwen2's (and Qwen3's) keys
+    use_sliding_window, sliding_window, max_window_layers and layer_types, as their configs'
+    ``__post_init__`` derives the layer types (empty when every layer is full)."""
     use = flag(values, "use_sliding_window", where)
     window = whole(values, "sliding_window", where) if use and values["sliding_window"] is not None else None
     types = values["layer_types"]
@@ -319,9 +325,7 @@ def read_qwen2(values: Mapping[str, object], where: str) -> Config:
                 "layer_types", types, "no sliding_attention layer when use_sliding_window is false or sliding_window null", where,
                 "Hugging Face's Qwen2Model fails on this config too; set use_sliding_window and sliding_window, or make every layer full_attention",
             )
-    if "sliding" in kinds:
-        fields |= {"attention": kinds, "sliding_window": window}
-    return _config(fields, "qwen2", where)
+    return {"attention": kinds, "sliding_window": window} if "sliding" in kinds else {}
 
 
 # -- writing a native config -----------------------------------------------------------------
@@ -397,16 +401,20 @@ def write_qwen2(config: LlamaConfig) -> dict[str, object]:
             f"qkv_bias={c.qkv_bias}, out_bias={c.out_bias}, mlp_bias={c.mlp_bias} (Qwen2 has biases on q_proj, k_proj, v_proj and on "
             "nothing else)"
         )
-    kinds = _kinds(c)
-    sliding = "sliding" in kinds
-    out = _common(c, "qwen2", refuse) | {
-        "use_sliding_window": sliding, "sliding_window": c.sliding_window if sliding else None,
-        "max_window_layers": kinds.index("sliding") if sliding else c.n_layers,
-        "layer_types": [f"{k}_attention" for k in kinds],
-    }
+    out = _common(c, "qwen2", refuse) | qwen2_layer_keys(c)
     if c.head_width * c.n_heads == c.d_model:
         del out["head_dim"]  # not a Qwen2Config field: written only when it differs from hidden_size / num_attention_heads
     return out
+
+
+def qwen2_layer_keys(c: LlamaConfig) -> dict[str, object]:
+    """Qwen2's (and Qwen3's) layer-type keys of a config: the inverse of :func:`qwen2_layers`."""
+    kinds = _kinds(c)
+    sliding = "sliding" in kinds
+    return {
+        "use_sliding_window": sliding, "sliding_window": c.sliding_window if sliding else None,
+        "max_window_layers": kinds.index("sliding") if sliding else c.n_layers, "layer_types": [f"{k}_attention" for k in kinds],
+    }
 
 
 # -- the tensor tables -----------------------------------------------------------------------

@@ -14,7 +14,8 @@ alike, so nothing restates it:
       external "v d"         ↔   Θ "v d"        the same array
 
   An axis name stands for one axis; ``(a b)`` is axes a and b flattened row-major into one; the
-  axis ``k`` of the external pattern indexes the rule's list of Θ entries (a fused tensor).
+  axis ``k`` of the external pattern indexes the rule's list of Θ entries (a fused tensor; over
+  one entry it is an axis of size 1: ``nn.Linear(d, 1)``'s (1, d) weight as a (d,) vector).
   Every axis but ``k`` appears on both sides. Import reshapes and transposes (bit-exact), export
   does the inverse; sizes come from Θ's shapes.
 
@@ -28,6 +29,9 @@ alike, so nothing restates it:
       external "(g [r e | e | e]) d"    ↔  Θ "(g r) d e | g d e | g d e"  per kv group g: its r query
                                                                           heads, then k_g, then v_g (litgpt qkv) An :class:`Alias` is a second external name for
   the same values (a tied head), checked equal on import and written on export.
+* **gathered** — a tensor files store split or under another name (:class:`Gather`): Mixtral's
+  per-expert ``experts.{e}.w1.weight`` files, which transformers ≥ 5 stacks into its module's
+  ``experts.gate_up_proj``; merged on import, so the rules above name the module's tensors.
 * **config** — every key of the native config (``config.json``) in one table, each
   :class:`ConfigKey` modelled (mapped to a spec config field), ignored (it does not change the
   logits) or refused unless at given values, each with its reason; a key not in the table is
@@ -137,10 +141,10 @@ class Tensor:
             )
         if any(len(g) > 1 for g in th.groups):
             raise ConfigError(f"Θ pattern {self.theta_pattern!r} groups axes, but expected one axis per Θ dimension [layout {self.external}]")
-        if stacked != (len(self.theta) > 1):
+        if len(self.theta) > 1 and not stacked:  # k over one entry is an axis of size 1 (a Linear(d, 1) weight as a (d,) vector)
             raise ConfigError(
                 f"{len(self.theta)} Θ entries with external pattern {self.external_pattern!r}, but expected the axis {STACK!r} "
-                f"exactly when a tensor holds several [layout {self.external}]"
+                f"when a tensor holds several [layout {self.external}]"
             )
 
 
@@ -293,6 +297,21 @@ class Buffer:
     with_config: bool = False
 
 
+@dataclass(frozen=True)
+class Gather:
+    """A tensor of the layout that files store under other names: ``external`` (a :class:`Tensor`
+    rule's name; ``{i}`` the layer) is the concatenation along the first axis of ``parts`` (name
+    templates). With ``experts`` (how many, for a config) it is, for each expert e, that
+    concatenation of the parts named with ``{e}`` = e, stacked along a new leading axis: how
+    transformers ≥ 5 merges a file's per-expert ``experts.{e}.w1.weight`` and ``…w3.weight`` into
+    its module's ``experts.gate_up_proj``. Import reads the parts when a file holds them instead of
+    the tensor (:func:`gathered`); export writes the layout's own name."""
+
+    external: str
+    parts: tuple[str, ...]
+    experts: Callable[[Any], int] | None = None
+
+
 # -- the config table ----------------------------------------------------------------------
 
 Role = Literal["model", "ignore", "require", "alias"]
@@ -369,6 +388,8 @@ class Layout:
     """Other names files use for a tensor: (the file's name, the layout's name), read on import."""
     buffers: tuple[Buffer, ...] = ()
     ignored_prefixes: tuple[str, ...] = ()
+    gathered: tuple[Gather, ...] = ()
+    """Tensors files may store split or renamed (:class:`Gather`), merged on import."""
     """External tensors under these prefixes are not the language model's (a classifier head)."""
     modules: tuple[tuple[str, str], ...] = ()
     """External module name ↔ DAG path templates (``{i}``: the layer): the module's output is
@@ -598,14 +619,78 @@ def _names_checked(
     return expected, rules
 
 
+def gathered(lay: Layout, config: Any, state: Mapping[str, S], where: str, merge: Callable[[str, list[list[tuple[str, S]]], bool, str], S]) -> dict[str, S]:
+    """``state`` with every :class:`Gather` of the layout whose parts it holds merged into the
+    layout's tensor by ``merge(name, parts per expert, stacked, where)``; a file holding some parts
+    and not others, or the parts and the tensor, is refused by name."""
+    out = dict(state)
+    for g in lay.gathered:
+        for i in range(lay.depth(config, g.external)) if "{i}" in g.external else [0]:
+            name = g.external.format(i=i)
+            count = None if g.experts is None else g.experts(config)
+            groups = [[p.format(i=i, e=e) for p in g.parts] for e in (range(count) if count is not None else [0])]
+            flat = [n for group in groups for n in group]
+            present = [n for n in flat if n in out]
+            if not present:
+                continue
+            if name in out:
+                raise CheckpointError(f"{present[0]} and {name} both hold {name}, but expected one of them [checkpoint {where}]; remove one")
+            absent = [n for n in flat if n not in out]
+            if absent:
+                raise CheckpointError(
+                    f"{absent[0]} is missing{others(absent)}, but expected it beside {present[0]}: together they hold {name} "
+                    f"[checkpoint {where}]; the file holds part of the model its config describes"
+                )
+            out[name] = merge(name, [[(n, out.pop(n)) for n in group] for group in groups], count is not None, where)
+    return out
+
+
+def _merge_arrays(name: str, groups: list[list[tuple[str, np.ndarray]]], stacked: bool, where: str) -> np.ndarray:
+    """The arrays of a :class:`Gather`'s parts merged (concatenated along the first axis, stacked per expert)."""
+    _merged_shape(name, [[(n, tuple(np.shape(a))) for n, a in group] for group in groups], stacked, where)
+    rows = [np.concatenate([np.asarray(a) for _, a in group], axis=0) for group in groups]
+    return np.stack(rows) if stacked else rows[0]
+
+
+def _merge_stored(name: str, groups: list[list[tuple[str, Stored]]], stacked: bool, where: str) -> Stored:
+    """:func:`_merge_arrays` for tensors not yet read: read and merged when opened."""
+    shape = _merged_shape(name, [[(n, s.shape) for n, s in group] for group in groups], stacked, where)
+    dtypes = sorted({s.dtype for group in groups for _, s in group})
+    if len(dtypes) > 1:
+        raise CheckpointError(f"the parts of {name} have dtypes {dtypes}, but expected one dtype [checkpoint {where}]")
+
+    def read() -> np.ndarray:
+        rows = [np.concatenate([np.asarray(s.open()) for _, s in group], axis=0) for group in groups]
+        return np.stack(rows) if stacked else rows[0]
+
+    return Stored(shape, dtypes[0], sum(s.nbytes for group in groups for _, s in group), read)
+
+
+def _merged_shape(name: str, groups: list[list[tuple[str, tuple[int, ...]]]], stacked: bool, where: str) -> tuple[int, ...]:
+    first_name, first = groups[0][0]
+    for group in groups:
+        for part, shape in group:
+            if len(shape) < 1 or shape[1:] != first[1:]:
+                raise CheckpointError(
+                    f"{part} has shape {shape}, but expected (·, {', '.join(map(str, first[1:]))}) as {first_name} [checkpoint {where}]; "
+                    f"the parts of {name} are joined along their first axis"
+                )
+    rows = [sum(shape[0] for _, shape in group) for group in groups]
+    if len(set(rows)) > 1:
+        raise CheckpointError(f"the experts' parts of {name} have {rows} rows, but expected equal [checkpoint {where}]")
+    return ((len(groups),) if stacked else ()) + (rows[0], *first[1:])
+
+
 def to_theta(
     lay: Layout, arch: Architecture, state: Mapping[str, np.ndarray], where: str, spell: Callable[[str], str] | None = None
 ) -> Theta:
     """θ (float64, Θ's names and order) from an external state dict under the layout's names
-    (without the prefix). The state must hold exactly the layout's tensors for ``arch``
-    (aliases optional and checked equal, buffers checked); every shape is checked. ``spell``
-    gives a name as the user's file spells it, for messages (:func:`spelling`)."""
+    (without the prefix; split tensors merged first, :func:`gathered`). The state must hold exactly
+    the layout's tensors for ``arch`` (aliases optional and checked equal, buffers checked); every
+    shape is checked. ``spell`` gives a name as the user's file spells it, for messages
+    (:func:`spelling`)."""
     shown = spell or (lambda key: key)
+    state = gathered(lay, arch.config, state, where, _merge_arrays)
     expected, rules = _names_checked(lay, arch, state, where, shown, lambda value: value)
     theta: Theta = {}
     for name, (rule, i) in rules.items():
@@ -713,6 +798,7 @@ def lazy_theta(
     time), and each Θ entry read, split, transposed and made float64 only when it is used, every
     time it is used (:class:`~spec.theta.LazyTheta`). Bit-identical to :func:`to_theta`."""
     shown = spell or (lambda key: key)
+    state = gathered(lay, arch.config, state, where, _merge_stored)
     expected, rules = _names_checked(lay, arch, state, where, shown, lambda value: np.array(value.open()))
     shapes = arch.theta_shapes()
     sources: dict[str, tuple[str, Tensor, list[str], int]] = {}

@@ -828,7 +828,9 @@ class Algorithm:
                         values[n.name] = Term(f"{stem}_{{{j}}}")
                         done.add(n.name)
                     continue
-                out = self.run(node.op.body, here, args, depth, scopes)
+                own = function_name(node.name)[1]
+                one_by_one = (Scope(here, own, Instance(here, own, own)),) if own and len(group) >= 2 else ()
+                out = self.run(node.op.body, here, args, depth, (*scopes, *one_by_one))  # numbered siblings written one by one: values carry the number
                 values[node.name] = next(iter(out.values()))
                 continue
             if not isinstance(node.op, Primitive):  # an invariant of the structure; the check narrows the type

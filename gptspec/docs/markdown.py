@@ -3,32 +3,26 @@ as GitHub renders it): ``index.md``, ``ops.md``, ``theta.md``, ``theorems.md``,
 ``conventions.md``, and SVG files — the model's drawing, one drawing of each composite kind (its
 first instance; the node list covers every instance) and the breakdown chart.
 
-:func:`op_section` is also what writes docs/ops.md (gptspec/docs/repo.py).
+The algorithm, ops, Θ, theorems and conventions pages are written once (gptspec/docs/pages.py)
+and rendered here as the site renders them as HTML; ``pages.op_section`` also writes
+docs/ops.md (gptspec/docs/repo.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gptspec.docs import svg
+from gptspec.docs import pages, svg
 from gptspec.docs.content import (
     Level,
-    OpRecord,
     Site,
-    Variant,
-    axes_text,
-    first_sentence,
     output_type,
-    shape_text,
     slug,
-    summarise_paths,
-    symbol_latex,
     type_full,
 )
-from gptspec.docs.equations import AlgorithmView, Definition, algorithm
+from gptspec.docs.document import Page, md_blocks
 from gptspec.docs.mathml import equations
 from spec.graph import Composite
-from spec.types import TensorType
 
 PAGES: tuple[tuple[str, str], ...] = (
     ("index.md", "Architecture"),
@@ -90,133 +84,6 @@ def header(site: Site, filename: str, title: str) -> list[str]:
     ]
 
 
-# -- equations and the algorithm -----------------------------------------------------------
-
-
-def equations_md(d: Definition, page: str) -> list[str]:
-    """A derived definition: its equations, those of the values it names after "where", and
-    the sub-ops it uses, linked."""
-    out: list[str] = []
-    for eq in d.main:
-        out += [dmath(eq.latex), ""]
-    if d.where:
-        out += ["where", ""]
-        for eq in d.where:
-            out += [dmath(eq.latex), ""]
-    prefix = "" if page == "ops.md" else "ops.md"
-    uses = [f"[{link.kind.replace('_', ' ')}]({prefix}#{'comp' if link.composite else 'op'}-{slug(link.kind)})" for link in d.links]
-    if uses:
-        out += ["Uses: " + ", ".join(uses) + ".", ""]
-    return out
-
-
-def algorithm_md(view: AlgorithmView) -> list[str]:
-    """The algorithm as Markdown: inputs, outputs, parameters, then the numbered lines
-    (indented by non-breaking spaces, as a list cannot nest loops deeper)."""
-    out = ["**Input:** " + ", ".join(imath(t) for t in view.inputs), "", "**Output:** " + ", ".join(imath(t) for t in view.outputs), "",
-           "**Parameters:**", ""]
-    for sym, space, loops in view.parameters:
-        each = f" for each {imath(loops[len('one per '):])}" if loops.startswith("one per ") else (f" ({loops})" if loops else "")
-        out.append(f"- {imath(sym + IN + space)}{each}")
-    out += ["", "**Lines:**", ""]
-    for line in view.lines:
-        out.append("1. " + "&emsp;&emsp;" * line.depth + imath(line.latex))
-    return out + [""]
-
-
-IN = r" \in "
-
-
-def algorithm_page(site: Site) -> str:
-    out = header(site, "algorithm.md", "the algorithm")
-    out += ["The whole model as numbered pseudocode, in the style of Phuong and Hutter's \"Formal Algorithms for Transformers\" (2022): "
-            "every composite of the graph expanded into the lines of its body, a chain of composites of one kind as a loop over layers, "
-            "parallel instances as a loop over heads — written from the graph the reference executes.", ""]
-    return "\n".join(out + algorithm_md(algorithm(site.arch)))
-
-
-# -- ops -----------------------------------------------------------------------------------
-
-
-def type_row(port: str, direction: str, t: TensorType) -> list[str]:
-    return [code(port), direction, code(shape_text(t.shape)), axes_text(t)]
-
-
-def variant_section(record: OpRecord, v: Variant, index: int, heading: int, title: str = "") -> list[str]:
-    attrs = ", ".join(f"{k}={code(val)}" for k, val in v.attributes.items())
-    out = [f'<a id="{v.anchor}"></a>', "", f"{'#' * heading} {title or f'Instance {index}'}", "", f"Attributes: {attrs or 'none'}.", ""]
-    rows = [type_row(p, "input", t) for p, t in v.inputs.items()] + [type_row("y", "output", v.output)]
-    out += ["Types:", ""] + table(["port", "", "symbolic shape", "axes"], rows)
-    if v.params:
-        prow = []
-        for name, shape in v.params.items():
-            operand = record.cls.operands.get(name)
-            bound = v.bindings.get(name, [])
-            where = "; ".join(code(b) for b in bound[:3]) + (f" … ({len(bound)} views)" if len(bound) > 3 else "")
-            prow.append([code(name), code(shape_text(shape)), operand.value if operand is not None else "real", where or "—"])
-        out += ["Parameters:", ""] + table(["name", "shape", "entries", "bound to (Θ views)"], prow)
-    deps = [[code(d.port), d.words, imath(d.latex)] for d in v.dependencies()]
-    out += ["Dependency rule (which input positions output row t reads):", ""] + table(["input", "in words", "as a formula"], deps)
-    support = v.support()
-    if support is not None:
-        out += [f"Support: entry (t, s) is 0 outside {imath(support.latex())}.", ""]
-    if v.paths:
-        out += ["Used at: " + "; ".join(code(p) for p in summarise_paths(v.paths)) + f" — {len(v.paths):,} node{'s' if len(v.paths) != 1 else ''}.", ""]
-    return out
-
-
-def op_section(record: OpRecord, heading: int = 2, generic: bool = False, with_source: bool = True) -> list[str]:
-    """One primitive: title, summary, definition, citation, attributes, its instances
-    (``generic``: the one generic instance of the op reference) and its reference function (its
-    source, or only where it lives)."""
-    where, source = record.reference_source()
-    h = "#" * heading
-    out = [f'<a id="{record.anchor}"></a>', "", f"{h} {record.title} ({code(record.kind)})", "", record.summary, ""]
-    out += definition(record.latex)
-    out += [f"**Source:** {record.citation or '—'}", ""]
-    operands = record.operands()
-    if operands:
-        out += ["What its arrays hold: " + ", ".join(f"{code(k)} {val}" for k, val in operands.items()) + " (others: real).", ""]
-    out += ["Attributes (the op's fields):", ""] + table(["field", "type", "default"], [[code(n), code(t), code(d) if d else "—"] for n, t, d in record.fields()])
-    for i, v in enumerate(record.variants):
-        title = "Types, parameters and dependency (sizes named after the fields)" if generic else ""
-        out += variant_section(record, v, i + 1, heading + 1, title)
-    if with_source:
-        out += [f"Reference function {code(where)} (reference/ops/):", "", "```python", source.rstrip("\n"), "```", ""]
-    else:
-        out += [f"Reference function: {code(where)}.", ""]
-    return out
-
-
-def ops_page(site: Site) -> str:
-    out = header(site, "ops.md", "the ops")
-    out += ["Every primitive this architecture uses: the definition is the op's own LaTeX (`Primitive.latex`); types, parameters and "
-            "dependency rules are read off each distinct instance in the graph; the reference function is what "
-            "`reference.ops.REFERENCE` runs for the op.", ""]
-    out += [f"- [{r.title}](#{r.anchor}) ({code(r.kind)}, {len(r.variants)} instance{'s' if len(r.variants) != 1 else ''})" for r in site.ops] + [""]
-    for r in site.ops:
-        out += op_section(r)
-    if site.composites:
-        out += ["## Composites", "", "Ops whose body is a graph; their drawings and node lists are in [the architecture](index.md).", ""]
-        for kind, (title, comp, paths) in site.composites.items():
-            rows = [type_row(p, "input", t) for p, t in comp.inputs().items()] + [type_row(p, "output", t) for p, t in comp.outputs().items()]
-            out += [f'<a id="comp-{slug(kind)}"></a>', "", f"### {title} ({code(kind)})", ""]
-            described = first_sentence(getattr(comp, "description", ""))
-            if described:
-                out += [described, ""]
-            defs = site.definitions.get(kind)
-            variants = defs.variants if defs is not None else []
-            for i, (d, where) in enumerate(variants):
-                if len(variants) > 1:
-                    out += [f"Definition {i + 1} of {len(variants)}, at " + "; ".join(code(p) for p in summarise_paths(where)) + ":", ""]
-                out += equations_md(d, "ops.md")
-            out += ["Interface:", ""] + table(["port", "", "symbolic shape", "axes"], rows)
-            out += ["Body: " + ", ".join(f"{code(n.name)} ({n.op.kind})" for n in comp.body.topological()) + ".", ""]
-            out += [f"{len(paths):,} instance{'s' if len(paths) != 1 else ''}: " + "; ".join(code(p) for p in summarise_paths(paths))
-                    + f". First: [{paths[0]}](index.md#g-{slug(paths[0])}).", ""]
-    return "\n".join(out)
-
-
 # -- index ---------------------------------------------------------------------------------
 
 
@@ -251,7 +118,7 @@ def index_page(site: Site, drawings: list[tuple[str, Level]]) -> str:
     if site.model is not None:
         out += ["## The model as equations", "", "Derived from the graph, never written by hand; a composite is a function defined in "
                 "[the ops](ops.md#composites), and [the algorithm](algorithm.md) expands every one.", ""]
-        out += equations_md(site.model, "index.md")
+        out += md_blocks(pages.definition_blocks(site.model, arch.name))
     out += ["## The graph", "", "Drawn from the graph itself, one level at a time: each box is a node — its name, its op and the symbolic "
             "shape of its output; orange boxes are composites, dashed boxes the level's inputs and outputs. "
             "The model, then the first instance of each composite kind:", ""]
@@ -270,77 +137,12 @@ def index_page(site: Site, drawings: list[tuple[str, Level]]) -> str:
     return "\n".join(out)
 
 
-# -- theta, theorems, conventions ----------------------------------------------------------
+# -- the pages written once (gptspec/docs/pages.py) ------------------------------------------
 
 
-def theta_page(site: Site, chart: str) -> str:
-    arch = site.arch
-    out = header(site, "theta.md", "Θ, the parameter space")
-    out += ["Θ maps hierarchical names to symbolic shapes; the parameter count is the sum over Θ of the shape products "
-            "(`spec.counting`), with no separate formula.", "", "## The count", "", f"**{site.total:,}** parameters, as a formula in the dims:", ""]
-    out += [dmath(r"\#\Theta = " + symbol_latex(site.formula)), ""]
-    used = sorted(site.formula.free_symbols, key=str)
-    out += ["with " + (", ".join(f"{imath(symbol_latex(s))} = {arch.dims[s]:,}" for s in used if s in arch.dims) or "no free dims") + ".", ""]
-    total = site.total or 1
-    out += ["## By group", "", f"![Parameters by Θ group]({chart})", ""]
-    out += table(["group", "parameters", "share"], [[code(g), f"{n:,}", f"{100 * n / total:.1f}%"] for g, n in site.groups.items()])
-    out += ["## Every entry", ""]
-    rows = []
-    for t in site.theta:
-        read = (code(t.read_by[0]) + (f" (+{len(t.read_by) - 1} more)" if len(t.read_by) > 1 else "")) if t.read_by else "—"
-        rows.append([f'<a id="theta-{slug(t.name)}"></a>{code(t.name)}', code(t.group), code(shape_text(t.shape)), code(t.numbers),
-                     imath(symbol_latex(t.size)), f"{t.count:,}", read])
-    out += table(["name", "group", "symbolic shape", "shape", "count (formula)", "count", "read by"], rows)
-    return "\n".join(out)
-
-
-def theorems_page(site: Site) -> str:
-    out = header(site, "theorems.md", "what is proved")
-    out += ["Machine-checked statements (`proofs/`, with their proofs in docs/proofs.md): each is proved in sympy from the ops' own "
-            "definitions and witnessed numerically through the reference. Listed: those whose proofs read only ops this architecture "
-            "uses, and those about the spec's machinery.", "", "## Causality, by dependency typing", ""]
-    out += [f"- {line.strip()}" for line in site.verdict] + [""]
-    for title, group in (("Theorems about the ops used here", [a for a in site.theorems if a.ops]),
-                         ("Theorems about the spec's machinery", [a for a in site.theorems if not a.ops])):
-        out += [f"## {title}", ""]
-        for a in group:
-            thm = a.theorem
-            out += [f'<a id="thm-{thm.name}"></a>', "", f"### {code(thm.name)} — {thm.title}", ""]
-            if thm.refutes:
-                out += [f"**Settles the claim:** {thm.refutes}.", ""]
-            out += [thm.statement, "", dmath(thm.statement_latex), "", "Hypotheses:", ""] + [f"- {h}" for h in thm.hypotheses] + [""]
-            about = ("Its proof reads the ops " + ", ".join(f"[{code(k)}](ops.md#op-{slug(k)})" for k in a.ops) + ".") if a.ops else \
-                "Its proof reads no particular op: it is about Θ, the dependency typing or every architecture of a kind."
-            where = f"[docs/proofs.md#{thm.name}]({site.proofs_href}#{thm.name})" if site.proofs_href else f"`docs/proofs.md#{thm.name}`"
-            out += [f"**Scope ({thm.scope.kind.value}):** {thm.scope.detail}. {about} In the repository: {where}; "
-                    f"run it with `gptspec prove {thm.name}`.", ""]
-        if not group:
-            out += ["None.", ""]
-    return "\n".join(out)
-
-
-def conventions_page(site: Site) -> str:
-    out = header(site, "conventions.md", "conventions an implementer must match")
-    out += ["Where implementations of the same model differ, the spec makes one choice. These concern ops this architecture uses; "
-            "each lists the tests and theorems that fail if the code departs from it.", ""]
-    records = {r.kind: r for r in site.ops}
-    names = {a.theorem.name for a in site.theorems}
-    for c in site.conventions:
-        out += [f'<a id="conv-{c.name}"></a>', "", f"## {c.title}", "", c.rule, ""]
-        for k in c.ops:
-            if k in records:
-                out += [f"[{records[k].title}](ops.md#{records[k].anchor}) ({code(k)}):", ""] + definition(records[k].latex)
-        out += ["Pinned down by:", ""]
-        for p in c.pinned_by:
-            if p.startswith("theorem:"):
-                name = p.split(":", 1)[1]
-                out.append(f"- theorem [{code(name)}](theorems.md#thm-{name})" if name in names else f"- theorem {code(name)} (docs/proofs.md)")
-            else:
-                out.append(f"- test {code(p)}")
-        out.append("")
-    if not site.conventions:
-        out += ["None of the documented conventions concerns this architecture's ops.", ""]
-    return "\n".join(out)
+def rendered(site: Site, page: Page) -> str:
+    """A page of the document model (gptspec/docs/document.py) as Markdown, under the header."""
+    return "\n".join(header(site, f"{page.stem}.md", page.title) + md_blocks(page.blocks))
 
 
 def write_markdown(site: Site, out: Path) -> list[Path]:
@@ -361,15 +163,15 @@ def write_markdown(site: Site, out: Path) -> list[Path]:
         )
     files["breakdown.svg"] = svg.bar_chart(list(site.groups.items()), f"Parameters of {site.arch.name} by Θ group", standalone=True)
     files["index.md"] = index_page(site, drawings)
-    files["algorithm.md"] = algorithm_page(site)
+    files["algorithm.md"] = rendered(site, pages.algorithm(site))
     if site.diff is not None:
         from gptspec.diff import markdown
 
         files["diff.md"] = "\n".join(header(site, "diff.md", f"what it changes relative to {site.diff.a_name}")) + "\n" + markdown(site.diff)
-    files["ops.md"] = ops_page(site)
-    files["theta.md"] = theta_page(site, "breakdown.svg")
-    files["theorems.md"] = theorems_page(site)
-    files["conventions.md"] = conventions_page(site)
+    files["ops.md"] = rendered(site, pages.ops(site))
+    files["theta.md"] = rendered(site, pages.theta(site, "breakdown.svg"))
+    files["theorems.md"] = rendered(site, pages.theorems(site))
+    files["conventions.md"] = rendered(site, pages.conventions(site))
     written = []
     for name, text in files.items():
         path = out / name

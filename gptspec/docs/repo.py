@@ -61,7 +61,8 @@ END = "<!-- END GENERATED {name} -->"
 
 def ops_text() -> str:
     """The text of docs/ops.md."""
-    from gptspec.docs.markdown import op_section
+    from gptspec.docs.document import md_blocks
+    from gptspec.docs.pages import op_section
 
     records = [OpRecord(kind, cls, []) for kind, cls in PRIMITIVES.items()]
     lines = [
@@ -87,7 +88,7 @@ def ops_text() -> str:
     lines += table(["op", "kind", "inputs", "output"], rows)
     for record in records:
         record.variants.append(Variant(f"op-{slug(record.kind)}-1", generic_instance(record.cls)))
-        lines += op_section(record, generic=True, with_source=False)
+        lines += md_blocks([op_section(record, generic=True, with_source=False)])  # as the ops page of gptspec docs
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -249,16 +250,22 @@ def block_layout(name: str) -> str:
         for rule in lay.tensors:
             if isinstance(rule, Alias) or (rule.when is not None and not rule.when(arch.config)):
                 continue
-            entry = rule.theta[0].format(i=0)
-            if entry in arch.theta:
-                for axis, size in zip(Pattern.parse(rule.theta_pattern).axes, arch.theta[entry]):
-                    letters.setdefault(axis, size)
+            parts = rule.theta_pattern.split("|")  # one pattern per Θ entry when the parts are concatenated
+            for part, held in zip(parts, rule.theta if len(parts) > 1 else rule.theta[:1]):
+                entry, pattern = held.format(i=0), Pattern.parse(part.strip())
+                if entry in arch.theta and all(len(g) == 1 for g in pattern.groups):
+                    for axis, size in zip(pattern.axes, arch.theta[entry]):
+                        letters.setdefault(axis, size)
     rows = []
     for rule in lay.tensors:
         when = _condition(rule.when)
         external = code(rule.external) + (f" (when {when})" if when else "")
         if isinstance(rule, Alias):
             rows.append([external, "", f"the same values as {code(rule.of)}", "", rule.reason])
+            continue
+        if "|" in rule.theta_pattern:  # parts of unequal size laid end to end (gptspec/checkpoint/layout.py, the ``[a | b]`` patterns)
+            rows.append([external, code(rule.external_pattern), ", ".join(code(t) for t in rule.theta), code(rule.theta_pattern),
+                         "one part per Θ entry, in order"])
             continue
         ext, th = Pattern.parse(rule.external_pattern), Pattern.parse(rule.theta_pattern)
         sizes: dict[str, object] = dict(letters)
@@ -338,8 +345,9 @@ def family_example(name: str) -> str:
 def block_algorithms() -> str:
     """``algorithms`` — the algorithm of every registered family (its example preset, or its first
     instance), in registration order (gptspec/docs/equations.py)."""
+    from gptspec.docs.document import Para, Strong, md_blocks, spans
     from gptspec.docs.equations import algorithm
-    from gptspec.docs.markdown import algorithm_md
+    from gptspec.docs.pages import signature, steps
     from spec import build
     from spec.architectures import FAMILIES, preset
 
@@ -353,7 +361,8 @@ def block_algorithms() -> str:
             instance, config = next(iter(fam.instances().items()))
             what = f"its instance `{instance}`"
         out += [f"## {name}", "", f"{fam.description}. The algorithm of {what}:", ""]
-        out += algorithm_md(algorithm(build(config)))
+        view = algorithm(build(config))
+        out += md_blocks([*signature(view, name, theta_page=False), Para(spans(Strong(spans("Lines:")))), steps(view, name)])  # as the algorithm page (gptspec/docs/pages.py)
     return "\n".join(out).rstrip("\n")
 
 

@@ -15,31 +15,27 @@ Pages (each ``<h1>`` → ``<h2>`` → ``<h3>``, no level skipped):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
 from sympy import sympify
 
+from gptspec.docs import pages as written_once
 from gptspec.docs import svg
 from gptspec.docs.assets import SCRIPT, STYLE
 from gptspec.docs.content import (
     Level,
-    OpRecord,
     Site,
-    Variant,
-    axes_text,
-    first_sentence,
     output_type,
     paragraph,
     shape_text,
     slug,
-    summarise_paths,
     symbol_latex,
     type_full,
 )
-from gptspec.docs.equations import Definition, algorithm, structure
+from gptspec.docs.document import Page, Prose, html_blocks, html_inline
+from gptspec.docs.equations import Definition, structure
 from gptspec.docs.mathml import equations, to_mathml
 from spec.errors import ConfigError
 from spec.graph import Composite, Graph
@@ -75,41 +71,20 @@ def math(latex: str, display: bool = True, where: str = "") -> str:
 
 def rich(text: str) -> str:
     """Docstring prose as HTML: escaped, ``code`` and :class:`~a.b.Name` as code, nothing of the
-    markup left as characters."""
-    text = re.sub(r":(?:class|func|meth|attr|mod|data):", "", text)
-    out = []
-    for i, part in enumerate(re.split(r"``?([^`]+)``?", text)):
-        if i % 2:
-            out.append(code(part[1:].rsplit(".", 1)[-1] if part.startswith("~") else part))
-        else:
-            out.append(e(part.replace("**", "")))
-    return "".join(out)
+    markup left as characters (the document model's :class:`~gptspec.docs.document.Prose`)."""
+    return html_inline((Prose(text),))
 
 
 def lead(obj: object, paragraphs: tuple[int, ...] = (0,)) -> str:
-    """A page's opening: the given paragraphs of an object's docstring, as HTML."""
-    import inspect
-
-    parts = inspect.cleandoc(getattr(obj, "__doc__", None) or "").split("\n\n")
-    text = " ".join(" ".join(parts[i].split()) for i in paragraphs if i < len(parts))
-    return f'<p class="lead">{rich(text)}</p>' if text else ""
+    """A page's opening: the given paragraphs of an object's docstring, as HTML
+    (gptspec/docs/pages.py: lead)."""
+    return html_blocks(written_once.lead(obj, paragraphs)).rstrip("\n")
 
 
-def equations_html(d: Definition, here: str, where: str) -> str:
+def equations_html(d: Definition, where: str) -> str:
     """A definition's equations in MathML (one display per equation), the values it names after
-    "where", and the sub-ops it uses, linked."""
-    main = "".join(math(eq.latex, True, where) for eq in d.main)
-    named = "".join(math(eq.latex, True, where) for eq in d.where)
-    uses = []
-    for link in d.links:
-        if link.composite:
-            href = ("" if here == "ops.html" else "ops.html") + f"#comp-{slug(link.kind)}"
-        else:
-            href = ("" if here == "ops.html" else "ops.html") + f"#op-{slug(link.kind)}"
-        uses.append(f'<a href="{e(href)}">{e(link.kind.replace("_", " "))}</a>')
-    wheres = f'<p class="where">where</p>{named}' if named else ""
-    used = f'<p class="uses">Uses: {", ".join(uses)}.</p>' if uses else ""
-    return f"{main}{wheres}{used}"
+    "where", and the sub-ops it uses, linked (gptspec/docs/pages.py: definition_blocks)."""
+    return html_blocks(written_once.definition_blocks(d, where)).rstrip("\n")
 
 
 def definition(latex: str, where: str) -> str:
@@ -301,7 +276,7 @@ def index_page(site: Site) -> str:
 substituted into the one expression that reads it; a composite is a function, defined on the
 <a href="ops.html#composites">ops page</a>; a chain of blocks is an iteration. Line by line, with every composite
 expanded, this is <a href="algorithm.html">the algorithm</a>.</p>
-<div class="composite-definition" id="def-model">{equations_html(site.model, "index.html", arch.name)}</div>"""
+<div class="composite-definition" id="def-model">{equations_html(site.model, arch.name)}</div>"""
     body = f"""<h1>{e(arch.name)}: the architecture</h1>
 <p class="lead">{rich(paragraph(type(arch).__doc__))} Here: family {code(site.family)}{family}.</p>
 <p>From {e(site.source)}. Inputs {inputs}; outputs {outputs}.
@@ -321,157 +296,6 @@ topological order are its text alternative.</p>
 {config}
 """
     return page(site, "index.html", "Architecture", body)
-
-
-# -- ops.html ------------------------------------------------------------------------------
-
-
-def type_row(port: str, direction: str, t: TensorType) -> list[str]:
-    return [code(port), e(direction), code(shape_text(t.shape)), e(axes_text(t))]
-
-
-def variant_html(site: Site | None, record: OpRecord, v: Variant, index: int, heading: int) -> str:
-    attrs = ", ".join(f"{e(k)}={code(val)}" for k, val in v.attributes.items())
-    rows = [type_row(p, "input", t) for p, t in v.inputs.items()] + [type_row("y", "output", v.output)]
-    types = table("Types", ["port", "", "symbolic shape", "axes"], rows)
-    params = ""
-    if v.params:
-        prow = []
-        for name, shape in v.params.items():
-            bound = v.bindings.get(name, [])
-            where = "; ".join(code(b) for b in bound[:3]) + (f" … ({len(bound)} views)" if len(bound) > 3 else "")
-            operand = record.cls.operands.get(name)
-            prow.append([code(name), code(shape_text(shape)), e(operand.value if operand is not None else "real"), where or "—"])
-        params = table("Parameters", ["name", "shape", "entries", "bound to (Θ views)"], prow)
-    deps = table(
-        "Dependency rule: which input positions output row t reads",
-        ["input", "in words", "as a formula"],
-        [[code(d.port), rich(d.words), math(d.latex, False, f"{record.kind} dependency")] for d in v.dependencies()],
-    )
-    support = v.support()
-    supp = f"<p>Support: entry (t, s) is 0 outside {math(support.latex(), False, record.kind)}.</p>" if support is not None else ""
-    used = ""
-    if v.paths:
-        used = "<p>Used at: " + "; ".join(code(p) for p in summarise_paths(v.paths)) + f" — {len(v.paths):,} node{'s' if len(v.paths) != 1 else ''}.</p>"
-    h = f"h{heading}"
-    return f'<{h} id="{e(v.anchor)}">Instance {index}</{h}>\n<p>Attributes: {attrs or "none"}.</p>\n{types}\n{params}\n{deps}\n{supp}\n{used}'
-
-
-def op_section(site: Site | None, record: OpRecord) -> str:
-    where, source = record.reference_source()
-    fields = table("Attributes (the op's fields)", ["field", "type", "default"], [[code(n), code(t), code(d) if d else "—"] for n, t, d in record.fields()])
-    operands = record.operands()
-    ops_text = ("<p>What its arrays hold: " + ", ".join(f"{code(k)} {e(val)}" for k, val in operands.items()) + " (others: real).</p>") if operands else ""
-    variants = "\n".join(variant_html(site, record, v, i + 1, 3) for i, v in enumerate(record.variants))
-    return f"""<section id="{e(record.anchor)}" aria-labelledby="{e(record.anchor)}-h">
-<h2 id="{e(record.anchor)}-h">{e(record.title)} <span class="mono">({e(record.kind)})</span></h2>
-<p>{rich(record.summary)}</p>
-<div class="pair">
-<div><h3 id="{e(record.anchor)}-def">Definition</h3>
-{definition(record.latex, record.kind)}
-<p><strong>Source:</strong> {rich(record.citation) or "—"}</p>
-{ops_text}
-</div>
-<div><h3 id="{e(record.anchor)}-ref">Reference function</h3>
-<p>{code(where)} (reference/ops/), the literal meaning in float64:</p>
-<pre><code class="language-python">{e(source)}</code></pre>
-</div>
-</div>
-{fields}
-{variants}
-</section>"""
-
-
-def composites_section(site: Site) -> str:
-    if not site.composites:
-        return ""
-    out = ['<h2 id="composites">Composites</h2>', "<p>Ops whose body is a graph; their drawings are on the architecture page. "
-           "Each definition is derived from the body: its nodes in their ops' notation, substituted where a value is read once; "
-           "instances whose equations are the same share one definition.</p>"]
-    for kind, (title, comp, paths) in site.composites.items():
-        rows = [type_row(p, "input", t) for p, t in comp.inputs().items()] + [type_row(p, "output", t) for p, t in comp.outputs().items()]
-        body = ", ".join(f"{code(n.name)} ({e(n.op.kind)})" for n in comp.body.topological())
-        out.append(f'<h3 id="comp-{e(slug(kind))}">{e(title)} <span class="mono">({e(kind)})</span></h3>')
-        described = first_sentence(getattr(comp, "description", ""))
-        if described:
-            out.append(f"<p>{rich(described)}</p>")
-        defs = site.definitions.get(kind)
-        if defs is not None:
-            for i, (d, where) in enumerate(defs.variants):
-                at = "; ".join(code(p) for p in summarise_paths(where))
-                label = f"<p>Definition {i + 1} of {len(defs.variants)}, at {at}:</p>" if len(defs.variants) > 1 else ""
-                out.append(f'{label}<div class="composite-definition" id="def-{e(slug(kind))}-{i + 1}">{equations_html(d, "ops.html", kind)}</div>')
-        out.append(table("Interface", ["port", "", "symbolic shape", "axes"], rows))
-        out.append(f"<p>Body: {body}.</p>")
-        first = paths[0]
-        out.append(f'<p>{len(paths):,} instance{"s" if len(paths) != 1 else ""}: ' + "; ".join(code(p) for p in summarise_paths(paths))
-                   + f'. First: <a href="index.html#g-{e(slug(first))}">{code(first)}</a>.</p>')
-    return "\n".join(out)
-
-
-def ops_page(site: Site) -> str:
-    toc = "".join(f'<li><a href="#{e(r.anchor)}">{e(r.title)}</a> ({code(r.kind)}, {len(r.variants)} instance{"s" if len(r.variants) != 1 else ""})</li>' for r in site.ops)
-    sections = "\n".join(op_section(site, r) for r in site.ops)
-    import spec.op
-
-    body = f"""<h1>{e(site.arch.name)}: the ops</h1>
-{lead(spec.op, (1,))}
-<p>Every primitive this architecture uses. The definition is the op's own LaTeX (<code>Primitive.latex</code>), converted
-to MathML; the types, parameters and dependency rule are read off each distinct instance in the graph; the source beside
-the definition is the function <code>reference.ops.REFERENCE</code> runs for the op — the spec's meaning, literally.</p>
-<ul>{toc}</ul>
-{sections}
-{composites_section(site)}"""
-    return page(site, "ops.html", "Ops", body)
-
-
-# -- algorithm.html ------------------------------------------------------------------------
-
-
-def line_html(latex: str, where: str) -> str:
-    """An algorithm line: its keywords (``\\textbf{for }``) as bold HTML text — MathML Core has no
-    bold text — and the math between them as MathML."""
-    out = []
-    for i, part in enumerate(re.split(r"\\textbf\{([^}]*)\}", latex)):
-        if i % 2:
-            out.append(f"<strong>{e(part.strip())}</strong>")
-        elif part.strip():
-            out.append(math(part.strip(), False, where))
-    return " ".join(out)
-
-
-def algorithm_page(site: Site) -> str:
-    import gptspec.docs.equations as equations_module
-
-    view = algorithm(site.arch)
-    where = f"{site.arch.name} algorithm"
-    inputs = "".join(f"<li>{math(t, False, where)}</li>" for t in view.inputs)
-    outputs = "".join(f"<li>{math(t, False, where)}</li>" for t in view.outputs)
-    items = []
-    for sym, space, loops in view.parameters:
-        text = math(sym + r" \in " + space, False, where)
-        if loops.startswith("one per "):
-            text += " for each " + math(loops[len("one per "):], False, where)
-        elif loops:
-            text += f" ({e(loops)})"
-        items.append(f"<li>{text}</li>")
-    params = "".join(items)
-    lines = "".join(
-        f'<li style="--depth:{line.depth}" class="{e(line.keyword or "step")}">{line_html(line.latex, where)}</li>' for line in view.lines
-    )
-    body = f"""<h1>{e(site.arch.name)}: the algorithm</h1>
-{lead(equations_module, (3,))}
-<p>It is written from the same graph the reference executes — the per-composite definitions are on the
-<a href="ops.html#composites">ops page</a>, the model's equations on the <a href="index.html#equations">architecture page</a>.</p>
-<h2 id="signature">Inputs, outputs, parameters</h2>
-<p><strong>Input:</strong></p><ul>{inputs}</ul>
-<p><strong>Output:</strong></p><ul>{outputs}</ul>
-<p><strong>Parameters</strong> (Θ, one symbol per entry name with its layer index as a superscript; the shapes are
-symbolic, their values on the <a href="theta.html">Θ page</a>):</p><ul class="params">{params}</ul>
-<h2 id="lines">The lines</h2>
-<ol class="algorithm">{lines}</ol>
-"""
-    return page(site, "algorithm.html", "Algorithm", body)
 
 
 # -- diff.html -----------------------------------------------------------------------------
@@ -520,127 +344,23 @@ architecture these pages document. The same comparison in a terminal: <code>gpts
     return page(site, "diff.html", "Changes", body)
 
 
-# -- theta.html ----------------------------------------------------------------------------
+# -- theta, theorems, conventions: written once (gptspec/docs/pages.py) ------------------------
 
 
-def theta_page(site: Site) -> str:
-    arch = site.arch
-    used = sorted({s for s in site.formula.free_symbols}, key=str)
-    values = ", ".join(f"{math(symbol_latex(s), False, 'dims')} = {arch.dims[s]:,}" for s in used if s in arch.dims)
-    groups = list(site.groups.items())
-    total = site.total or 1
-    chart = svg.bar_chart(groups, f"Parameters of {arch.name} by Θ group")
-    group_rows = [[code(g), f"{n:,}", f"{100 * n / total:.1f}%"] for g, n in groups]
-    rows = []
-    for t in site.theta:
-        reads = t.read_by
-        read = (code(reads[0]) + (f" (+{len(reads) - 1} more)" if len(reads) > 1 else "")) if reads else "—"
-        rows.append([f'<span id="theta-{e(slug(t.name))}">{code(t.name)}</span>', code(t.group), code(shape_text(t.shape)), code(t.numbers),
-                     math(symbol_latex(t.size), False, t.name), f"{t.count:,}", read])
-    formula = math(r"\#\Theta = " + symbol_latex(site.formula), True, "count")
-    import spec.counting
-
-    body = f"""<h1>{e(arch.name)}: Θ, the parameter space</h1>
-{lead(spec.counting, (0, 1))}
-<p>Θ maps hierarchical names to symbolic shapes; the parameter count is the sum over Θ of the shape products
-(<code>spec.counting</code>), with no separate formula.</p>
-<h2 id="count">The count</h2>
-<p><strong>{site.total:,}</strong> parameters, as a formula in the dims:</p>
-{formula}
-<p>with {values or "no free dims"}.</p>
-<h2 id="groups">By group</h2>
-<div class="figure">{chart}</div>
-{table("Parameters by group (the chart's data)", ["group", "parameters", "share"], group_rows, {1, 2})}
-<h2 id="entries">Every entry</h2>
-{table(f"Θ: {len(site.theta):,} entries", ["name", "group", "symbolic shape", "shape", "count (formula)", "count", "read by"], rows, {5})}
-"""
-    return page(site, "theta.html", "Θ and counts", body)
-
-
-# -- theorems.html -------------------------------------------------------------------------
-
-
-def theorem_html(a: object, heading: int, proofs: str = "") -> str:
-    thm = a.theorem  # type: ignore[attr-defined]
-    ops = a.ops  # type: ignore[attr-defined]
-    hyps = "".join(f"<li>{rich(h)}</li>" for h in thm.hypotheses)
-    about = ("Its proof reads the ops " + ", ".join(f'<a href="ops.html#op-{e(slug(k))}">{code(k)}</a>' for k in ops) + ".") if ops else "Its proof reads no particular op: it is about Θ, the dependency typing or every architecture of a kind."
-    refutes = f"<p><strong>Settles the claim:</strong> {rich(thm.refutes)}.</p>" if thm.refutes else ""
-    h = f"h{heading}"
-    return f"""<{h} id="thm-{e(thm.name)}">{code(thm.name)} — {e(thm.title)}</{h}>
-{refutes}<p>{rich(thm.statement)}</p>
-{math(thm.statement_latex, True, thm.name)}
-<p>Hypotheses:</p><ul>{hyps}</ul>
-<p><strong>Scope ({e(thm.scope.kind.value)}):</strong> {rich(thm.scope.detail)}. {about}
-In the repository: {f'<a href="{e(proofs)}#{e(thm.name)}">docs/proofs.md#{e(thm.name)}</a>' if proofs else f"<code>docs/proofs.md#{e(thm.name)}</code>"}; run it with <code>gptspec prove {e(thm.name)}</code>.</p>"""
-
-
-def theorems_page(site: Site) -> str:
-    about_ops = [a for a in site.theorems if a.ops]
-    general = [a for a in site.theorems if not a.ops]
-    verdict = "".join(f"<li>{rich(line.strip())}</li>" for line in site.verdict)
-    import proofs
-
-    body = f"""<h1>{e(site.arch.name)}: what is proved</h1>
-{lead(proofs)}
-<p>Machine-checked statements (<code>proofs/</code>, listed with their proofs in docs/proofs.md): each is proved in sympy
-from the ops' own definitions and witnessed numerically through the reference. Listed here: those whose proofs read
-only ops this architecture uses, and those about the spec's machinery.</p>
-<h2 id="causality">Causality, by dependency typing</h2>
-<ul>{verdict}</ul>
-<h2 id="about-ops">Theorems about the ops used here</h2>
-{"".join(theorem_html(a, 3, site.proofs_href) for a in about_ops) or "<p>None.</p>"}
-<h2 id="general">Theorems about the spec's machinery</h2>
-{"".join(theorem_html(a, 3, site.proofs_href) for a in general) or "<p>None.</p>"}
-"""
-    return page(site, "theorems.html", "Theorems", body)
-
-
-# -- conventions.html ----------------------------------------------------------------------
-
-
-def pinned_html(site: Site, item: str) -> str:
-    if item.startswith("theorem:"):
-        name = item.split(":", 1)[1]
-        if any(a.theorem.name == name for a in site.theorems):
-            return f'theorem <a href="theorems.html#thm-{e(name)}">{code(name)}</a>'
-        return f"theorem {code(name)} (docs/proofs.md)"
-    return f"test {code(item)}"
-
-
-def conventions_page(site: Site) -> str:
-    records = {r.kind: r for r in site.ops}
-    parts = []
-    for c in site.conventions:
-        formulas = "".join(
-            f'<p><a href="ops.html#{e(records[k].anchor)}">{e(records[k].title)}</a> ({code(k)}):</p>{definition(records[k].latex, k)}'
-            for k in c.ops if k in records
-        )
-        pins = "".join(f"<li>{pinned_html(site, p)}</li>" for p in c.pinned_by)
-        parts.append(f"""<h2 id="conv-{e(c.name)}">{e(c.title)}</h2>
-<p>{rich(c.rule)}</p>
-{formulas}
-<p>Pinned down by:</p><ul>{pins}</ul>""")
-    import gptspec.docs.conventions as conventions
-
-    body = f"""<h1>{e(site.arch.name)}: conventions an implementer must match</h1>
-{lead(conventions, (0, 1))}
-<p>Where implementations of the same model differ, the spec makes one choice. These concern ops this architecture uses;
-each lists the tests and theorems that fail if the code departs from it. The notation is in docs/conventions.md.</p>
-{"".join(parts) or "<p>None of the documented conventions concerns this architecture's ops.</p>"}
-"""
-    return page(site, "conventions.html", "Conventions", body)
+def rendered(site: Site, doc: Page) -> str:
+    """A page of the document model (gptspec/docs/document.py) as a page of the site."""
+    return page(site, f"{doc.stem}.html", doc.label, f"<h1>{e(site.arch.name)}: {e(doc.title)}</h1>\n{html_blocks(doc.blocks)}")
 
 
 def write_html(site: Site, out: Path) -> list[Path]:
     """Write the site into ``out``; return the files written."""
     files = {
         "index.html": index_page(site),
-        "algorithm.html": algorithm_page(site),
-        "ops.html": ops_page(site),
-        "theta.html": theta_page(site),
-        "theorems.html": theorems_page(site),
-        "conventions.html": conventions_page(site),
+        "algorithm.html": rendered(site, written_once.algorithm(site)),
+        "ops.html": rendered(site, written_once.ops(site)),
+        "theta.html": rendered(site, written_once.theta(site, "breakdown.svg")),
+        "theorems.html": rendered(site, written_once.theorems(site)),
+        "conventions.html": rendered(site, written_once.conventions(site)),
         **({"diff.html": diff_page(site)} if site.diff is not None else {}),
         "style.css": STYLE,
         "site.js": SCRIPT,

@@ -4,8 +4,9 @@ and as a whole model, with drawn examples and a documented tolerance policy.
 * :func:`verify_target` — ``gptspec verify``: anyone's transformer (a torch module, a callable
   over a state dict, an Implementation) against the reference, with localisation and minimal
   counterexamples (docs/verify.md);
-* :func:`verify` — ``gptspec check``: gptspec's own fast/ (``FastImplementation``), one more
-  Implementation, through the same checks.
+* :func:`verify` — ``gptspec check``: the same run (gptspec/verify/session.py) on gptspec's own
+  fast/ (``FastImplementation``, one more Implementation) with θ given, the ``zero`` empty-row
+  convention and the ``DEFAULT`` policy (gptspec/verify/engine.py).
 """
 
 from gptspec.verify.compare import Comparison, compare

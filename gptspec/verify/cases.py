@@ -63,17 +63,28 @@ def random_batch(rng: np.random.Generator, lengths: tuple[int, ...], left: tuple
 
 @dataclass(frozen=True)
 class Case:
-    """One model-level example: the config of the architecture, a θ draw, a batch, and for
-    generation the number of new tokens (0 otherwise)."""
+    """One model-level example: the config of the architecture, a θ draw (None: θ is the
+    run's, given — ``gptspec check``'s preset or checkpoint θ, ``verify --weights``), a batch,
+    for generation the number of new tokens (0 otherwise), and for an encoder–decoder the
+    source batch (as many rows as ``batch``; None for a decoder-only model)."""
 
     config: Any
-    draw: ThetaDraw
+    draw: ThetaDraw | None
     batch: Batch
     new_tokens: int = 0
+    source: Batch | None = None
 
     def describe(self, dtype: str) -> str:
         extra = f", {self.new_tokens} new tokens" if self.new_tokens else ""
-        return f"{self.batch.describe()}{extra}; {self.draw.describe(dtype)}"
+        source = "" if self.source is None else f"; source {self.source.describe()}"
+        return f"{self.batch.describe()}{extra}{source}; {'θ given' if self.draw is None else self.draw.describe(dtype)}"
+
+    def context(self, arch: Architecture) -> dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]:
+        """An encoder–decoder's other inputs by name, (ids, valid) each: the source batch, its
+        padded slots' ids within the source vocabulary (empty for a decoder-only model)."""
+        from spec.seq2seq import SOURCE, vocabulary
+
+        return {} if self.source is None else {SOURCE: self.source.arrays(vocabulary(arch, SOURCE))}
 
 
 @dataclass
@@ -141,6 +152,11 @@ class Context:
     def theta_for(self, case: Case) -> tuple[Mapping[str, np.ndarray], Hashable]:
         if self.theta is not None:
             return self.theta, self.theta_key
+        if case.draw is None:
+            from spec.errors import ConfigError
+
+            raise ConfigError("case draw=None (θ given), but expected the run to give θ [gptspec verify]; "
+                              "a case without a draw is judged by a Context holding θ (check_context)")
         return draw_theta(self.arch, case.draw, self.dtype), case.draw.key(self.arch, self.dtype)
 
 
@@ -194,24 +210,32 @@ def judge_rows(
     return worst
 
 
-def model_verdict(impl: Any, ctx: Context, batch: Batch, theta: Mapping[str, np.ndarray], key: Hashable) -> Verdict:
+Sources = Mapping[str, tuple[np.ndarray, np.ndarray]]
+"""An encoder–decoder's other inputs by name: (B, S) ids and valid each (:meth:`Case.context`)."""
+
+
+def model_verdict(impl: Any, ctx: Context, batch: Batch, theta: Mapping[str, np.ndarray], key: Hashable, context: Sources | None = None) -> Verdict:
     """``impl.model`` on a padded batch, judged by :func:`judge_rows` (``check``'s and ``verify``'s
-    padded-batch component)."""
+    padded-batch component). ``context``: an encoder–decoder's source, given to the implementation
+    (``model(…, context=…)``) and to the reference with each row."""
     ids, valid = batch.arrays(ctx.arch.dim("n_vocab"))
-    got = np.asarray(impl.model(ctx.arch, theta, ids, valid), dtype=np.float64)
-    return judge_rows(ctx, theta, key, got, ids, valid)
+    extra = {"context": context} if context else {}
+    got = np.asarray(impl.model(ctx.arch, theta, ids, valid, **extra), dtype=np.float64)
+    return judge_rows(ctx, theta, key, got, ids, valid, context)
 
 
-def decode_verdict(impl: Any, ctx: Context, batch: Batch, theta: Mapping[str, np.ndarray], key: Hashable) -> Verdict:
+def decode_verdict(impl: Any, ctx: Context, batch: Batch, theta: Mapping[str, np.ndarray], key: Hashable, context: Sources | None = None) -> Verdict:
     """``impl.decode``: the batch prefilled halfway (:func:`decode_prefix`), then decoded one
-    position at a time (a KV cache), judged like :func:`model_verdict`."""
+    position at a time (a KV cache; an encoder–decoder's source given once, at the prefill),
+    judged like :func:`model_verdict`."""
     ids, valid = batch.arrays(ctx.arch.dim("n_vocab"))
-    got = np.asarray(impl.decode(ctx.arch, theta, ids, valid, decode_prefix(batch)), dtype=np.float64)
-    return judge_rows(ctx, theta, key, got, ids, valid)
+    extra = {"context": context} if context else {}
+    got = np.asarray(impl.decode(ctx.arch, theta, ids, valid, decode_prefix(batch), **extra), dtype=np.float64)
+    return judge_rows(ctx, theta, key, got, ids, valid, context)
 
 
 def run_model(impl: Any, ctx: Context, case: Case) -> Verdict:
-    return model_verdict(impl, ctx, case.batch, *ctx.theta_for(case))
+    return model_verdict(impl, ctx, case.batch, *ctx.theta_for(case), case.context(ctx.arch))
 
 
 def decode_prefix(case: Case | Batch) -> int:
@@ -221,7 +245,7 @@ def decode_prefix(case: Case | Batch) -> int:
 
 
 def run_decode(impl: Any, ctx: Context, case: Case) -> Verdict:
-    return decode_verdict(impl, ctx, case.batch, *ctx.theta_for(case))
+    return decode_verdict(impl, ctx, case.batch, *ctx.theta_for(case), case.context(ctx.arch))
 
 
 def greedy_tokens(impl: Any, ctx: Context, theta: Mapping[str, np.ndarray], ids: np.ndarray, valid: np.ndarray, n_new: int) -> np.ndarray:
@@ -309,6 +333,22 @@ def model_cases(config: Any, n_ctx: int, n_vocab: int, *, examples: int, seed: i
         left = tuple(bool(rng.random() < 0.5) for _ in range(B))
         add(lengths, left, w, MAGNITUDES[len(cases) % len(MAGNITUDES)])
     return cases[:examples]
+
+
+def with_sources(cases: list[Case], n_ctx: int, n_vocab: int, *, seed: int, max_len: int) -> list[Case]:
+    """``cases`` with a source batch each, for an encoder–decoder: as many rows as the case's
+    batch, each 1 to the width long (the first case's full width), padded left or right, its
+    ids drawn from ``seed`` (the same sources for the same cases, sharded or not)."""
+    rng = np.random.default_rng([seed, 303])
+    width = max(1, min(max_len, n_ctx))
+    out = []
+    for k, case in enumerate(cases):
+        rows = len(case.batch.tokens)
+        w = width if k == 0 else int(rng.integers(1, width + 1))
+        lengths = tuple(w if k == 0 else int(rng.integers(1, w + 1)) for _ in range(rows))
+        left = tuple(bool(rng.random() < 0.5) for _ in range(rows))
+        out.append(replace(case, source=random_batch(rng, lengths, left, w, n_vocab)))
+    return out
 
 
 def generation_cases(config: Any, n_ctx: int, n_vocab: int, *, examples: int, seed: int, max_len: int) -> list[Case]:

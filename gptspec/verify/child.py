@@ -96,10 +96,14 @@ class Server:
         self.archs[s.arch.config] = s.arch
         methods = tuple(m for m in ("model", "decode", "generate", "capture", "op", "can_decode", "can_generate", "can_capture", "can_pad")
                         if callable(getattr(s.impl, m, None))) + ("can_load",)  # identify asks whether a variant's Θ fits
+        from gptspec.verify.grad import child_methods
+
+        methods += child_methods(s.impl, s.arch)  # gradients of a torch target (gptspec/verify/grad.py)
         from gptspec.verify.layouts import layout_source
 
-        source = layout_source(s.layout) if s.layout.name.startswith("auto-") else ""  # inferred here: the parent registers it too
-        return Info(s.label, s.layout.name, s.arch.config, str(s.impl.name), str(s.impl.dtype if isinstance(s.impl.dtype, str) else np.dtype(s.impl.dtype).name),
+        lay = s.named_layout()
+        source = layout_source(lay) if lay.name.startswith("auto-") else ""  # inferred here: the parent registers it too
+        return Info(s.label, lay.name, s.arch.config, str(s.impl.name), str(s.impl.dtype if isinstance(s.impl.dtype, str) else np.dtype(s.impl.dtype).name),
                     bool(getattr(s.impl, "resizable", False)), methods, classify(s.obj), tuple(s.notes), source)
 
     def arch(self, config: Any) -> Any:
@@ -133,6 +137,12 @@ class Server:
         if method == "op":
             return checked(self.impl, "op", self.label, args)
         arch = self.arch(config)
+        if method in ("grad", "train_step"):  # gptspec/verify/grad.py: gradients of a torch target
+            from gptspec.verify.grad import serve
+
+            if theta_message is None:
+                raise ValueError(f"a {method} call came without θ, but the protocol sends θ with every model-level call [gptspec verify child]")
+            return serve(self.impl, method, arch, self.theta_for(theta_message), args)
         if method == "can_load":  # gptspec/verify/identify.py: the target built here for the variant takes its Θ
             from gptspec.verify.identify import loadable
 

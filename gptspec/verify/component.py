@@ -1,13 +1,30 @@
-"""Driving checks with hypothesis: a :class:`Component` (a name, a strategy of examples, a check,
-a reproduction), :func:`run_component` running one with shrinking, :func:`run_components` — the
-one component loop of ``gptspec check`` (decoder-only and encoder–decoder models, ``--all-ops``)
-— and the :class:`Result` line each gives (``gptspec verify``'s report lines too).
+"""Components and their results: a :class:`Component` (a name, a hypothesis strategy of
+examples, a check, a reproduction), :func:`run_component` running one with hypothesis shrinking,
+and the :class:`Result` line every component gives (``gptspec verify``'s and ``gptspec check``'s
+report lines, JSON and JUnit).
+
+The one driver of a run is ``gptspec.verify.session.Runner.run`` (``check`` is that run on
+fast/: gptspec/verify/engine.py). A component plugs into it in one of two ways:
+
+- an example-level check — one op, or anything judged on examples hypothesis can draw and
+  shrink: a :class:`Component` whose ``check(example)`` returns a :class:`Verdict` (None: the
+  implementation does not offer it, reported ``not run``) and whose ``reproduce(example)``
+  returns Python; run by ``Runner.op_component`` (progress, the target's exceptions as results,
+  a localisation), which calls :func:`run_component`;
+- a model-level check over the run's planned cases (padded batches, decoding, generation;
+  gptspec/verify/cases.py: :class:`~gptspec.verify.cases.Case`): a function
+  ``(impl, ctx, case) -> Verdict`` registered under a key in ``session.CHECKS`` (and its report
+  name in ``session.COMPONENTS``), run by ``Runner.run_cases`` (greedy shrinking,
+  localisation, counterexample script).
+
+(``run_components``, the component loop ``check`` had of its own, is gone: ``check`` runs
+through the Runner; a list of components is run by calling ``Runner.op_component`` on each.)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +34,6 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from gptspec.verify.cases import Verdict
-from gptspec.verify.shard import check_shard, select
 from spec.graph import Architecture
 
 # -- driving the checks with hypothesis ---------------------------------------------------
@@ -130,24 +146,4 @@ class Target:
     load_snippet: str
 
 
-def run_components(
-    found: Iterable[Component], *, examples: int, seed: int, shard: tuple[int, int] = (1, 1),
-    on_result: Callable[[Result], None] | None = None, on_start: Callable[[str], None] | None = None,
-) -> list[Result]:
-    """The one component loop of ``gptspec check`` (decoder-only, encoder–decoder, ``--all-ops``):
-    the components of ``shard`` i/n only (those at positions k with k mod n = i − 1, each drawing
-    exactly its unsharded examples; gptspec/verify/shard/), ``on_start`` and ``on_result`` called
-    around each (progress)."""
-    shard = check_shard(shard, "--shard")
-    results = []
-    for component in select(list(found), shard):
-        if on_start is not None:
-            on_start(component.name)
-        result = run_component(component, examples, seed)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
-
-
-__all__ = ["Component", "Counterexample", "Result", "Target", "run_component", "run_components"]
+__all__ = ["Component", "Counterexample", "Result", "Target", "run_component"]

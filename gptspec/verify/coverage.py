@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from gptspec.verify.engine import Component, Result, Target, Verdict, check_op, model_components, op_script, run_components
+from gptspec.verify.cases import Verdict
+from gptspec.verify.checks import check_op, op_script
+from gptspec.verify.component import Component, Result, Target
 from gptspec.verify.implementation import Implementation
 from gptspec.verify.strategies import OpExample, small_op_examples
 from gptspec.verify.tolerance import DEFAULT, Policy
@@ -149,25 +151,39 @@ def op_components(impl: Implementation, impl_snippet: str, policy: Policy = DEFA
         yield Component(f"all ops: {kind} (its own examples: every attribute's hard cases)", small_op_examples(kind), check, snippet)
 
 
-def coverage_components(impl: Implementation, impl_snippet: str, policy: Policy = DEFAULT, seed: int = 0) -> Iterator[Component]:
-    """Every op from its own examples, then each coverage model whole: padded batches and
-    decoding (an encoder–decoder: padded pairs, and decoding with the encoder run once)."""
-    yield from op_components(impl, impl_snippet, policy)
-    for name in coverage_models():
-        target = coverage_target(name, seed)
-        for component in model_components(target, impl, impl_snippet, policy):
-            yield Component(f"{name}: {component.name}", component.strategy, component.check, component.reproduce)
-
-
 def verify_all_ops(
     impl: Implementation, impl_snippet: str, *, examples: int = 25, seed: int = 0, policy: Policy = DEFAULT,
     on_result: Callable[[Result], None] | None = None, on_start: Callable[[str], None] | None = None,
     shard: tuple[int, int] = (1, 1),
 ) -> list[Result]:
-    """Run :func:`coverage_components` through the one component loop (of ``shard`` only, as ``verify`` does)."""
-    return run_components(coverage_components(impl, impl_snippet, policy, seed), examples=examples, seed=seed, shard=shard,
-                          on_result=on_result, on_start=on_start)
+    """What ``--all-ops`` adds, through verify's driver as the rest of ``check``: every
+    registered primitive from its own examples (:func:`op_components`, the k-th in shard k mod n
+    + 1), then each coverage model whole — padded batches and decoding (an encoder–decoder's with
+    their sources; its ops are among the first) — as ``check`` runs a model
+    (gptspec/verify/engine.py: run_given), each result named ``"<model>: <component>"``."""
+    from gptspec.verify.engine import check_options, run_given
+    from gptspec.verify.localise import Localisation
+    from gptspec.verify.session import Runner, given
+    from gptspec.verify.shard import check_shard, owns
+
+    shard = check_shard(shard, "--shard")
+    results: list[Result] = []
+    models = coverage_models()
+    first = coverage_target(next(iter(models)), seed)  # the op components judge ops alone: any target's runner runs them
+    runner = Runner(given(first, impl, impl_snippet), check_options(examples, seed, policy, shard), on_start)
+    for k, component in enumerate(op_components(impl, impl_snippet, policy)):
+        if not owns(shard, k):
+            continue
+        kind = component.name.removeprefix("all ops: ").split(" ")[0]
+        result = runner.op_component(component, Localisation(kind, kind, "component", "the op alone differs from the reference on one of its own examples"))
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    for name in models:
+        results += run_given(coverage_target(name, seed), impl, impl_snippet, examples=examples, seed=seed, policy=policy, shard=shard,
+                             on_result=on_result, on_start=on_start, prefix=f"{name}: ", components=("model", "decode"))  # its ops: above
+    return results
 
 
-__all__ = ["MASK_FAMILIES", "Coverage", "coverage_components", "coverage_models", "coverage_target", "exercised", "library",
+__all__ = ["MASK_FAMILIES", "Coverage", "coverage_models", "coverage_target", "exercised", "library",
            "missing_line", "op_components", "verify_all_ops"]

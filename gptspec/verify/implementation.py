@@ -16,6 +16,9 @@ function, a CUDA kernel's Python binding:
   uses ``zero``, which fast/ meets; ``gptspec verify`` defaults to ``any-finite``);
 - optionally ``decode(arch, theta, ids, valid, prefix)``: logits of the same batch computed
   by prefilling ``prefix`` positions and then decoding one position at a time (a KV cache);
+- for an encoder–decoder (``gptspec check`` on one: fast/ only, as ``verify`` refuses them),
+  ``model`` and ``decode`` also take ``context={"source": (ids, valid)}``, the source batch
+  (B, S), given with every target batch;
 - optionally ``generate(arch, theta, ids, valid, n_new)``: the greedy continuation (B, n_new)
   of a left-padded batch, and ``capture(arch, theta, ids, valid)``: intermediates as
   (DAG path, "output" or "input", array (B, T, …)) triples, for localisation.
@@ -31,6 +34,9 @@ import numpy.typing as npt
 
 from spec.graph import Architecture
 from spec.op import Primitive
+
+Context = Mapping[str, tuple[np.ndarray, np.ndarray]]
+"""An encoder–decoder's other inputs by name (its source): (B, S) ids and valid each."""
 
 
 class Implementation(Protocol):
@@ -72,15 +78,28 @@ class FastImplementation:
         return fast.run_op(op, inputs, params, self.dtype)
 
     def model(
-        self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_]
+        self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_],
+        context: Context | None = None,
     ) -> np.ndarray:
-        result: np.ndarray = self._program(arch, theta).forward(ids, valid)
+        """Logits (B, T, n_vocab); ``context``: an encoder–decoder's source (module docstring)."""
+        result: np.ndarray = self._program(arch, theta).forward(ids, valid, **_sources(context))
         return result
 
     def decode(
-        self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_], prefix: int
+        self, arch: Architecture, theta: Mapping[str, np.ndarray], ids: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_], prefix: int,
+        context: Context | None = None,
     ) -> np.ndarray:
+        """The same logits, ``prefix`` positions prefilled (an encoder–decoder's source given there,
+        once: the encoder runs once, the cross-attention keys and values are kept), then one
+        position at a time through the KV cache."""
         program = self._program(arch, theta)
-        first, state = program.prefill(ids[:, :prefix], valid[:, :prefix])
+        first, state = program.prefill(ids[:, :prefix], valid[:, :prefix], **_sources(context))
         steps = [first] + [program.decode(state, ids[:, t], valid[:, t]) for t in range(prefix, ids.shape[1])]
         return np.concatenate(steps, axis=1)
+
+
+def _sources(context: Context | None) -> dict[str, dict[str, np.ndarray]]:
+    """fast/'s keyword arguments for an encoder–decoder's other inputs (none for a decoder)."""
+    if not context:
+        return {}
+    return {"context": {name: ids for name, (ids, _) in context.items()}, "context_valid": {name: valid for name, (_, valid) in context.items()}}

@@ -50,7 +50,8 @@ import numpy as np
 
 from spec.errors import ConfigError
 
-CALLS = ("model", "decode", "generate", "capture", "op", "can_decode", "can_generate", "can_capture", "can_pad", "can_load")
+CALLS = ("model", "decode", "generate", "capture", "op", "can_decode", "can_generate", "can_capture", "can_pad", "can_load",
+         "grad", "train_step")  # grad, train_step: gptspec/verify/grad.py (a torch target's gradients)
 """The Implementation methods forwarded to the child (present on the proxy only where the target has them)."""
 
 ALIGN = 64

@@ -241,7 +241,7 @@ def by_probes(impl: Any, ctx: Context, case: Case, check: Check) -> Localisation
             return None
 
     base = (theta0, key0)
-    if ctx.theta is None and case.draw.magnitude != "plain" and attention:
+    if ctx.theta is None and case.draw is not None and case.draw.magnitude != "plain" and attention:
         # Large scores first: does the same case fail with plain θ? If not, the failure needs
         # large scores — the softmax's numerics. Other layers are made uniform (Q = K = 0),
         # not switched off: an overflow's NaN would survive a zeroed output map (NaN · 0).

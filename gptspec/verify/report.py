@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from gptspec.verify.engine import Result
+from gptspec.verify.component import Result
 from gptspec.verify.session import Report
 
 VERDICT = {"passed": "PASS", "failed": "FAIL", "not run": "NOT RUN", "error": "ERROR"}
@@ -24,7 +24,7 @@ def header(report: Report) -> list[str]:
         f"  function: {', '.join(f'{k}={_show(v)}' for k, v in report.function.items())}",
         f"  dtype {report.dtype}; {report.policy}",
         f"  empty rows: {report.empty_rows} — {DESCRIPTIONS.get(report.empty_rows, '')}",
-        f"  seed {report.seed}; θ drawn per example (biases and β nonzero, gains ≠ 1, scores plain / ~30 / ~1e4)",
+        f"  seed {report.seed}; θ drawn per example (biases and β nonzero, gains ≠ 1, scores {getattr(report, 'draws', 'plain / ~30 / ~1e4')})",
     ]
     lines += [f"  note: {n}" for n in report.notes]
     return lines

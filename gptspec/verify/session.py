@@ -37,11 +37,11 @@ from gptspec.verify.cases import (
     run_decode,
     run_generate,
     run_model,
+    with_sources,
 )
 from gptspec.verify.compare import Comparison
 from gptspec.verify.component import Component, Result, run_component
 from gptspec.verify.conventions import DEFAULT_EMPTY_ROWS, DESCRIPTIONS, check_convention
-from gptspec.verify.engine import check_op, op_script
 from gptspec.verify.identify import identify
 from gptspec.verify.isolate import RunTimeout, TargetFailure, TargetRaised
 from gptspec.verify.localise import Localisation, by_intermediates, by_probes, component_only
@@ -52,6 +52,7 @@ from gptspec.verify.strategies import distinct_ops, op_examples, small_op_exampl
 from gptspec.verify.tolerance import VERIFY, Policy, dtype_name, longest_reduction
 from spec.errors import ConfigError, GptSpecError
 from spec.graph import Architecture
+from spec.seq2seq import is_seq2seq
 
 COMPONENTS: dict[str, str] = {
     "model": "model: padded batches",
@@ -176,15 +177,44 @@ class Report:
 
 @dataclass
 class Setup:
+    """What a run verifies: the target (``obj``, adapted: ``impl``), how its parameters are named
+    (``layout``; None for an implementation called on Θ by the spec's own names, as gptspec's
+    fast/ is), the architecture, and the checkpoint's θ for the ``weights`` component."""
+
     obj: object
     label: str
-    layout: Layout
+    layout: Layout | None
     arch: Architecture
     weights: dict[str, np.ndarray] | None
     impl: Any
     dtype: str
     notes: list[str] = field(default_factory=list)
     """How the target was built and is called, and how its layout was inferred (report header)."""
+    theta: dict[str, np.ndarray] | None = None
+    """θ given to every component (``gptspec check``: the preset's random θ, the checkpoint's);
+    None: each case draws its own (``verify``)."""
+    impl_snippet: str | None = None
+    """For a run on θ given: Python defining ``impl``, which every counterexample script starts
+    with (:meth:`Runner.case_script`; an op's too)."""
+    target_snippet: str | None = None
+    """For a run on θ given: Python defining ``target`` (its ``arch`` and ``theta``), for the
+    model-level components' scripts."""
+
+    def named_layout(self) -> Layout:
+        """The layout (a ConfigError for a run without one: θ given by the spec's names)."""
+        if self.layout is None:
+            raise ConfigError(f"layout=None for {self.label}, but expected a layout [gptspec verify]; a run on θ given (gptspec check) names no layout")
+        return self.layout
+
+
+def given(target: Any, impl: Any, impl_snippet: str) -> Setup:
+    """The setup of a run on θ given: ``impl`` (an Implementation in this process: gptspec's
+    ``FastImplementation`` for ``gptspec check``) judged on ``target``'s architecture and θ
+    (a :class:`gptspec.verify.component.Target`), no layout, no isolation. ``impl_snippet``
+    defines ``impl`` in Python, the target's ``load_snippet`` the target: the counterexample
+    scripts start with them."""
+    return Setup(impl, target.label, None, target.arch, None, impl, dtype_name(impl.dtype), theta=dict(target.theta),
+                 impl_snippet=impl_snippet, target_snippet=target.load_snippet)
 
 
 def _load_target(target: object) -> tuple[object, str]:
@@ -434,6 +464,7 @@ class Runner:
         self.deadline: float | None = None
         """time.monotonic() after which the run stops (RunTimeout), checked between calls."""
         self._weights_key: str | None = None
+        self._given_key: str | None = None
 
     def on_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -448,6 +479,10 @@ class Runner:
 
     def context(self, case: Case, key: str) -> Context:
         ctx = Context(self.arch_for(case.config), self.s.dtype, self.options.policy, self.options.empty_rows, ORACLE)  # type: ignore[arg-type]
+        if self.s.theta is not None:  # θ given (gptspec check): named by its content once
+            if self._given_key is None:
+                self._given_key = content_key(self.s.arch, self.s.theta)
+            return replace(ctx, theta=self.s.theta, theta_key=self._given_key)
         if key == "weights" and self.s.weights is not None:
             if self._weights_key is None:  # the checkpoint's θ named by its content, once (gptspec/verify/oracle.py)
                 self._weights_key = content_key(self.s.arch, self.s.weights)
@@ -476,7 +511,8 @@ class Runner:
 
     def config_ok(self, config: Any) -> bool:
         try:
-            self.s.layout.write_config(config)
+            if self.s.layout is not None:
+                self.s.layout.write_config(config)
             self.arch_for(config)
             return True
         except GptSpecError:
@@ -550,7 +586,7 @@ class Runner:
         attempts = 0
         if self.options.shrink:
             self.progress(f"{result.component}: the target raised; looking for the smallest input that raises …")
-            resizable = bool(getattr(impl, "resizable", False)) and key != "weights"
+            resizable = self.resizable(key)
             case, _, attempts = shrink(case, raises, resizable=resizable, config_ok=self.config_ok, max_attempts=40)
         if not ran:  # does it run at all? one token per row
             raises(replace(case, batch=replace(case.batch, tokens=tuple(t[:1] for t in case.batch.tokens), width=1)))
@@ -566,8 +602,7 @@ class Runner:
         path, kind = node or ("model", "exception")
         inside = f"inside the module at {path}, " if node else ""
         result.localisation = Localisation(path, kind, "exception", f"raised {inside}at {where}, on this input and not on smaller ones").as_dict()
-        if isinstance(self.options_target, str):
-            result.counterexample = script(self.options_target, self.script_options(), key, case)
+        result.counterexample = self.case_script(key, case)
 
     def raised_in(self, key: str, case: Case) -> tuple[str, str] | None:
         """(DAG path, op kind) of the innermost hooked module the target raised in on ``case``
@@ -599,8 +634,7 @@ class Runner:
         result.detail = str(failure)
         result.ratio = float("inf")
         result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}"
-        if isinstance(self.options_target, str):
-            result.counterexample = script(self.options_target, self.script_options(), key, case)
+        result.counterexample = self.case_script(key, case)
 
     def fail(self, result: Result, key: str, case: Case, verdict: Verdict) -> None:
         check = CHECKS[key]
@@ -631,13 +665,12 @@ class Runner:
             result.max_error, result.budget, result.ratio = verdict.comparison.max_abs, verdict.budget, verdict.ratio
             result.e_store, result.detail = verdict.e_store, _describe(verdict) + "; the model check fails too (its counterexample and localisation apply)"
             result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}"
-            if isinstance(self.options_target, str):
-                result.counterexample = script(self.options_target, self.script_options(), key, case)
+            result.counterexample = self.case_script(key, case)
             return
         original, original_verdict = case, verdict
         if self.options.shrink:
             self.progress(f"{result.component}: shrinking the counterexample …")
-            resizable = bool(getattr(impl, "resizable", False)) and key != "weights"
+            resizable = self.resizable(key)
             case, smaller, attempts = shrink(case, still_fails, resizable=resizable, config_ok=self.config_ok)
             verdict = smaller or verdict
         result.max_error, result.budget, result.ratio = verdict.comparison.max_abs, verdict.budget, verdict.ratio
@@ -652,8 +685,7 @@ class Runner:
             except Exception as error:  # noqa: BLE001 - localisation is a diagnosis; its failure must not hide the verdict
                 loc = Localisation("model", "model", "none", f"localisation failed: {type(error).__name__}: {error}")
             result.localisation = loc.as_dict()
-        if isinstance(self.options_target, str):
-            result.counterexample = script(self.options_target, self.script_options(), key, case)
+        result.counterexample = self.case_script(key, case)
 
     @staticmethod
     def steady(shrunk: Localisation, original: Localisation) -> Localisation:
@@ -666,10 +698,37 @@ class Runner:
             return replace(shrunk, detail=f"{shrunk.detail}; the unshrunk counterexample localises to {original.path}, which contains it")
         return replace(original, detail=f"{original.detail}; on the shrunk counterexample it localises to {shrunk.path} ({shrunk.kind}, by {shrunk.method})")
 
+    def resizable(self, key: str) -> bool:
+        """Whether shrinking may try smaller configs: the target can be rebuilt for one, and θ
+        is drawn per case (not the checkpoint's, nor given)."""
+        return bool(getattr(self.s.impl, "resizable", False)) and key != "weights" and self.s.theta is None
+
+    def case_script(self, key: str, case: Case) -> str | None:
+        """Python that reruns component ``key``'s check on ``case`` and exits 1 while it fails:
+        through :func:`reproduce` for a target named by a string, through
+        ``check_model``/``check_decode`` (gptspec/verify/engine.py) for a run on θ given; None
+        for a target object (it cannot be named in a script)."""
+        if self.s.impl_snippet is not None and key in ("model", "decode"):
+            from gptspec.verify.tolerance import DEFAULT
+
+            policy = "" if self.options.policy == DEFAULT else f", policy={self.options.policy!r}"
+            rows = "" if self.options.empty_rows == "zero" else f", empty_rows={self.options.empty_rows!r}"
+            source = "" if case.source is None else f", source={case.source!r}"
+            return "\n".join([
+                self.s.target_snippet or "", self.s.impl_snippet, "from gptspec.verify.cases import Batch",
+                ("from gptspec.verify.tolerance import Policy\n" if policy else "") + f"from gptspec.verify.engine import check_{key}",
+                f"verdict = check_{key}(impl, target.arch, target.theta, {case.batch!r}{source}{policy}{rows})",
+                "print(verdict)", "raise SystemExit(0 if verdict is None or verdict.passed else 1)",
+            ]) + "\n"
+        if isinstance(self.options_target, str):
+            return script(self.options_target, self.script_options(), key, case)
+        return None
+
     def script_options(self) -> dict[str, Any]:
         o = self.options
-        inferred = self.s.layout.name.startswith("auto-")  # an inferred layout is inferred again by the script's run
-        out: dict[str, Any] = {"layout": "auto" if inferred else self.s.layout.name, "dtype": self.s.dtype, "empty_rows": o.empty_rows}
+        lay = self.s.named_layout()
+        inferred = lay.name.startswith("auto-")  # an inferred layout is inferred again by the script's run
+        out: dict[str, Any] = {"layout": "auto" if inferred else lay.name, "dtype": self.s.dtype, "empty_rows": o.empty_rows}
         if o.attn_implementation:
             out["attn_implementation"] = o.attn_implementation
         if o.model is not None:
@@ -706,6 +765,8 @@ class Runner:
         return by_probes(impl, ctx, case, CHECKS[key])
 
     def run_ops(self) -> list[Result]:
+        from gptspec.verify.checks import check_op
+
         impl = self.s.impl
         if not callable(getattr(impl, "op", None)):
             return [Result("ops", key="ops", skipped="the target exposes no op-level functions (an Implementation with op() does)", passed=False)]
@@ -724,7 +785,7 @@ class Runner:
 
             name = f"op {label}  [{where}]"
             found = Localisation(where.split(" and ")[0], op.kind, "component", "the op alone differs from the reference")
-            result = self._op_component(Component(name, op_examples(op), check, snippet), found)
+            result = self.op_component(Component(name, op_examples(op), check, snippet), found)
             results.append(result)
         for kind in dict.fromkeys(op.kind for op, _ in distinct_ops(self.s.arch).values()):
             if ("hard cases", kind) not in mine:
@@ -739,19 +800,26 @@ class Runner:
 
             name = f"op {kind}: its hard cases (every mask family, empty rows, width 1)"
             found = Localisation(kind, kind, "component", "the op alone differs from the reference on one of its hard cases")
-            result = self._op_component(Component(name, small_op_examples(kind), check_pair, snippet_pair), found)
+            result = self.op_component(Component(name, small_op_examples(kind), check_pair, snippet_pair), found)
             results.append(result)
         return results
 
     def _op_script(self, op: Any, example: Any) -> str:
         """A script that reruns one op's check on one example against the target: a failure's
         reproduction."""
-        load = f"from gptspec.verify import load_implementation\nimpl = load_implementation({self.options_target!r}, **{self.script_options()!r})"
+        from gptspec.verify.checks import op_script
+
+        if self.s.impl_snippet is not None:
+            load = self.s.impl_snippet
+        else:
+            load = f"from gptspec.verify import load_implementation\nimpl = load_implementation({self.options_target!r}, **{self.script_options()!r})"
         return op_script(load, op, example, self.options.policy, self.options.empty_rows, exit_status=True)  # type: ignore[arg-type]
 
-    def _op_component(self, component: Component, found: Localisation) -> Result:
-        """Run one op component (progress shown; the target raising is a result, not a crash);
-        a failure is localised to ``found``."""
+    def op_component(self, component: Component, found: Localisation) -> Result:
+        """Run one op component through the hypothesis loop (gptspec/verify/component.py:
+        examples drawn by its strategy, a failure shrunk by hypothesis) with progress shown; the
+        target raising is a result, not a crash; a failure is localised to ``found``.
+        ``gptspec check --all-ops`` runs its every-primitive components here too."""
         self.on_time()
         self.progress(f"{component.name} …")
         try:
@@ -790,13 +858,21 @@ class Runner:
 
             cases = [c for c in map(unpadded, cases) if c is not None]
             generation = [c for c in map(unpadded, generation) if c is not None]
+        if s.theta is not None:  # θ given (gptspec check): no case draws its own
+            cases, generation = [replace(c, draw=None) for c in cases], [replace(c, draw=None) for c in generation]
+        if is_seq2seq(s.arch):  # an encoder–decoder: each target batch with a source batch of as many rows
+            from spec.seq2seq import SOURCE, vocabulary
+
+            n_source = vocabulary(s.arch, SOURCE)
+            cases = with_sources(cases, n_ctx, n_source, seed=o.seed, max_len=o.max_len)
+            generation = with_sources(generation, n_ctx, n_source, seed=o.seed + 1, max_len=o.max_len)
         ops = [("op", label) for label in distinct_ops(s.arch)]
         ops += [("hard cases", kind) for kind in dict.fromkeys(op.kind for op, _ in distinct_ops(s.arch).values())]
         mine = [c for k, c in enumerate(cases) if owns(o.shard, k)]
         return {
             "model": mine, "decode": [c for k, c in enumerate(cases) if owns(o.shard, k) and c.batch.width > 1],
             "generate": [c for k, c in enumerate(generation) if owns(o.shard, k)],
-            "weights": [replace(c, draw=replace(c.draw, magnitude="plain")) for c in mine],
+            "weights": [replace(c, draw=None if c.draw is None else replace(c.draw, magnitude="plain")) for c in mine],
             "ops": [item for k, item in enumerate(ops) if owns(o.shard, k)],
         }
 
@@ -824,8 +900,8 @@ class Runner:
             if callable(getattr(s.impl, "decode", None)) and (can is None or can(arch)):
                 done(self.run_cases("decode", planned["decode"]))
             else:
-                done(Result(COMPONENTS["decode"], key="decode", passed=False,
-                            skipped="the target offers no incremental decoding (a Hugging Face cache: past_key_values/cache; or a decode attribute)"))
+                done(Result(COMPONENTS["decode"], key="decode", passed=False, skipped=getattr(s.impl, "no_decoding", None)
+                            or "the target offers no incremental decoding (a Hugging Face cache: past_key_values/cache; or a decode attribute)"))
         if "generate" in o.components and (planned["generate"] or o.shard == WHOLE):
             done(self.run_cases("generate", planned["generate"]))
         if "weights" in o.components and s.weights is not None and planned["weights"]:
@@ -887,7 +963,7 @@ def _check_cost(config: Any, options: Options) -> None:
     check_campaign(c, "gptspec verify")
 
 
-def _payload(target: object) -> str | bytes | None:
+def target_payload(target: object) -> str | bytes | None:
     """What the child loads: the target string, or the object pickled (by reference for a class
     or function importable by name); None when it cannot be sent (run in-process, with a note)."""
     if isinstance(target, str):
@@ -900,7 +976,7 @@ def _payload(target: object) -> str | bytes | None:
         return None
 
 
-def _isolated_setup(payload: str | bytes, options: Options, deadline: float | None) -> Setup:
+def isolated_setup(payload: str | bytes, options: Options, deadline: float | None) -> Setup:
     from gptspec.checkpoint import layout
     from gptspec.verify.isolate import Isolated
     from spec import build
@@ -948,7 +1024,7 @@ def verify_target(
     notes: list[str] = []
     with np.errstate(**NUMPY_DEFAULT_ERRORS):  # type: ignore[arg-type]
         isolate = options.isolate if options.isolate is not None else isinstance(target, str)
-        payload = _payload(target) if isolate else None
+        payload = target_payload(target) if isolate else None
         if isolate and payload is None:
             notes.append(f"in-process: the target object {type(target).__name__} cannot be sent to a child process (not picklable); "
                          "name it as module:name or file.py:name to isolate it")
@@ -957,7 +1033,7 @@ def verify_target(
                          "or file.py:name (or pass isolate=True) to run it in a child process")
         try:
             if payload is not None:
-                s = _isolated_setup(payload, options, deadline)
+                s = isolated_setup(payload, options, deadline)
             else:
                 from gptspec.verify.isolate import Guarded
 
@@ -986,7 +1062,7 @@ def _run(
     runner = Runner(s, options, progress, target if isinstance(target, str) else None)
     runner.deadline = deadline
     report = Report(
-        target=s.label, implementation=s.impl.name, layout=s.layout.name, architecture=f"{s.arch.name}: {describe_config(s.arch.config)}",
+        target=s.label, implementation=s.impl.name, layout=s.named_layout().name, architecture=f"{s.arch.name}: {describe_config(s.arch.config)}",
         dtype=s.dtype, empty_rows=options.empty_rows, policy=options.policy.describe(s.dtype, longest_reduction(s.arch)), seed=options.seed,
         function=function_fields(s.arch.config),
     )

@@ -58,7 +58,8 @@ def _candidates(case: Case, resizable: bool, config_ok: Callable[[Any], bool]) -
     rows = len(batch.tokens)
     if rows > 1:
         for b in range(rows):
-            yield replace(case, batch=_rows(batch, [i for i in range(rows) if i != b]))
+            keep = [i for i in range(rows) if i != b]
+            yield replace(case, batch=_rows(batch, keep), source=None if case.source is None else _rows(case.source, keep))
     if case.new_tokens > 1:
         yield replace(case, new_tokens=1)
         yield replace(case, new_tokens=case.new_tokens // 2)
@@ -78,6 +79,8 @@ def _candidates(case: Case, resizable: bool, config_ok: Callable[[Any], bool]) -
     for b, left in enumerate(batch.left_padded):
         if left and len(batch.tokens[b]) < batch.width and not case.new_tokens:
             yield replace(case, batch=replace(batch, left_padded=tuple(False if i == b else x for i, x in enumerate(batch.left_padded))))
+    if case.draw is None:  # θ given: no magnitude to lower
+        return
     level = MAGNITUDES.index(case.draw.magnitude)
     for plainer in MAGNITUDES[:level]:
         yield replace(case, draw=ThetaDraw(case.draw.seed, plainer))

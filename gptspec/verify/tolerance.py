@@ -3,7 +3,7 @@
 An implementation computing in dtype D is judged against the float64 reference. Its error
 budget is tied to what D can do:
 
-    budget = factor × e_store + floor_ulps(D) × u_D × scale
+    budget = factor × e_store + floor_ulps(D) × (u_D × scale + η_D)
 
 - ``e_store`` is the error of the reference itself when every value it stores — θ, the
   inputs, and each op's result — is stored in D (``reference.evaluate(store=storer(D))``):
@@ -18,6 +18,11 @@ budget is tied to what D can do:
   smaller (``half_floor_ulps``): their u_D is so coarse that 256 u would be most of the scale,
   and implementations accumulate them in float32, so what storing does not model is a few
   roundings, not a long sum's.
+- ``η_D`` is D's smallest positive subnormal (2⁻¹⁰⁷⁴, 2⁻¹⁴⁹, 2⁻²⁴, 2⁻¹³³): below the normal range a
+  rounding errs by up to η_D / 2 whatever the value's size (fl(x) = x(1 + δ) + η, |η| ≤ η_D / 2 —
+  gradual underflow), which a relative floor cannot cover when the whole result is subnormal
+  (weights and inputs of 1e-8 give float32 results near 1e-41). Anywhere above the subnormals
+  the term is negligible (in float32 it is 2⁻¹⁴⁹·256 ≈ 4e-43).
 
 In a model with long reductions (a dot product of K terms) an implementation in D rounds about
 √K times per value where storing rounds once, and the model amplifies both alike, so the factor
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
     from spec.graph import Architecture
 
 UNIT_ROUNDOFF: dict[str, float] = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+SUBNORMAL: dict[str, float] = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
+"""η_D: each dtype's smallest positive subnormal, the absolute error unit of gradual underflow."""
 HALF = ("float16", "bfloat16")
 """The half precisions, whose floor is ``Policy.half_floor_ulps``."""
 
@@ -120,7 +127,7 @@ def rounded(dtype: object) -> Callable[[np.ndarray], np.ndarray]:
 
 @dataclass(frozen=True)
 class Policy:
-    """``budget = factor × e_store + floor × u_D × scale`` with ``floor = floor_ulps`` for float64
+    """``budget = factor × e_store + floor × (u_D × scale + η_D)`` with ``floor = floor_ulps`` for float64
     and float32 and ``half_floor_ulps`` for float16 and bfloat16 (see the module docstring);
     with ``score_term``, ``+ max|score| × u_D × scale`` too (``gptspec verify``'s: docs/tolerances.md)."""
 
@@ -135,7 +142,8 @@ class Policy:
         return self.half_floor_ulps if dtype_name(dtype) in HALF else self.floor_ulps
 
     def budget(self, dtype: object, e_store: float, scale: float, scores: float = 0.0, reduction: int = 0) -> float:
-        """``max(factor, √reduction / 2) × e_store + (floor + scores) × u_D × scale`` (scores with ``score_term`` only).
+        """``max(factor, √reduction / 2) × e_store + (floor + scores) × u_D × scale + floor × η_D`` (scores with
+        ``score_term`` only; η_D the dtype's smallest subnormal, for results in the underflow range).
         ``reduction`` is the longest sum in the model (:func:`longest_reduction`; 0 for an op
         alone, whose in-op accumulation the floor covers). ``scores`` is the largest
         |attention score| of the example (0 where there is none): a score carries an error of
@@ -144,13 +152,14 @@ class Policy:
         to its output — which storing one rounding per value can miss by chance in the one
         row where it matters (docs/tolerances.md, "gptspec verify")."""
         factor = max(self.factor, math.sqrt(reduction) / 2)
-        return factor * e_store + (self.floor(dtype) + (scores if self.score_term else 0.0)) * unit_roundoff(dtype) * scale
+        floor = self.floor(dtype)
+        return factor * e_store + (floor + (scores if self.score_term else 0.0)) * unit_roundoff(dtype) * scale + floor * SUBNORMAL[dtype_name(dtype)]
 
     def describe(self, dtype: object, reduction: int = 0) -> str:
         factor = f"{self.factor:g}" if math.sqrt(reduction) / 2 <= self.factor else f"max({self.factor:g}, √{reduction}/2)"
         floor = f"({self.floor(dtype):g} + max|score|)" if self.score_term else f"{self.floor(dtype):g}"
-        return (f"budget = {factor} × e_store + {floor} u·scale "
-                f"(u = 2^{int(np.log2(unit_roundoff(dtype)))}; docs/tolerances.md)")
+        return (f"budget = {factor} × e_store + {floor} u·scale + {self.floor(dtype):g} η "
+                f"(u = 2^{int(np.log2(unit_roundoff(dtype)))}, η = 2^{int(np.log2(SUBNORMAL[dtype_name(dtype)]))}; docs/tolerances.md)")
 
 
 _LONGEST: dict[int, tuple[Architecture, int]] = {}

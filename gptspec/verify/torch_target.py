@@ -146,6 +146,9 @@ class TorchTarget:
             if len(self._modules) > 8:
                 self._modules.clear()
                 self._loaded.clear()
+                for by_id in (self._names, self._callings, self._held):  # keyed by id(module): a new module may reuse a freed id
+                    by_id.clear()
+                self._probed.clear()
             self._modules[key] = module.to(_TORCH_DTYPE(self.torch, self.dtype))
         return self._modules[key]
 

@@ -365,12 +365,14 @@ KV_T = 3
 """The full length at which prefill-then-extend is checked: every prefix k = 1 … KV_T − 1."""
 
 
+KV_FAMILIES = tuple(f.name for f in families(theorem="kv_cache_equals_full_evaluation", decoding="kv-cache"))
+"""The registered families in the KV-cache theorem's scope, read off their records (the scope text names them)."""
+
+
 def kv_architectures() -> dict[str, Architecture]:
     """Small decoders of every registered family in the KV-cache theorem's scope: each family
     record's fixed instances (spec/architectures/registry.py), built — together they cover every
-    primitive a decoder uses (GPT's learned and sinusoidal positions, activations, banded layers;
-    Llama's rotary, RMS norm, SwiGLU, grouped queries, sliding window; ConvGPT's convolution;
-    ParallelGPT's gate; LinearGPT's reducer; …)."""
+    primitive a decoder uses (:data:`KV_FAMILIES`)."""
     return {name: build(config) for name, config in registry.instances(theorem="kv_cache_equals_full_evaluation", decoding="kv-cache").items()}
 
 
@@ -609,9 +611,8 @@ def _witness_kv(examples: int) -> None:
                 "softmax, so they are 0 above the diagonal (in whole architectures this is derived, not assumed)"),
     scope=Scope(Kind.EXHAUSTIVE, f"full length T = {KV_T}, every prefix k = 1 … {KV_T - 1}: every registered primitive alone "
                 "(each of its own instances whose rules are causal), and every op of the fixed instances of every decoder "
-                "family's record (GPT dense / banded / mixed, learned and sinusoidal, every activation; Llama with rotary, GQA, "
-                "SwiGLU and sliding windows; GPT-NeoX with partial rotary and the parallel residual; Gemma 2 with sandwich norms "
-                "and soft caps; causal ConvGPT; ParallelGPT; LinearGPT); every entry generic (a symbol per entry of every value, "
+                f"family's record ({', '.join(KV_FAMILIES)}: each record's instances exercise every option of its family that "
+                "changes the graph); every entry generic (a symbol per entry of every value, "
                 "0 where the definition makes it 0); witness: drawn models of every decoder family (each record's strategy), "
                 "spec.decoding on reference/'s op functions vs the reference's full forward"),
     witness=_witness_kv,

@@ -14,6 +14,7 @@ from spec.ops.attention import AttentionScores, ConcatHeads, MaskedSoftmax, Weig
 from spec.ops.conv1d import Conv1d
 from spec.ops.gate import SigmoidGate
 from spec.ops.glu import Multiply, Silu
+from spec.ops.heads import TakeHead
 from spec.ops.layer_norm import LayerNorm
 from spec.ops.moe import MoeExperts, MoeRouter
 from spec.ops.one_hot import OneHot
@@ -32,6 +33,7 @@ MODULES: tuple[str, ...] = (
     "conv1d",
     "gate",
     "glu",
+    "heads",
     "layer_norm",
     "moe",
     "one_hot",
@@ -85,6 +87,7 @@ __all__ = [
     "SigmoidGate",
     "Silu",
     "SinusoidalPositional",
+    "TakeHead",
     "TokenEmbedding",
     "WeightedSum",
 ]
