@@ -30,8 +30,8 @@ from gptspec.cli import main
 from gptspec.docs import repo, write_docs
 from gptspec.docs.content import collect, generic_instance, theorem_ops
 from gptspec.docs.conventions import CONVENTIONS
+from gptspec.docs.graph import level_drawing
 from gptspec.docs.mathml import equations, to_mathml
-from gptspec.docs.site import level_drawing
 from gptspec.docs.svg import NODE_H, lay_out, structure
 from gptspec.models import resolve
 from spec import build, preset

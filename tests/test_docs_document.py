@@ -102,3 +102,29 @@ def test_the_pages_written_once_carry_the_same_content_in_both_formats(site: Sit
         assert len(re.findall(r"^1\. ", md, flags=re.M)) == html.count("<li style=\"--depth:"), page.stem  # the same pseudocode lines
         words = _words(html, True)
         assert len(words) > 20 and _words(md, False) == words, page.stem  # the same words, in the same order
+
+
+def test_the_index_and_diff_pages_are_written_once_too(site: Site) -> None:
+    """The architecture page and the comparison page (issue 21's last two) come from one document
+    each; only the graph (a Figure: the site's SVG levels and node lists, the repository's SVG
+    files and nested node list) differs between the formats."""
+    from dataclasses import replace
+
+    from gptspec.diff import compare
+
+    llama = collect(build(preset("tiny-llama").config), "preset tiny-llama")
+    llama = replace(llama, diff=compare(site.arch, llama.arch, "preset tiny", "preset tiny-llama"))
+    for page in (pages.index(site), pages.diff(llama)):
+        figures = [b for b in page.blocks if isinstance(b, Figure)]
+        shared = [b for b in page.blocks if not isinstance(b, Figure)]
+        md, html = "\n".join(md_blocks(shared)), html_blocks(shared)
+        assert _ids(md) == _ids(html) and _ids(md), page.stem
+        assert _links(md, ".md") == _links(html, ".html"), page.stem
+        assert html.count('display="block"') == md.count("$$") // 2, page.stem
+        words = _words(html, True)
+        assert len(words) > 20 and _words(md, False) == words, page.stem
+        if page.stem == "index":
+            (graph,) = figures
+            assert 'id="g-model"' in graph.html and "<svg" in graph.html and "(graph-model.svg)" in graph.markdown and "<svg" not in graph.markdown
+        else:
+            assert not figures and "| replaced |" in md and "<td>replaced</td>" in html

@@ -6,8 +6,8 @@ and ``$$…$$``, as GitHub renders it) and HTML for the site (MathML, gptspec/do
 A page built as a :class:`Page` (gptspec/docs/pages.py) has no Markdown or HTML of its own: the
 same blocks give ``theta.md`` and ``theta.html``. Links name a page by its stem (``ops``), so
 each rendering adds its own extension. What only one format can show — the site's inline SVG
-chart, the repository's SVG file beside the page — is a :class:`Figure` holding both forms,
-the one place a page differs between its renderings.
+chart and graph levels, the repository's SVG files beside the page — is a :class:`Figure`
+holding both forms, the one place a page differs between its renderings.
 """
 
 from __future__ import annotations

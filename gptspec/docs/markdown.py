@@ -1,10 +1,11 @@
 """The same content as the HTML site, as Markdown for a repository (math in ``$…$`` and ``$$…$$``,
-as GitHub renders it): ``index.md``, ``ops.md``, ``theta.md``, ``theorems.md``,
-``conventions.md``, and SVG files — the model's drawing, one drawing of each composite kind (its
+as GitHub renders it): ``index.md``, ``algorithm.md``, ``ops.md``, ``theta.md``, ``theorems.md``,
+``conventions.md``, ``diff.md`` (with a comparison), and SVG files — the model's drawing, one drawing of each composite kind (its
 first instance; the node list covers every instance) and the breakdown chart.
 
-The algorithm, ops, Θ, theorems and conventions pages are written once (gptspec/docs/pages.py)
-and rendered here as the site renders them as HTML; ``pages.op_section`` also writes
+Every page is written once (gptspec/docs/pages.py) and rendered here as the site renders it as
+HTML; the index page's graph (gptspec/docs/graph.py: the SVG files and one nested node list) is
+the part drawn for this format; ``pages.op_section`` also writes
 docs/ops.md (gptspec/docs/repo.py).
 """
 
@@ -14,15 +15,12 @@ from pathlib import Path
 
 from gptspec.docs import pages, svg
 from gptspec.docs.content import (
-    Level,
     Site,
-    output_type,
     slug,
-    type_full,
 )
 from gptspec.docs.document import Page, md_blocks
+from gptspec.docs.graph import drawings, level_drawing
 from gptspec.docs.mathml import equations
-from spec.graph import Composite
 
 PAGES: tuple[tuple[str, str], ...] = (
     ("index.md", "Architecture"),
@@ -84,59 +82,6 @@ def header(site: Site, filename: str, title: str) -> list[str]:
     ]
 
 
-# -- index ---------------------------------------------------------------------------------
-
-
-def node_lines(site: Site, level: Level, children: dict[str, Level], indent: int) -> list[str]:
-    pad = "  " * indent
-    out = []
-    for node in level.nodes:
-        path = level.node_path(node)
-        t = type_full(output_type(node.op))
-        reads = ", ".join(f"{port} ← {code(src)}" for port, src in node.inputs.items())
-        if isinstance(node.op, Composite):
-            out.append(f'{pad}- <a id="g-{slug(path)}"></a>{code(node.name)} — {node.op.title} ([{node.op.kind}](ops.md#comp-{slug(node.op.kind)}), composite); '
-                       f"reads {reads}; output {code(t)}")
-            out += node_lines(site, children[path], children, indent + 1)
-        else:
-            params = "; ".join(f"{p} = {code(ref)}" for p, ref in node.params.items())
-            out.append(f"{pad}- [{code(node.name)}](ops.md#{site.variant_of[path].anchor}) — {node.op.title} ({node.op.kind})"
-                       + (f"; Θ: {params}" if params else "") + f"; reads {reads}; output {code(t)}")
-    return out
-
-
-def index_page(site: Site, drawings: list[tuple[str, Level]]) -> str:
-    arch = site.arch
-    prims, comps = site.count_nodes()
-    out = header(site, "index.md", "the architecture")
-    inputs = ", ".join(f"{code(n)}: {code(type_full(t))}" for n, t in arch.inputs.items())
-    out += [f"Family {code(site.family)}, from {site.source}. Inputs {inputs}; outputs {', '.join(code(n) for n in arch.outputs)}. "
-            f"**{site.total:,}** parameters in {len(arch.theta):,} Θ entries ([Θ and counts](theta.md)); "
-            f"{prims:,} primitive nodes in {comps:,} composites.", ""]
-    if site.note:
-        out += [f"> {site.note}", ""]
-    if site.model is not None:
-        out += ["## The model as equations", "", "Derived from the graph, never written by hand; a composite is a function defined in "
-                "[the ops](ops.md#composites), and [the algorithm](algorithm.md) expands every one.", ""]
-        out += md_blocks(pages.definition_blocks(site.model, arch.name))
-    out += ["## The graph", "", "Drawn from the graph itself, one level at a time: each box is a node — its name, its op and the symbolic "
-            "shape of its output; orange boxes are composites, dashed boxes the level's inputs and outputs. "
-            "The model, then the first instance of each composite kind:", ""]
-    for filename, level in drawings:
-        what = "the model" if not level.path else f"{code(level.path)} ({level.title}, {level.kind})"
-        out += [f"![The graph of {level.path or 'the model'}]({filename})", "", f"*The graph of {what}.*", ""]
-    out += ["### Every node", "", "In topological order, composites with their bodies nested (the drawings' text alternative):", ""]
-    children = {lv.path: lv for lv in site.levels if lv.path}
-    model = site.levels[0]
-    out += [f"- input {code(n)}: {code(type_full(t))}" for n, t in arch.inputs.items()]
-    out += node_lines(site, model, children, 0)
-    out += [f"- output {code(n)} ← {code(src)}" for n, src in arch.outputs.items()] + [""]
-    out += ["## Dims and config", ""] + table(["symbol", "value", "meaning"], [[code(s), f"{v:,}", m] for s, v, m in site.dims()])
-    if site.config_items():
-        out += table(["field", "value"], [[code(k), code(v)] for k, v in site.config_items()])
-    return "\n".join(out)
-
-
 # -- the pages written once (gptspec/docs/pages.py) ------------------------------------------
 
 
@@ -147,27 +92,16 @@ def rendered(site: Site, page: Page) -> str:
 
 def write_markdown(site: Site, out: Path) -> list[Path]:
     """Write the Markdown pages and their SVG files into ``out``; return the files written."""
-    from gptspec.docs.site import level_drawing
-
-    drawings: list[tuple[str, Level]] = []
-    seen: set[str] = set()
-    for level in site.levels:
-        if level.kind in seen:
-            continue
-        seen.add(level.kind)
-        drawings.append((f"graph-{slug(level.path or 'model')}.svg", level))
     files: dict[str, str] = {}
-    for filename, level in drawings:
+    for filename, level in drawings(site):
         files[filename] = level_drawing(
             site, level, lambda p: f"ops.md#{site.variant_of[p].anchor}", lambda p: f"index.md#g-{slug(p)}", standalone=True,
         )
     files["breakdown.svg"] = svg.bar_chart(list(site.groups.items()), f"Parameters of {site.arch.name} by Θ group", standalone=True)
-    files["index.md"] = index_page(site, drawings)
+    files["index.md"] = rendered(site, pages.index(site))
     files["algorithm.md"] = rendered(site, pages.algorithm(site))
     if site.diff is not None:
-        from gptspec.diff import markdown
-
-        files["diff.md"] = "\n".join(header(site, "diff.md", f"what it changes relative to {site.diff.a_name}")) + "\n" + markdown(site.diff)
+        files["diff.md"] = rendered(site, pages.diff(site))
     files["ops.md"] = rendered(site, pages.ops(site))
     files["theta.md"] = rendered(site, pages.theta(site, "breakdown.svg"))
     files["theorems.md"] = rendered(site, pages.theorems(site))

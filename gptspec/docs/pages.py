@@ -1,14 +1,17 @@
 """The pages whose content is written once (gptspec/docs/document.py) and rendered both as the
 site's HTML (gptspec/docs/site.py) and as the repository's Markdown (gptspec/docs/markdown.py):
-``algorithm`` (the model as numbered pseudocode), ``ops`` (every primitive and composite used;
-its op sections are docs/ops.md's too), ``theta`` (Θ and its counts), ``theorems`` (what is
-proved) and ``conventions`` (what an implementer must match). Each builder reads a :class:`~gptspec.docs.content.Site` and returns a
+``index`` (the architecture, its equations and graph), ``algorithm`` (the model as numbered
+pseudocode), ``ops`` (every primitive and composite used; its op sections are docs/ops.md's too), ``theta`` (Θ and its counts), ``theorems`` (what is
+proved), ``conventions`` (what an implementer must match) and ``diff`` (what it changes relative to
+another architecture). Each builder reads a :class:`~gptspec.docs.content.Site` and returns a
 :class:`~gptspec.docs.document.Page`; neither format appears here but in a :class:`Figure`.
 """
 
 from __future__ import annotations
 
 import inspect
+
+from sympy import sympify
 
 from gptspec.docs import svg
 from gptspec.docs.content import (
@@ -18,10 +21,12 @@ from gptspec.docs.content import (
     Variant,
     axes_text,
     first_sentence,
+    paragraph,
     shape_text,
     slug,
     summarise_paths,
     symbol_latex,
+    type_full,
 )
 from gptspec.docs.document import (
     Anchor,
@@ -46,6 +51,7 @@ from gptspec.docs.document import (
     spans,
 )
 from gptspec.docs.equations import AlgorithmView, Definition
+from gptspec.docs.graph import graph_markdown, graph_section
 from spec.types import TensorType
 
 
@@ -345,7 +351,102 @@ def conventions(site: Site) -> Page:
     return Page("conventions", "Conventions", "conventions an implementer must match", blocks)
 
 
+def _code_or_dash(text: str) -> Inline:
+    return spans(Code(text)) if text else spans("—")
+
+
+def diff(site: Site) -> Page:
+    """What this architecture (B) changes relative to another (A), as ``gptspec diff`` computes it
+    (gptspec/diff.py): the ops aligned, Θ's count and entry patterns, conventions, config and
+    causality."""
+    import gptspec.diff as diff_module
+    from gptspec.diff import Diff
+    from spec.errors import ConfigError
+
+    d = site.diff
+    if not isinstance(d, Diff):  # an invariant of the structure; the check narrows the type
+        raise ConfigError(f"site.diff={type(d).__name__}, but expected a Diff [gptspec docs]; pass diff= a gptspec.diff.Diff")
+    tally = ", ".join(f"{n} {k}" for k, n in d.summary.items()) or "no change"
+    same = sum(1 for r in d.theta if r.status == "same")
+    blocks: list[Block] = [
+        *lead(diff_module),
+        Para(spans(f"A = {d.a_source} (family ", Code(d.families[0] or "none"), f"); B = {d.b_source} (family ", Code(d.families[1] or "none"),
+                   "), the architecture these pages document. The same comparison in a terminal: ", Code("gptspec diff"), " with A and B.")),
+        Heading(2, spans("Ops"), "ops"),
+    ]
+    if d.ops:
+        blocks.append(Table(f"Ops: {tally}", ("change", "where in A", "where in B", "A", "B"),
+                            tuple((spans(c.change), _code_or_dash(c.a_where), _code_or_dash(c.b_where), _code_or_dash(c.a), _code_or_dash(c.b)) for c in d.ops)))
+    else:
+        blocks.append(Para(spans("The same ops, wired the same way.")))
+    blocks += [
+        Heading(2, spans("Θ"), "theta"),
+        Para(spans(f"{d.counts[0]:,} → {d.counts[1]:,} parameters ({d.counts[1] - d.counts[0]:+,}); "
+                   f"{same} entry pattern{'s' if same != 1 else ''} the same in both.")),
+        *(Display(rf"\#\Theta_{{{side}}} = " + symbol_latex(sympify(f)), f"diff {side}") for side, f in zip("AB", d.formulas)),
+        Table("Θ entry patterns that differ", ("", "pattern", "A shape", "A entries", "A parameters", "B shape", "B entries", "B parameters"),
+              tuple((spans(r.status), spans(Code(r.pattern)), spans(Code(r.a_shape)), spans(f"{r.a_entries:,}"), spans(f"{r.a_count:,}"),
+                     spans(Code(r.b_shape)), spans(f"{r.b_entries:,}"), spans(f"{r.b_count:,}")) for r in d.theta if r.status != "same"),
+              frozenset({3, 4, 6, 7})),
+        Heading(2, spans("Conventions and config"), "conventions"),
+        Bullets(tuple(spans(f"only A's ops: {t}") for t in d.conventions[0]) + tuple(spans(f"only B's ops: {t}") for t in d.conventions[1])
+                or (spans("The same conventions concern both."),)),
+    ]
+    if d.config:
+        blocks.append(Table("Config fields that differ", ("field", "A", "B"),
+                            tuple((spans(Code(f)), spans(Code(x)), spans(Code(y))) for f, x, y in d.config)))
+    else:
+        blocks.append(Para(spans("None.")))
+    blocks += [
+        Heading(2, spans("Causality"), "causality"),
+        Bullets(tuple(spans(f"A: {x.strip()}") for x in d.causality[0]) + tuple(spans(f"B: {x.strip()}") for x in d.causality[1])),
+    ]
+    return Page("diff", "Changes", f"what it changes relative to {d.a_name}", blocks)
+
+
+def index(site: Site) -> Page:
+    """The architecture: what it is, its counts, the model as equations, the graph, its dims and
+    config. The graph is the one part drawn per format (a :class:`Figure`): on the site every
+    level's SVG with its node list (gptspec/docs/graph.py: graph_section), in the repository its
+    SVG files and one nested node list (gptspec/docs/graph.py:
+    graph_markdown)."""
+    arch = site.arch
+    prims, comps = site.count_nodes()
+    inputs = joined([spans(Code(n), f": {type_full(t)}") for n, t in arch.inputs.items()])
+    family = spans(" — ", Prose(site.family_description)) if site.family_description else ()
+    blocks: list[Block] = [
+        Para(spans(Prose(paragraph(type(arch).__doc__)), " Here: family ", Code(site.family), *family, "."), role="lead"),
+        Para(spans(f"From {site.source}. Inputs ", *inputs, "; outputs ", *joined([spans(Code(n)) for n in arch.outputs]), ". ",
+                   Strong(spans(f"{site.total:,}")), f" parameters in {len(arch.theta):,} Θ entries (", Link(spans("Θ and counts"), "theta"),
+                   f"); {prims:,} primitive nodes in {comps:,} composites.")),
+    ]
+    if site.note:
+        blocks.append(Para((Prose(site.note),), role="note"))
+    if site.model is not None:
+        blocks += [
+            Heading(2, spans("The model as equations"), "equations"),
+            Para(spans("Derived from the graph below, never written by hand: each node is its op's notation applied to the values it reads, "
+                       "substituted into the one expression that reads it; a composite is a function, defined on the ",
+                       Link(spans("ops page"), "ops", "composites"), "; a chain of blocks is an iteration. Line by line, with every composite "
+                       "expanded, this is ", Link(spans("the algorithm"), "algorithm"), ".")),
+            Group(tuple(definition_blocks(site.model, arch.name)), "def-model", role="composite-definition"),
+        ]
+    blocks += [
+        Heading(2, spans("The graph"), "graph"),
+        Para(spans("Drawn from the graph itself, one level at a time. Each box is a node: its name, its op and the symbolic shape of its "
+                   "output. A primitive links to its op; an orange box with ▸ is a composite (a cluster), whose body is drawn below in the "
+                   "same way. Dashed boxes are the level's inputs and outputs. The nodes in topological order are the drawings' text "
+                   "alternative.")),
+        Figure(graph_section(site), graph_markdown(site)),
+        Heading(2, spans("Dims and config"), "summary"),
+        Table("Dims (spec/dims.py)", ("symbol", "value", "meaning"), tuple((spans(Code(sym)), spans(f"{v:,}"), spans(m)) for sym, v, m in site.dims()),
+              frozenset({1})),
+        Table(f"Config ({type(arch.config).__name__})", ("field", "value"), tuple((spans(Code(k)), spans(Code(v))) for k, v in site.config_items())),
+    ]
+    return Page("index", "Architecture", "the architecture", blocks)
+
+
 __all__ = [
-    "algorithm", "composites", "conventions", "definition_blocks", "lead", "op_section", "ops", "signature", "steps", "theorems", "theta",
+    "algorithm", "composites", "conventions", "definition_blocks", "diff", "index", "lead", "op_section", "ops", "signature", "steps", "theorems", "theta",
     "variant",
 ]

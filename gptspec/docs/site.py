@@ -10,36 +10,24 @@ Pages (each ``<h1>`` → ``<h2>`` → ``<h3>``, no level skipped):
   the reference function's source beside the definition; then the composites;
 * ``theta.html`` — Θ: the count as a number and a formula, the per-group chart, every entry;
 * ``theorems.html`` — the dependency typing's verdict and the theorems that apply;
-* ``conventions.html`` — what an implementer must match, and what pins each down.
+* ``conventions.html`` — what an implementer must match, and what pins each down;
+* ``algorithm.html`` — the model as numbered pseudocode; ``diff.html`` (with a comparison) — what
+  it changes relative to another architecture.
+
+Every page's content is written once (gptspec/docs/pages.py) and rendered here as HTML, as
+gptspec/docs/markdown.py renders it as Markdown; the index page's graph is the one part drawn
+per format (gptspec/docs/graph.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
-from sympy import sympify
-
 from gptspec.docs import pages as written_once
-from gptspec.docs import svg
 from gptspec.docs.assets import SCRIPT, STYLE
-from gptspec.docs.content import (
-    Level,
-    Site,
-    output_type,
-    paragraph,
-    shape_text,
-    slug,
-    symbol_latex,
-    type_full,
-)
-from gptspec.docs.document import Page, Prose, html_blocks, html_inline
-from gptspec.docs.equations import Definition, structure
-from gptspec.docs.mathml import equations, to_mathml
-from spec.errors import ConfigError
-from spec.graph import Composite, Graph
-from spec.types import TensorType
+from gptspec.docs.content import Site
+from gptspec.docs.document import Page, html_blocks
 
 PAGES: tuple[tuple[str, str], ...] = (
     ("index.html", "Architecture"),
@@ -58,46 +46,6 @@ def pages(site: Site) -> tuple[tuple[str, str], ...]:
 
 def e(text: object) -> str:
     return escape(str(text))
-
-
-def code(text: object) -> str:
-    return f"<code>{e(text)}</code>"
-
-
-def math(latex: str, display: bool = True, where: str = "") -> str:
-    m = to_mathml(latex, display, where)
-    return f'<div class="math">{m}</div>' if display else m
-
-
-def rich(text: str) -> str:
-    """Docstring prose as HTML: escaped, ``code`` and :class:`~a.b.Name` as code, nothing of the
-    markup left as characters (the document model's :class:`~gptspec.docs.document.Prose`)."""
-    return html_inline((Prose(text),))
-
-
-def lead(obj: object, paragraphs: tuple[int, ...] = (0,)) -> str:
-    """A page's opening: the given paragraphs of an object's docstring, as HTML
-    (gptspec/docs/pages.py: lead)."""
-    return html_blocks(written_once.lead(obj, paragraphs)).rstrip("\n")
-
-
-def equations_html(d: Definition, where: str) -> str:
-    """A definition's equations in MathML (one display per equation), the values it names after
-    "where", and the sub-ops it uses, linked (gptspec/docs/pages.py: definition_blocks)."""
-    return html_blocks(written_once.definition_blocks(d, where)).rstrip("\n")
-
-
-def definition(latex: str, where: str) -> str:
-    """An op's definition, one display formula per equation (:func:`equations`)."""
-    return "".join(math(eq, True, where) for eq in equations(latex))
-
-
-def table(caption: str, head: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
-    numeric = numeric or set()
-    th = "".join(f'<th scope="col"{" class=num" if i in numeric else ""}>{h}</th>' for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if i in numeric else ""}>{c}</td>' for i, c in enumerate(row)) + "</tr>" for row in rows)
-    cap = f"<caption>{caption}</caption>" if caption else ""
-    return f'<div class="table-wrap"><table>{cap}<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def page(site: Site, filename: str, title: str, body: str) -> str:
@@ -128,223 +76,7 @@ records (spec.op.PRIMITIVES), the reference functions (reference.ops.REFERENCE) 
 """
 
 
-# -- links ---------------------------------------------------------------------------------
-
-
-def op_link(site: Site, path: str) -> str:
-    """Where a primitive's node links: its variant on the ops page."""
-    return f"ops.html#{site.variant_of[path].anchor}"
-
-
-def type_text(t: TensorType) -> str:
-    return shape_text(t.shape)
-
-
-# -- index.html ----------------------------------------------------------------------------
-
-
-def level_drawing(
-    site: Site, level: Level, link: Callable[[str], str], cluster: Callable[[str], str] | None = None, standalone: bool = False,
-) -> str:
-    """One level's SVG: ``link(path)`` gives a primitive's href, ``cluster(path)`` a composite's
-    (default: its ``<details>`` on this page)."""
-    graph = level.graph
-    keys, edges = svg.structure(graph, level.nodes)
-    vertices: dict[str, svg.Vertex] = {}
-    for key in keys:
-        if key.startswith("input:"):
-            name = key.split(":", 1)[1]
-            t = graph.inputs[name]
-            vertices[key] = svg.Vertex(key, ("input", name, type_text(t)), css="io", tip=f"graph input {name}: {type_full(t)}")
-        elif key.startswith("output:"):
-            name = key.split(":", 1)[1]
-            vertices[key] = svg.Vertex(key, ("output", name, ""), css="io", tip=f"graph output {name}")
-        else:
-            node = graph.nodes[key]
-            path = level.node_path(node)
-            t = output_type(node.op)
-            if isinstance(node.op, Composite):
-                vertices[key] = svg.Vertex(
-                    key, (node.name, f"{node.op.kind} ▸", type_text(t)), href=cluster(path) if cluster else f"#g-{slug(path)}", css="node cluster",
-                    tip=f"{path}: {node.op.title} ({node.op.kind}), a composite: select to expand; output {type_full(t)}",
-                )
-            else:
-                vertices[key] = svg.Vertex(
-                    key, (node.name, node.op.kind, type_text(t)), href=link(path), css="node primitive",
-                    tip=f"{path}: {node.op.title} ({node.op.kind}); output {type_full(t)}",
-                )
-    drawing = svg.lay_out(vertices, edges)
-    label = f"The graph of {level.path or 'the model'} ({level.title})"
-    ident = slug(level.path or "model")
-    return svg.render(drawing, ident, label, "" if standalone else f"nodes-{ident}", standalone)
-
-
-def node_list(site: Site, level: Level) -> str:
-    items = []
-    graph = level.graph
-    for name, t in graph.inputs.items():
-        items.append(f"<li>input {code(name)}: {e(type_full(t))}</li>")
-    for node in level.nodes:
-        path = level.node_path(node)
-        reads = ", ".join(f"{e(port)} ← {code(src)}" for port, src in ((p, str(s)) for p, s in node.inputs.items()))
-        t = output_type(node.op)
-        if isinstance(node.op, Composite):
-            what = f'<a href="#g-{e(slug(path))}">{code(node.name)}</a>: {e(node.op.title)} (<a href="ops.html#comp-{e(slug(node.op.kind))}">{e(node.op.kind)}</a>, composite)'
-        else:
-            params = "; ".join(f"{e(p)} = {code(ref)}" for p, ref in node.params.items())
-            what = f'<a href="{op_link(site, path)}">{code(node.name)}</a>: {e(node.op.title)} ({e(node.op.kind)})' + (f"; Θ: {params}" if params else "")
-        items.append(f"<li>{what}; reads {reads}; output {e(type_full(t))}</li>")
-    for name, src in graph.outputs.items():
-        items.append(f"<li>output {code(name)} ← {code(src)}</li>")
-    ident = slug(level.path or "model")
-    return f'<ol class="nodes" id="nodes-{ident}" aria-label="Nodes of {e(level.path or "the model")}">{"".join(items)}</ol>'
-
-
-def views(graph: Graph, prefix: str) -> list[str]:
-    """Every Θ view the nodes of ``graph`` read, at every level, in order."""
-    return [str(ref) for _, node, _ in graph.expand(prefix) for ref in node.params.values()]
-
-
-def same_as(site: Site, level: Level, first: Level) -> str:
-    """What a level drawn once already differs in: the Θ views its nodes read."""
-    mine, theirs = views(level.graph, level.path + "."), views(first.graph, first.path + ".")
-    if mine == theirs:
-        return "It reads the same Θ views."
-    if mine == [v.replace(first.path + ".", level.path + ".", 1) for v in theirs]:
-        return f"It reads the Θ entries under {code(level.path + '.')} where the first reads those under {code(first.path + '.')}."
-    pairs = [(a, b) for a, b in zip(mine, theirs) if a != b]
-    shown = ", ".join(f"{code(a)} for {code(b)}" for a, b in pairs[:4])
-    more = f" and {len(pairs) - 4:,} more" if len(pairs) > 4 else ""
-    return f"It reads {shown}{more}."
-
-
-def graph_section(site: Site) -> str:
-    """Every level's drawing; a level whose graph is drawn already (another head, another block)
-    is a reference to the first one, with what it reads differently."""
-    out: list[str] = [svg.marker_defs()]
-    stack: list[int] = []  # depths of open <details>
-    cache: dict[int, object] = {}
-    drawn: dict[object, Level] = {}
-    skip_below: str | None = None
-    for level in site.levels:
-        if skip_below is not None and level.path.startswith(skip_below):
-            continue
-        skip_below = None
-        while stack and stack[-1] >= level.depth:
-            out.append("</details>")
-            stack.pop()
-        if level.depth == 0:
-            drawing = level_drawing(site, level, lambda p: op_link(site, p))
-            out.append(f'<div class="figure" id="g-model">{drawing}</div>')
-            out.append("<p class=muted>The nodes of the model, in order (the graph's text alternative):</p>")
-            out.append(node_list(site, level))
-            continue
-        h = min(6, 2 + level.depth)
-        t = output_type(level.op) if level.op is not None else None
-        sig = structure(level.graph, cache)
-        first = drawn.get(sig)
-        out.append(
-            f'<details class="level" id="g-{e(slug(level.path))}" data-depth="{level.depth}">'
-            f"<summary><h{h}>{code(level.path)} — {e(level.title)} "
-            f'(<span class="mono">{e(level.kind)}</span>){f" · output {e(type_text(t))}" if t else ""}</h{h}></summary>'
-        )
-        if first is not None:
-            out.append(f'<p class="same">The same graph as <a href="#g-{e(slug(first.path))}">{code(first.path)}</a>, drawn there. {same_as(site, level, first)}</p></details>')
-            skip_below = level.path + "."
-            continue
-        drawn[sig] = level
-        out.append(f'<div class="figure">{level_drawing(site, level, lambda p: op_link(site, p))}</div>')
-        out.append(node_list(site, level))
-        stack.append(level.depth)
-    out += ["</details>"] * len(stack)
-    return "\n".join(out)
-
-
-def index_page(site: Site) -> str:
-    arch = site.arch
-    prims, comps = site.count_nodes()
-    dims = table("Dims (spec/dims.py)", ["symbol", "value", "meaning"], [[code(s), f"{v:,}", e(m)] for s, v, m in site.dims()], {1})
-    config = table(f"Config ({e(type(arch.config).__name__)})", ["field", "value"], [[code(k), code(v)] for k, v in site.config_items()]) if site.config_items() else ""
-    inputs = ", ".join(f"{code(n)}: {e(type_full(t))}" for n, t in arch.inputs.items())
-    outputs = ", ".join(code(n) for n in arch.outputs)
-    note = f'<p class="note">{rich(site.note)}</p>' if site.note else ""
-    family = f" — {rich(site.family_description)}" if site.family_description else ""
-    model = ""
-    if site.model is not None:
-        model = f"""<h2 id="equations">The model as equations</h2>
-<p>Derived from the graph below, never written by hand: each node is its op's notation applied to the values it reads,
-substituted into the one expression that reads it; a composite is a function, defined on the
-<a href="ops.html#composites">ops page</a>; a chain of blocks is an iteration. Line by line, with every composite
-expanded, this is <a href="algorithm.html">the algorithm</a>.</p>
-<div class="composite-definition" id="def-model">{equations_html(site.model, arch.name)}</div>"""
-    body = f"""<h1>{e(arch.name)}: the architecture</h1>
-<p class="lead">{rich(paragraph(type(arch).__doc__))} Here: family {code(site.family)}{family}.</p>
-<p>From {e(site.source)}. Inputs {inputs}; outputs {outputs}.
-<strong>{site.total:,}</strong> parameters in {len(arch.theta):,} Θ entries (<a href="theta.html">Θ and counts</a>);
-{prims:,} primitive nodes in {comps:,} composites.</p>
-{note}
-{model}
-<h2 id="graph">The graph</h2>
-<p>Drawn from the graph itself, one level at a time. Each box is a node: its name, its op and the symbolic shape of
-its output. A primitive links to its op; an orange box with ▸ is a composite (a cluster): select it to expand its body,
-shown below in the same way. Dashed boxes are the level's inputs and outputs. Below each drawing, its nodes in
-topological order are its text alternative.</p>
-<div class="controls" hidden><button type="button" data-action="expand">Expand all</button><button type="button" data-action="collapse">Collapse all</button></div>
-{graph_section(site)}
-<h2 id="summary">Dims and config</h2>
-{dims}
-{config}
-"""
-    return page(site, "index.html", "Architecture", body)
-
-
-# -- diff.html -----------------------------------------------------------------------------
-
-
-def diff_page(site: Site) -> str:
-    from gptspec.diff import Diff
-
-    d = site.diff
-    if not isinstance(d, Diff):  # an invariant of the structure; the check narrows the type
-        raise ConfigError(f"{type(d).__name__} at d, but expected a Diff [gptspec docs]")
-    tally = ", ".join(f"{n} {k}" for k, n in d.summary.items()) or "no change"
-    def op_text(text: str) -> str:
-        """An op as the diff writes it, each ``name=value`` kept on one line."""
-        return "<code>" + ", ".join(f'<span class="nowrap">{e(part)}</span>' for part in text.split(", ")) + "</code>" if text else "—"
-
-    op_rows = [[e(c.change), code(c.a_where) if c.a_where else "—", code(c.b_where) if c.b_where else "—", op_text(c.a), op_text(c.b)]
-               for c in d.ops]
-    ops = table(f"Ops: {e(tally)}", ["change", "where in A", "where in B", "A", "B"], op_rows) if op_rows else "<p>The same ops, wired the same way.</p>"
-    theta_rows = [[e(r.status), code(r.pattern), code(r.a_shape), f"{r.a_entries:,}", f"{r.a_count:,}", code(r.b_shape), f"{r.b_entries:,}", f"{r.b_count:,}"]
-                  for r in d.theta if r.status != "same"]
-    same = sum(1 for r in d.theta if r.status == "same")
-    theta = table("Θ entry patterns that differ", ["", "pattern", "A shape", "A entries", "A parameters", "B shape", "B entries", "B parameters"],
-                  theta_rows, {3, 4, 6, 7}) if theta_rows else ""
-    conventions = "".join(f"<li>only A's ops: {e(t)}</li>" for t in d.conventions[0]) + "".join(f"<li>only B's ops: {e(t)}</li>" for t in d.conventions[1])
-    config = table("Config fields that differ", ["field", "A", "B"], [[code(f), code(x), code(y)] for f, x, y in d.config]) if d.config else "<p>None.</p>"
-    formulas = "".join(math(rf"\#\Theta_{{{side}}} = " + symbol_latex(sympify(f)), True, f"diff {side}") for side, f in zip("AB", d.formulas))
-    causal = "".join(f"<li>A: {e(x.strip())}</li>" for x in d.causality[0]) + "".join(f"<li>B: {e(x.strip())}</li>" for x in d.causality[1])
-    body = f"""<h1>{e(d.b_name)}: what it changes relative to {e(d.a_name)}</h1>
-{lead(__import__("gptspec.diff", fromlist=["Diff"]))}
-<p>A = {e(d.a_source)} (family {code(d.families[0] or "none")}); B = {e(d.b_source)} (family {code(d.families[1] or "none")}), the
-architecture these pages document. The same comparison in a terminal: <code>gptspec diff</code> with A and B.</p>
-<h2 id="ops">Ops</h2>
-{ops}
-<h2 id="theta">Θ</h2>
-<p><span class="nowrap">{d.counts[0]:,}</span> → <span class="nowrap">{d.counts[1]:,}</span> parameters
-(<span class="nowrap">{d.counts[1] - d.counts[0]:+,}</span>); {same} entry pattern{"s" if same != 1 else ""} the same in both.</p>
-{formulas}
-{theta}
-<h2 id="conventions">Conventions and config</h2>
-<ul>{conventions or "<li>The same conventions concern both.</li>"}</ul>
-{config}
-<h2 id="causality">Causality</h2>
-<ul>{causal}</ul>
-"""
-    return page(site, "diff.html", "Changes", body)
-
-
-# -- theta, theorems, conventions: written once (gptspec/docs/pages.py) ------------------------
+# -- the pages, written once (gptspec/docs/pages.py) --------------------------------------------
 
 
 def rendered(site: Site, doc: Page) -> str:
@@ -355,13 +87,13 @@ def rendered(site: Site, doc: Page) -> str:
 def write_html(site: Site, out: Path) -> list[Path]:
     """Write the site into ``out``; return the files written."""
     files = {
-        "index.html": index_page(site),
+        "index.html": rendered(site, written_once.index(site)),
         "algorithm.html": rendered(site, written_once.algorithm(site)),
         "ops.html": rendered(site, written_once.ops(site)),
         "theta.html": rendered(site, written_once.theta(site, "breakdown.svg")),
         "theorems.html": rendered(site, written_once.theorems(site)),
         "conventions.html": rendered(site, written_once.conventions(site)),
-        **({"diff.html": diff_page(site)} if site.diff is not None else {}),
+        **({"diff.html": rendered(site, written_once.diff(site))} if site.diff is not None else {}),
         "style.css": STYLE,
         "site.js": SCRIPT,
     }
