@@ -53,9 +53,9 @@ from gptspec.checkpoint.hf_llama import LLAMA_LAYOUTS
 from reference import evaluate, forward
 from spec import CheckpointError, ConfigError, build, count, preset
 from spec.architectures import LlamaConfig, build_llama
-from spec.graph import Architecture, Composite, Graph
 from spec.masks import Banded, Causal
 from spec.theta import random_theta
+from tests.hf_equal import hf_run, relative_errors, value_path
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
@@ -251,49 +251,6 @@ def hf_model(case: str, seed: int | None = None) -> Any:
             else:
                 torch.nn.init.normal_(parameter, mean=0.0, std=1.0 / parameter.shape[1] ** 0.5)
     return model.eval()
-
-
-def value_path(graph: Graph, path: str, prefix: str = "") -> str:
-    """The path of the value a DAG path names: a primitive's own, a composite's output's."""
-    for name, node in graph.nodes.items():
-        if path == name and isinstance(node.op, Composite):
-            source = next(iter(node.op.body.outputs.values()))
-            if source.node is None:
-                raise KeyError(f"{prefix}{path} outputs its input")
-            return value_path(node.op.body, source.node, f"{prefix}{name}.")
-        if path == name:
-            return prefix + name
-        if path.startswith(name + ".") and isinstance(node.op, Composite):
-            return value_path(node.op.body, path[len(name) + 1 :], f"{prefix}{name}.")
-    raise KeyError(f"{prefix}{path} is not a node")
-
-
-def hf_run(model: Any, ids: list[int], modules: dict[str, str]) -> dict[str, np.ndarray]:
-    """HF's logits and the output of every module the layout names, keyed by the layout's DAG path."""
-    values: dict[str, np.ndarray] = {}
-    hooks = []
-    for name, path in modules.items():
-        module = model.get_submodule(name)
-
-        def keep(_m: Any, _i: Any, out: Any, path: str = path) -> None:
-            values[path] = (out[0] if isinstance(out, tuple) else out)[0].double().numpy()
-
-        hooks.append(module.register_forward_hook(keep))
-    try:
-        with torch.no_grad():
-            out = model(torch.tensor([ids]))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    values["logits"] = out.logits[0].double().numpy()
-    return values
-
-
-def relative_errors(arch: Architecture, ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> dict[str, float]:
-    return {
-        path: float(np.max(np.abs(ours[value_path(arch, path) if path != "logits" else path] - value)) / np.max(np.abs(value)))
-        for path, value in theirs.items()
-    }
 
 
 def sequence(seed: int, n_vocab: int) -> list[int]:

@@ -48,15 +48,14 @@ from transformers import (
     Qwen3MoeForCausalLM,
 )
 
-import fast
 import reference
 from gptspec.checkpoint import Tensor, export_state_dict, import_state_dict, layout, load, native_config, read_native_config
 from gptspec.verify.tolerance import VERIFY, storer
-from reference import evaluate, forward
+from reference import forward
 from spec import CheckpointError, build, count, preset
 from spec.architectures.registry import instances
-from spec.graph import Composite, Graph
 from spec.theta import random_theta
+from tests.hf_equal import assert_reference_and_fast_equal, hf_run, value_path
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
@@ -230,38 +229,6 @@ def saved(case: str, directory: Path, **save: Any) -> Any:
     return model
 
 
-def value_path(graph: Graph, path: str, prefix: str = "") -> str:
-    for name, node in graph.nodes.items():
-        if path == name and isinstance(node.op, Composite):
-            source = next(iter(node.op.body.outputs.values()))
-            if source.node is None:
-                raise KeyError(f"{prefix}{path} outputs its input")
-            return value_path(node.op.body, source.node, f"{prefix}{name}.")
-        if path == name:
-            return prefix + name
-        if path.startswith(name + ".") and isinstance(node.op, Composite):
-            return value_path(node.op.body, path[len(name) + 1 :], f"{prefix}{name}.")
-    raise KeyError(f"{prefix}{path} is not a node")
-
-
-def hf_run(model: Any, ids: list[int], modules: dict[str, str]) -> dict[str, np.ndarray]:
-    values: dict[str, np.ndarray] = {}
-    hooks = []
-    for name, path in modules.items():
-        def keep(_m: Any, _i: Any, out: Any, path: str = path) -> None:
-            values[path] = (out[0] if isinstance(out, tuple) else out)[0].double().numpy()
-
-        hooks.append(model.get_submodule(name).register_forward_hook(keep))
-    try:
-        with torch.no_grad():
-            out = model(torch.tensor([ids]))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    values["logits"] = out.logits[0].double().numpy()
-    return values
-
-
 def sequence(seed: int, n_vocab: int) -> list[int]:
     return [int(i) for i in np.random.default_rng(seed).integers(0, n_vocab, size=T)]
 
@@ -274,21 +241,7 @@ def test_logits_and_every_module_match_hugging_face_through_reference_and_fast(t
     ids = sequence(len(case), arch.dim("n_vocab"))
     with hf_in_float64():
         theirs = hf_run(model, ids, lay.module_paths(arch.config))
-    ours = evaluate(arch, theta, {"ids": ids})
-    errors = {
-        path: float(np.max(np.abs(ours[value_path(arch, path) if path != "logits" else path] - value)) / np.max(np.abs(value)))
-        for path, value in theirs.items()
-    }
-    worst = max(errors, key=errors.__getitem__)
-    assert errors[worst] <= RTOL, f"max|ours − hf| / max|hf| at {worst}={errors[worst]:.3g} > {RTOL} [{case}]; all: {errors}"
-    assert len(errors) == len(lay.module_paths(arch.config)) + 1
-    assert np.max(np.abs(theirs["logits"])) > 0.5, f"logits too small to be a meaningful test [{case}]"
-    program = fast.compile(arch, theta, "float64", block=4)
-    fused = [step.path for step in program.steps if step.plan is not None]
-    assert fused == [f"blocks.{i}.attn" for i in range(arch.dim("n_layers"))], f"attention runs fused: {fused}"
-    got = program.forward(np.array([ids]))[0]
-    want = theirs["logits"]
-    assert np.max(np.abs(got - want)) <= RTOL * np.max(np.abs(want)), f"fast/ differs from Hugging Face [{case}]"
+    assert_reference_and_fast_equal(arch, theta, ids, theirs, len(lay.module_paths(arch.config)), RTOL, case)
 
 
 

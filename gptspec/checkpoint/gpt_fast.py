@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gptspec.checkpoint.layout import ConfigKey, Layout, Tensor, ignore, model, number, register_layout, whole
+from gptspec.checkpoint.layout import Alias, ConfigKey, Layout, Tensor, ignore, model, number, register_layout, whole
+from gptspec.checkpoint.meta_llama import META_LLAMA
 from spec.architectures import LlamaConfig
 from spec.config import Config
 from spec.errors import CheckpointError
@@ -74,6 +75,19 @@ def write_config(config: Any) -> dict[str, object]:
             "norm_eps": c.eps}
 
 
+SEPARATE_QKV = ("layers.{i}.attention.wq.weight", "layers.{i}.attention.wk.weight", "layers.{i}.attention.wv.weight")
+"""Meta's three projections, which gpt-fast stores as one."""
+
+WQKV = Tensor("layers.{i}.attention.wqkv.weight", ("blocks.{i}.attn.W_Q", "blocks.{i}.attn.W_K", "blocks.{i}.attn.W_V"),
+              "[h e | g e | g e] d", "h d e | g d e | g d e")
+"""nn.Linear (out, in); rows: the h query heads, then the g key heads, then the g value heads."""
+
+
+def fused_qkv(tensors: tuple[Tensor | Alias, ...]) -> tuple[Tensor | Alias, ...]:
+    """Meta's rows (gptspec/checkpoint/meta_llama.py) with wq, wk, wv replaced by gpt-fast's one wqkv."""
+    return tuple(WQKV if t.external == SEPARATE_QKV[0] else t for t in tensors if t.external not in SEPARATE_QKV[1:])
+
+
 GPT_FAST = register_layout(Layout(
     name="gpt-fast",
     family="llama",
@@ -82,34 +96,8 @@ GPT_FAST = register_layout(Layout(
     read_config=read_config,
     write_config=write_config,
     layers=lambda c: c.n_layers,
-    tensors=(
-        Tensor("tok_embeddings.weight", ("W_E",), "v d", "v d"),
-        Tensor("layers.{i}.attention_norm.weight", ("blocks.{i}.norm_1.gamma",), "d", "d"),
-        # nn.Linear (out, in); rows: the h query heads, then the g key heads, then the g value heads
-        Tensor("layers.{i}.attention.wqkv.weight", ("blocks.{i}.attn.W_Q", "blocks.{i}.attn.W_K", "blocks.{i}.attn.W_V"),
-               "[h e | g e | g e] d", "h d e | g d e | g d e"),
-        Tensor("layers.{i}.attention.wo.weight", ("blocks.{i}.attn.W_O",), "d (h e)", "h e d"),
-        Tensor("layers.{i}.ffn_norm.weight", ("blocks.{i}.norm_2.gamma",), "d", "d"),
-        Tensor("layers.{i}.feed_forward.w1.weight", ("blocks.{i}.mlp.W_gate",), "m d", "d m"),
-        Tensor("layers.{i}.feed_forward.w3.weight", ("blocks.{i}.mlp.W_up",), "m d", "d m"),
-        Tensor("layers.{i}.feed_forward.w2.weight", ("blocks.{i}.mlp.W_down",), "d m", "m d"),
-        Tensor("norm.weight", ("norm_f.gamma",), "d", "d"),
-        Tensor("output.weight", ("W_U",), "v d", "d v"),
-    ),
-    modules=(
-        ("tok_embeddings", "token_embedding"),
-        ("layers.{i}", "blocks.{i}"),
-        ("layers.{i}.attention_norm", "blocks.{i}.norm_1"),
-        ("layers.{i}.attention", "blocks.{i}.attn"),
-        ("layers.{i}.attention.wo", "blocks.{i}.attn.W_O"),
-        ("layers.{i}.ffn_norm", "blocks.{i}.norm_2"),
-        ("layers.{i}.feed_forward", "blocks.{i}.mlp"),
-        ("layers.{i}.feed_forward.w1", "blocks.{i}.mlp.W_gate"),
-        ("layers.{i}.feed_forward.w3", "blocks.{i}.mlp.W_up"),
-        ("layers.{i}.feed_forward.w2", "blocks.{i}.mlp.W_down"),
-        ("norm", "norm_f"),
-        ("output", "unembed"),
-    ),
+    tensors=fused_qkv(META_LLAMA.tensors),
+    modules=META_LLAMA.modules,
     # two layers, grouped-query heads (4 query, 2 key/value), interleaved pairs
     default=LlamaConfig(n_vocab=59, n_ctx=16, d_model=16, n_layers=2, n_heads=4, n_kv_heads=2, d_mlp=40, eps=1e-5,
                         rope_pairing="interleaved", name="gpt-fast-small-default"),
