@@ -36,15 +36,21 @@ output cotangent is the first to disagree (a GELU between ``c_fc`` and ``c_proj`
 micro_batches)`` accumulating ``.grad``, judged against the gradient of the whole batch's objective
 and diagnosed against the usual wrong accumulations (section "training steps" below).
 ``gptspec check --grad`` runs fast/'s backward through the same runner (last section).
+
+**One case loop.** :class:`GradRunner` is a :class:`~gptspec.verify.session.CaseLoop`, as the
+forward run's ``Runner`` is: progress, the ``--timeout`` deadline between cases, the target's
+exceptions, exits and hangs, the smallest input that raises, greedy shrinking
+(:func:`gptspec.verify.shrink.shrink` over :func:`grad_candidates`), the localisation checked on
+the unshrunk case, and the counterexample script are the forward's; this module says how a
+gradient case is judged, shrunk, localised in backward order and scripted.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +61,8 @@ from gptspec.verify.compare import Comparison, compare
 from gptspec.verify.component import Result
 from gptspec.verify.draws import ThetaDraw, draw_theta
 from gptspec.verify.localise import Localisation
+from gptspec.verify.session import CaseLoop, Options, Setup, describe_config
+from gptspec.verify.shrink import smaller_configs
 from gptspec.verify.structure import structure
 from gptspec.verify.tolerance import UNIT_ROUNDOFF, Policy, longest_reduction, storer
 from spec.errors import ConfigError
@@ -738,50 +746,26 @@ def _said(o: Observation) -> str:
 # -- shrinking and scripts ------------------------------------------------------------------------------------
 
 
-SIZE_FIELDS = ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_head", "d_mlp", "n_ctx", "n_vocab")
 MINIMUM = {"n_vocab": 2, "n_ctx": 2, "d_model": 4}
-"""The least value shrinking tries. d_model stops at 4: over 2 features a layer norm's x̂ is ±1
-whatever x is, so its backward is pure cancellation (a Jacobian of order ε/σ³) whose float32
-rounding no model of one rounding per value bounds — a correct float32 backward fails there
-(docs/tolerances.md, "Gradients")."""
+"""The least value shrinking tries, per size field (gptspec.verify.shrink.SIZE_FIELDS). d_model
+stops at 4: over 2 features a layer norm's x̂ is ±1 whatever x is, so its backward is pure
+cancellation (a Jacobian of order ε/σ³) whose float32 rounding no model of one rounding per value
+bounds — a correct float32 backward fails there (docs/tolerances.md, "Gradients")."""
 
 
-def shrink_case(case: GradCase, still_fails: Callable[[GradCase], bool], *, resizable: bool, config_ok: Callable[[Any], bool],
-                max_attempts: int = 40, max_seconds: float = 60.0) -> tuple[GradCase, int]:
-    """The smallest case found that still fails: a smaller config (a rebuilt target), fewer rows
-    (whole micro-batches kept), shorter rows, a plainer θ — greedy, smallest candidates first."""
-    attempts, start = 0, time.perf_counter()
-    improved = True
-    while improved and attempts < max_attempts and time.perf_counter() - start < max_seconds:
-        improved = False
-        for candidate in filter(counted_ok, _candidates(case, resizable, config_ok)):
-            if attempts >= max_attempts or time.perf_counter() - start >= max_seconds:
-                break
-            attempts += 1
-            if still_fails(candidate):
-                case, improved = candidate, True
-                break
-    return case, attempts
+def grad_candidates(case: GradCase, resizable: bool, config_ok: Callable[[Any], bool]) -> Iterator[GradCase]:
+    """A gradient example's smaller candidates, smallest first (for the one greedy loop,
+    :func:`gptspec.verify.shrink.shrink`): a smaller config (a rebuilt target), fewer rows (whole
+    micro-batches kept), shorter rows, a plainer θ — each counting a token per row (:func:`counted_ok`)."""
+    return filter(counted_ok, _candidates(case, resizable, config_ok))
 
 
 def _candidates(case: GradCase, resizable: bool, config_ok: Callable[[Any], bool]) -> Iterator[GradCase]:
     if resizable:
-        config = case.config
-        names = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
-        for name in SIZE_FIELDS:
-            value = getattr(config, name, None) if name in names else None
-            if not isinstance(value, int) or isinstance(value, bool) or value <= MINIMUM.get(name, 1):
-                continue
-            for smaller in sorted({MINIMUM.get(name, 1), 2, value // 2, value - 1}):
-                if not MINIMUM.get(name, 1) <= smaller < value:
-                    continue
-                try:
-                    new = config.replace(**{name: smaller})
-                except Exception:  # noqa: BLE001 - the family refuses this size
-                    continue
-                fitted = _fit(case, new)
-                if fitted is not None and config_ok(new):
-                    yield fitted
+        for config in smaller_configs(case.config, MINIMUM):
+            fitted = _fit(case, config)
+            if fitted is not None and config_ok(config):
+                yield fitted
     groups = case.micro_batches()
     if case.micro and len(groups) > 2:
         for j in range(len(groups)):
@@ -876,41 +860,26 @@ class GradOptions:
             raise ConfigError("no gradient component asked for, but expected --grad or --train-step [gptspec verify]")
 
 
-class GradRunner:
-    """One gradient run over a :class:`~gptspec.verify.session.Setup`."""
+class GradRunner(CaseLoop[GradCase, GradVerdict]):
+    """One gradient run over a :class:`~gptspec.verify.session.Setup`: the case loop is the
+    forward run's (:class:`~gptspec.verify.session.CaseLoop`: progress, the deadline, the
+    target's exceptions, exits and hangs, shrinking, steady localisation, scripts); this class
+    says how a gradient case is judged, shrunk, localised in backward order and scripted."""
 
-    def __init__(self, s: Any, options: Any, grad: GradOptions, progress: Callable[[str], None] | None, target: str | None) -> None:
-        self.s, self.options, self.grad = s, options, grad
-        self.progress = progress or (lambda _m: None)
-        self.target = target
-        self._archs: dict[Hashable, Architecture] = {s.arch.config: s.arch}
-        self.load_snippet: str | None = None
-        """Python defining ``target`` (a given θ's run, ``check --grad``), for its counterexample scripts."""
+    titles = GRAD_COMPONENTS
+    localising = "localising in backward order"
+    shrink_attempts = 40
+
+    def __init__(self, s: Setup, options: Options, grad: GradOptions, progress: Callable[[str], None] | None, target: str | None) -> None:
+        super().__init__(s, options, progress, target)
+        self.grad = grad
 
     def theta_for(self, arch: Architecture, case: GradCase) -> Mapping[str, np.ndarray]:
         """θ of a case: the given one (``check --grad``), else the case's draw."""
-        given = getattr(self.s, "theta", None)
+        given = self.s.theta
         if given is not None and arch.config == self.s.arch.config:
             return dict(given)
         return draw_theta(arch, case.draw, self.s.dtype)
-
-    def arch_for(self, config: Any) -> Architecture:
-        if config not in self._archs:
-            from spec import build
-
-            self._archs[config] = build(config)
-        return self._archs[config]
-
-    def config_ok(self, config: Any) -> bool:
-        from spec.errors import GptSpecError
-
-        try:
-            if self.s.layout is not None:
-                self.s.layout.write_config(config)
-            self.arch_for(config)
-            return True
-        except GptSpecError:
-            return False
 
     def objective(self, key: str) -> Objective:
         return self.grad.objective if key == "grad" else Objective()
@@ -945,107 +914,53 @@ class GradRunner:
                         note=f"{what} {loss:.9g}, the spec's {want.loss:.9g}{note}")
         return verdict, want, got
 
-    def run(self, key: str, cases: Sequence[GradCase]) -> Result:
-        from gptspec.verify.isolate import RunTimeout, TargetFailure, TargetRaised
-        from gptspec.verify.session import describe_config, raised
-        from spec.errors import GptSpecError
+    def judge(self, key: str, case: GradCase) -> GradVerdict:
+        return self.check(key, case)[0]
 
-        name = GRAD_COMPONENTS[key]
-        result = Result(name, key=key)
-        start = time.perf_counter()
-        for i, case in enumerate(cases):
-            self.progress(f"{name}: example {i + 1}/{len(cases)} ({case.describe(self.s.dtype)})")
-            try:
-                verdict, _, _ = self.check(key, case)
-            except (KeyboardInterrupt, RunTimeout):
-                raise
-            except TargetFailure as failure:
-                result.passed, result.detail, result.ratio = False, str(failure), float("inf")
-                result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}"
-                break
-            except (GptSpecError, TargetRaised) as error:
-                result.error, result.passed = f"{error} (on {case.describe(self.s.dtype)})", False
-                break
-            except Exception as error:  # noqa: BLE001 - the target raised in this process (in-process runs)
-                result.error, result.passed = f"the target raised {raised(error)} (on {case.describe(self.s.dtype)})", False
-                break
-            result.examples += 1
-            if verdict.ratio >= result.ratio:
-                result.ratio, result.max_error, result.budget = verdict.ratio, verdict.comparison.max_abs, verdict.budget
-                result.e_store, result.detail = verdict.e_store, str(verdict)
-            if not verdict.passed:
-                self.fail(result, key, case, verdict)
-                break
-        result.seconds = time.perf_counter() - start
-        return result
+    def candidates(self, key: str, case: GradCase) -> Iterator[GradCase]:
+        return grad_candidates(case, self.resizable(key), self.config_ok)
 
-    def fail(self, result: Result, key: str, case: GradCase, verdict: GradVerdict) -> None:
-        from gptspec.verify.session import describe_config
+    def smallest(self, case: GradCase) -> GradCase:
+        """Two tokens per row, every label counted."""
+        return replace(case, tokens=tuple(r[:2] for r in case.tokens), ignored=tuple(() for _ in case.ignored))
 
-        result.passed = False
-        attempts = 0
-        if self.options.shrink:
-            self.progress(f"{result.component}: shrinking the counterexample …")
+    def settle(self, key: str, case: GradCase, verdict: GradVerdict, loc: Localisation, original: GradCase,
+               original_verdict: GradVerdict) -> tuple[GradCase, GradVerdict, Localisation, bool]:
+        """Steady under shrinking: when the original case localises elsewhere, the unshrunk
+        counterexample is reported, with where the shrunk one localises."""
+        before = self.localise(key, original, original_verdict)
+        if before.path == loc.path:
+            return case, verdict, loc, False
+        note = (f"; shrinking reached {describe_config(case.config)}, {case.describe(self.s.dtype)}, which localises to "
+                f"{loc.path} ({loc.kind}) instead: the unshrunk counterexample is reported")
+        return original, original_verdict, replace(before, detail=before.detail + note), True
 
-            def still_fails(candidate: GradCase) -> bool:
-                try:
-                    return not self.check(key, candidate)[0].passed
-                except Exception:  # noqa: BLE001 - a candidate the target cannot run is not smaller
-                    return False
-
-            resizable = bool(getattr(self.s.impl, "resizable", False)) and getattr(self.s, "theta", None) is None
-            original = case
-            case, attempts = shrink_case(case, still_fails, resizable=resizable, config_ok=self.config_ok)
-        else:
-            original = case
-        verdict, want, _ = self.check(key, case)
-        note = ""
-        if self.options.localise:
-            self.progress(f"{result.component}: localising in backward order …")
-            try:
-                loc = self.localise(key, case, verdict, want)
-                if case != original:  # steady under shrinking: the original case must localise alike
-                    first, first_want, _ = self.check(key, original)
-                    before = self.localise(key, original, first, first_want)
-                    if before.path != loc.path:
-                        note = (f"; shrinking reached {describe_config(case.config)}, {case.describe(self.s.dtype)}, which localises to "
-                                f"{loc.path} ({loc.kind}) instead: the unshrunk counterexample is reported")
-                        case, verdict, loc, attempts = original, first, before, 0
-                result.localisation = replace(loc, detail=loc.detail + note).as_dict()
-            except Exception as error:  # noqa: BLE001 - a diagnosis: its failure must not hide the verdict
-                result.localisation = Localisation("model", "model", "none", f"localisation failed: {type(error).__name__}: {error}").as_dict()
-        result.max_error, result.budget, result.ratio = verdict.comparison.max_abs, verdict.budget, verdict.ratio
-        result.e_store, result.detail = verdict.e_store, str(verdict)
-        result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}" + (f" (shrunk in {attempts} tries)" if attempts else "")
-        if isinstance(self.target, str):
-            result.counterexample = grad_script(self.target, self.script_options(), key, case)
-        elif self.load_snippet is not None:
-            result.counterexample = (f"{self.load_snippet}\nfrom gptspec.verify.draws import ThetaDraw\nfrom gptspec.verify.grad import GradCase, reproduce_fast_grad\n"
-                                     f"from {type(case.config).__module__} import {type(case.config).__name__}\n"
-                                     f"print(reproduce_fast_grad(target, {self.s.dtype!r}, {key!r}, {case!r}))")
-
-    def localise(self, key: str, case: GradCase, verdict: GradVerdict, want: Expected) -> Localisation:
+    def localise(self, key: str, case: GradCase, verdict: GradVerdict) -> Localisation:
         arch = self.arch_for(case.config)
         theta = self.theta_for(arch, case)
         if key == "train-step":
             return diagnose(self, arch, theta, case, verdict)
         try:
-            _, _, got = self.check(key, case, observe=True)
+            _, want, got = self.check(key, case, observe=True)
             observed = got["observed"]
         except Exception:  # noqa: BLE001 - a module that refuses hooks: the Θ gradients alone
+            _, want, _ = self.check(key, case)
             observed = []
         return localise(arch, theta, case, want, verdict, observed, self.s.dtype, self.grad.policy)
 
+    def case_script(self, key: str, case: GradCase) -> str | None:
+        if isinstance(self.options_target, str):
+            return grad_script(self.options_target, self.script_options(), key, case)
+        if self.s.target_snippet is not None:  # θ given (check --grad): fast/'s backward at the target's θ
+            return (f"{self.s.target_snippet}\nfrom gptspec.verify.draws import ThetaDraw\nfrom gptspec.verify.grad import GradCase, reproduce_fast_grad\n"
+                    f"from {type(case.config).__module__} import {type(case.config).__name__}\n"
+                    f"verdict = reproduce_fast_grad(target, {self.s.dtype!r}, {key!r}, {case!r})\n"
+                    "print(verdict)\nraise SystemExit(0 if verdict.passed else 1)\n")
+        return None
+
     def script_options(self) -> dict[str, Any]:
-        o = self.options
-        inferred = self.s.layout.name.startswith("auto-")
-        out: dict[str, Any] = {"layout": "auto" if inferred else self.s.layout.name, "dtype": self.s.dtype}
-        if o.attn_implementation:
-            out["attn_implementation"] = o.attn_implementation
-        if o.model is not None:
-            out["model"] = o.model
-        if o.sets:
-            out["sets"] = tuple(o.sets)
+        out = super().script_options()
+        del out["empty_rows"]  # no padded positions in a gradient run
         if self.grad.train_step:
             import os
 
@@ -1056,17 +971,18 @@ class GradRunner:
             out["objective"] = {"ignore_index": o_.ignore_index, "label_smoothing": o_.label_smoothing, "z_loss": o_.z_loss, "reduction": o_.reduction}
         return out
 
-    def components(self) -> list[tuple[str, list[GradCase]]]:
+    def plan(self) -> dict[str, list[GradCase]]:
+        """The cases of each gradient component, by key, in order."""
         s, o = self.s, self.options
         n_ctx, n_vocab = s.arch.dim("n_ctx"), s.arch.dim("n_vocab")
-        out = []
+        out: dict[str, list[GradCase]] = {}
         if self.grad.grad:
             cases = grad_cases(s.arch.config, n_ctx, n_vocab, examples=self.grad.examples, seed=o.seed, max_len=o.max_len)
-            out.append(("grad", cases))
+            out["grad"] = cases
             if self.grad.own_loss:
-                out.append(("own-loss", cases))
+                out["own-loss"] = cases
         if self.grad.train_step:
-            out.append(("train-step", grad_cases(s.arch.config, n_ctx, n_vocab, examples=self.grad.examples, seed=o.seed, max_len=o.max_len, train=True)))
+            out["train-step"] = grad_cases(s.arch.config, n_ctx, n_vocab, examples=self.grad.examples, seed=o.seed, max_len=o.max_len, train=True)
         return out
 
     def own_loss(self) -> bool:
@@ -1089,19 +1005,8 @@ def verify_grad(target: object, options: Any = None, grad: GradOptions | None = 
     """``gptspec verify TARGET --grad [--train-step M:F]``: the gradient components of a torch
     target (module docstring), as a :class:`~gptspec.verify.session.Report`. The target runs in a
     child process as for the forward (isolated unless it is an object that cannot be sent)."""
-    import numpy as _np
-
-    from gptspec.verify.isolate import Guarded, Isolated, RunTimeout
-    from gptspec.verify.session import (
-        NUMPY_DEFAULT_ERRORS,
-        Options,
-        Report,
-        describe_config,
-        function_fields,
-        isolated_setup,
-        setup,
-        target_payload,
-    )
+    from gptspec.verify.isolate import Isolated, RunTimeout
+    from gptspec.verify.session import NUMPY_DEFAULT_ERRORS, Report, function_fields, prepare, stopped
 
     options = replace(options or Options(), **changes)
     options.check()
@@ -1109,34 +1014,27 @@ def verify_grad(target: object, options: Any = None, grad: GradOptions | None = 
     grad.check()
     start = time.perf_counter()
     deadline = None if options.timeout is None else time.monotonic() + options.timeout
-    notes: list[str] = []
-    with _np.errstate(**NUMPY_DEFAULT_ERRORS):  # type: ignore[arg-type]
-        isolate = options.isolate if options.isolate is not None else isinstance(target, str)
-        payload = target_payload(target) if isolate else None
-        if payload is not None:
-            s = isolated_setup(payload, replace(options, weights=False), deadline)
-        else:
-            s = setup(target, replace(options, weights=False))
-            s.impl = Guarded(s.impl, s.label, _np.geterr())
-            notes.append("in-process: the target runs in this process")
+    with np.errstate(**NUMPY_DEFAULT_ERRORS):  # type: ignore[arg-type]
+        s, notes = prepare(target, replace(options, weights=False), deadline)
         try:
             runner = GradRunner(s, options, grad, progress, target if isinstance(target, str) else None)
+            runner.deadline = deadline
             report = Report(
                 target=s.label, implementation=s.impl.name, layout=s.named_layout().name, architecture=f"{s.arch.name}: {describe_config(s.arch.config)}",
                 dtype=s.dtype, empty_rows="ignore", policy=describe_policy(grad.policy, s.dtype, s.arch), seed=options.seed,
                 function=function_fields(s.arch.config),
             )
-            setattr(report, "draws", "plain / ~30; unpadded rows, some labels ignored")  # noqa: B010 - not a Report field (session.py is not ours): the header's θ line, read with getattr by gptspec/verify/report.py
+            report.draws = "plain / ~30; unpadded rows, some labels ignored"
             report.notes += s.notes + notes + [f"objective: {describe_objective(grad.objective)} (component grad); own-loss and train-step: "
                                                f"{describe_objective(Objective())}"]
-            for key, cases in runner.components():
+            for key, cases in runner.plan().items():
                 if key == "own-loss" and not runner.own_loss():
                     result = Result(GRAD_COMPONENTS[key], key=key, passed=False, skipped="the target computes no loss of its own (forward(…, labels=…) → .loss)")
                 else:
                     try:
-                        result = runner.run(key, cases)
+                        result = runner.run_cases(key, cases)
                     except RunTimeout as late:
-                        result = Result("run", key="run", passed=False, error=f"{late}: stopped after --timeout {options.timeout:g} s")
+                        result = stopped(late, options.timeout)
                 report.results.append(result)
                 if on_result is not None:
                     on_result(result)
@@ -1162,7 +1060,7 @@ def describe_policy(policy: Policy, dtype: str, arch: Architecture) -> str:
 
 def reproduce_grad(target: object, component: str, case: GradCase, **options: Any) -> GradVerdict:
     """Judge one gradient component on one case (what a counterexample script calls)."""
-    from gptspec.verify.session import Options, setup
+    from gptspec.verify.session import setup
 
     objective = options.pop("objective", None)
     train_step = options.pop("train_step", None)
@@ -1307,17 +1205,12 @@ class FastGradients:
                 "theta": {name: np.asarray(g, dtype=np.float64) for name, g in grads.items()}}
 
 
-@dataclass
-class GivenSetup:
-    """What a :class:`GradRunner` needs of a run that is not a torch target's (``check --grad``)."""
-
-    arch: Architecture
-    impl: Any
-    dtype: str
-    label: str
-    layout: Any = None
-    theta: Mapping[str, np.ndarray] | None = None
-    """θ given (a preset's draw): every case is judged at it, so the target is not resized."""
+def given_setup(target: Any, dtype: str, objective: Objective) -> Setup:
+    """The setup of ``check --grad``: fast/'s backward (:class:`FastGradients`) at ``target``'s θ
+    (a preset's draw: every case is judged at it, so the target is not resized), no layout; the
+    target's ``load_snippet`` starts every counterexample script."""
+    impl = FastGradients(dtype, objective)
+    return Setup(impl, target.label, None, target.arch, None, impl, dtype, theta=dict(target.theta), target_snippet=target.load_snippet)
 
 
 def check_grad(target: Any, dtype: str, *, examples: int, seed: int, objective: Objective = Objective(), shard: tuple[int, int] = (1, 1),
@@ -1326,22 +1219,19 @@ def check_grad(target: Any, dtype: str, *, examples: int, seed: int, objective: 
     reverse pass; ``own-loss``: fast/'s objective and reverse pass) on ``examples`` drawn batches at
     the target's θ, judged, shrunk and localised (Θ gradients only) by :class:`GradRunner` under
     ``check``'s policy (``DEFAULT``)."""
-    from gptspec.verify.session import Options
     from gptspec.verify.shard import owns
 
     arch = target.arch
-    s = GivenSetup(arch, FastGradients(dtype, objective), dtype, target.label, theta=target.theta)
     options = Options(seed=seed, max_len=8, isolate=False, cost_limit=False)
-    runner = GradRunner(s, options, GradOptions(objective=objective, examples=examples, policy=GRAD), None, None)
-    runner.load_snippet = target.load_snippet
+    runner = GradRunner(given_setup(target, dtype, objective), options, GradOptions(objective=objective, examples=examples, policy=GRAD), None, None)
     results = []
-    for key, cases in runner.components():
+    for key, cases in runner.plan().items():
         mine = [c for k, c in enumerate(cases) if owns(shard, k)]
         if not mine:
             continue
         if on_start is not None:
             on_start(GRAD_COMPONENTS[key])
-        result = runner.run(key, mine)
+        result = runner.run_cases(key, mine)
         result.component = {"grad": "backward: ∂L/∂θ from the spec's ∂L/∂logits", "own-loss": "backward: fast/'s loss and ∂L/∂θ"}[key] + \
             f" (B ≤ 3, T ≤ {min(arch.dim('n_ctx'), 8)}, ignored labels)"
         results.append(result)
@@ -1352,8 +1242,5 @@ def check_grad(target: Any, dtype: str, *, examples: int, seed: int, objective: 
 
 def reproduce_fast_grad(target: Any, dtype: str, component: str, case: GradCase, objective: Objective = Objective()) -> GradVerdict:
     """Judge fast/'s backward on one case at ``target``'s θ (what ``check --grad``'s scripts call)."""
-    from gptspec.verify.session import Options
-
-    s = GivenSetup(target.arch, FastGradients(dtype, objective), dtype, target.label, theta=target.theta)
-    runner = GradRunner(s, Options(isolate=False), GradOptions(objective=objective, policy=GRAD), None, None)
+    runner = GradRunner(given_setup(target, dtype, objective), Options(isolate=False), GradOptions(objective=objective, policy=GRAD), None, None)
     return runner.check(component, case)[0]

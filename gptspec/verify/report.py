@@ -24,7 +24,7 @@ def header(report: Report) -> list[str]:
         f"  function: {', '.join(f'{k}={_show(v)}' for k, v in report.function.items())}",
         f"  dtype {report.dtype}; {report.policy}",
         f"  empty rows: {report.empty_rows} — {DESCRIPTIONS.get(report.empty_rows, '')}",
-        f"  seed {report.seed}; θ drawn per example (biases and β nonzero, gains ≠ 1, scores {getattr(report, 'draws', 'plain / ~30 / ~1e4')})",
+        f"  seed {report.seed}; θ drawn per example (biases and β nonzero, gains ≠ 1, scores {report.draws})",
     ]
     lines += [f"  note: {n}" for n in report.notes]
     return lines

@@ -15,14 +15,17 @@ tolerance policy (docs/tolerances.md) and padded positions by the empty-row conv
 
 A failure is shrunk to a minimal counterexample (:mod:`gptspec.verify.shrink`), localised in
 spec terms (:mod:`gptspec.verify.localise`), and given a standalone script that reproduces it.
+The loop over cases (:class:`CaseLoop`) is the gradient run's too (gptspec/verify/grad.py:
+``GradRunner``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -47,7 +50,7 @@ from gptspec.verify.isolate import RunTimeout, TargetFailure, TargetRaised
 from gptspec.verify.localise import Localisation, by_intermediates, by_probes, component_only
 from gptspec.verify.oracle import ORACLE, content_key
 from gptspec.verify.shard import WHOLE, Shard, check_shard, describe, owns
-from gptspec.verify.shrink import script, shrink
+from gptspec.verify.shrink import candidates, script, shrink
 from gptspec.verify.strategies import distinct_ops, op_examples, small_op_examples
 from gptspec.verify.tolerance import VERIFY, Policy, dtype_name, longest_reduction
 from spec.errors import ConfigError, GptSpecError
@@ -148,6 +151,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     function: dict[str, Any] = field(default_factory=dict)
     """Every config field that changes the function judged, besides the sizes (:func:`function_fields`)."""
+    draws: str = "plain / ~30 / ~1e4"
+    """How θ's attention scores were drawn (the header's θ line); gradient runs draw their own."""
     identified: dict[str, Any] | None = None
     """What identify found (gptspec/verify/identify.py: Identified.as_dict), or None when it did not run."""
 
@@ -447,8 +452,54 @@ def describe_config(config: object) -> str:
 # -- running -----------------------------------------------------------------------------
 
 
-class Runner:
-    """One verification run: contexts per config, the checks, shrinking and localisation."""
+class Judged(Protocol):
+    """What the case loop reads of a verdict: a padded batch's :class:`~gptspec.verify.cases.Verdict`,
+    a gradient run's ``GradVerdict`` (gptspec/verify/grad.py)."""
+
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def comparison(self) -> Comparison: ...
+    @property
+    def budget(self) -> float: ...
+    @property
+    def e_store(self) -> float: ...
+
+
+class Drawn(Protocol):
+    """What the case loop reads of a case: a padded batch's :class:`~gptspec.verify.cases.Case`,
+    a gradient run's ``GradCase`` (gptspec/verify/grad.py)."""
+
+    @property
+    def config(self) -> Any: ...
+    def describe(self, dtype: str) -> str: ...
+
+
+C = TypeVar("C", bound=Drawn)
+V = TypeVar("V", bound=Judged)
+
+
+class CaseLoop(ABC, Generic[C, V]):
+    """The one case loop of every run — ``verify``'s and ``check``'s components (:class:`Runner`)
+    and the gradient runs (``verify --grad``, ``--train-step``, ``check --grad``:
+    gptspec/verify/grad.py, ``GradRunner``): each case judged in turn with progress and the
+    deadline checked between cases, the worst ratio kept, and every way a case can end besides a
+    verdict classified (:meth:`run_cases`); a failure shrunk, localised, checked steady on the
+    original and given a script (:meth:`fail`); a target raising on some inputs shrunk to the
+    smallest that raises (:meth:`raised_on`); a hang or a write into the inputs reported with its
+    input (:meth:`broke`). A run supplies what differs: how a case is judged (:meth:`judge`),
+    shown, shrunk (:meth:`candidates`, :meth:`smallest`), localised and scripted."""
+
+    titles: Mapping[str, str] = COMPONENTS
+    """Component keys and their report names."""
+    localising = "localising"
+    """What the progress line says while a failure is localised."""
+    shrink_attempts = 80
+    """Candidates shrinking a failure tries at most."""
 
     def __init__(self, s: Setup, options: Options, progress: Callable[[str], None] | None, target: str | None = None) -> None:
         self.s = s
@@ -457,14 +508,55 @@ class Runner:
         self.options_target = target
         """The target as a string, for scripts that reproduce a failure (None: an object)."""
         self._archs: dict[Hashable, Architecture] = {s.arch.config: s.arch}
-        self.passed: dict[str, bool] = {}
-        self.results: list[Result] = []
         self.broken = False
         """A component failed by a hang or a write into the inputs (:meth:`broke`), not by its values."""
         self.deadline: float | None = None
         """time.monotonic() after which the run stops (RunTimeout), checked between calls."""
-        self._weights_key: str | None = None
-        self._given_key: str | None = None
+
+    # -- what a run supplies ---------------------------------------------------------------
+
+    @abstractmethod
+    def judge(self, key: str, case: C) -> V:
+        """Component ``key``'s check of the target on one case."""
+
+    def brief(self, case: C) -> str:
+        """A case as its progress line shows it."""
+        return case.describe(self.s.dtype)
+
+    def detail(self, verdict: V) -> str:
+        """A verdict as its report line shows it."""
+        return str(verdict)
+
+    @abstractmethod
+    def candidates(self, key: str, case: C) -> Iterable[C]:
+        """Smaller cases than ``case``, smallest first (:func:`gptspec.verify.shrink.shrink`)."""
+
+    @abstractmethod
+    def smallest(self, case: C) -> C:
+        """The least input of ``case``'s shape: does the target run at all?"""
+
+    @abstractmethod
+    def localise(self, key: str, case: C, verdict: V) -> Localisation:
+        """Where the fault is, in spec terms (a failure's diagnosis)."""
+
+    @abstractmethod
+    def case_script(self, key: str, case: C) -> str | None:
+        """Python that reruns component ``key``'s check on ``case`` and exits 1 while it fails (None: no script)."""
+
+    def raised_in(self, key: str, case: C) -> tuple[str, str] | None:
+        """(DAG path, op kind) where the target raised on ``case``, when it can tell (None: it cannot)."""
+        return None
+
+    def before_shrinking(self, result: Result, key: str, case: C, verdict: V, still_fails: Callable[[C], V | None]) -> tuple[C, V] | None:
+        """A failure's first look: the case and verdict to shrink, or None when ``result`` is complete already."""
+        return case, verdict
+
+    def settle(self, key: str, case: C, verdict: V, loc: Localisation, original: C, original_verdict: V) -> tuple[C, V, Localisation, bool]:
+        """The shrunk counterexample's localisation checked on the original (:meth:`steady`): the
+        case, verdict and localisation reported, and whether that is the original case."""
+        return case, verdict, self.steady(loc, self.localise(key, original, original_verdict)), False
+
+    # -- the loop ----------------------------------------------------------------------------
 
     def on_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
@@ -477,38 +569,6 @@ class Runner:
             self._archs[config] = build(config)
         return self._archs[config]
 
-    def context(self, case: Case, key: str) -> Context:
-        ctx = Context(self.arch_for(case.config), self.s.dtype, self.options.policy, self.options.empty_rows, ORACLE)  # type: ignore[arg-type]
-        if self.s.theta is not None:  # θ given (gptspec check): named by its content once
-            if self._given_key is None:
-                self._given_key = content_key(self.s.arch, self.s.theta)
-            return replace(ctx, theta=self.s.theta, theta_key=self._given_key)
-        if key == "weights" and self.s.weights is not None:
-            if self._weights_key is None:  # the checkpoint's θ named by its content, once (gptspec/verify/oracle.py)
-                self._weights_key = content_key(self.s.arch, self.s.weights)
-            ctx = replace(ctx, theta=self.s.weights, theta_key=self._weights_key)
-        return ctx
-
-    def judge(self, key: str, case: Case) -> Verdict:
-        """Component ``key``'s check of the target on one case."""
-        return CHECKS[key](self.s.impl, self.context(case, key), case)
-
-    def variant(self, arch: Architecture) -> Runner:
-        """A run of the same target judged against ``arch`` (a variant of its architecture, with
-        Θ's shapes unchanged), neither shrinking, localising nor identifying: what identify
-        screens (gptspec/verify/identify.py)."""
-        trial = Runner(replace(self.s, arch=arch), replace(self.options, shrink=False, localise=False, identify=False), None)
-        trial.deadline = self.deadline
-        return trial
-
-    def loadable(self, arch: Architecture) -> bool:
-        """Whether the target, built for ``arch`` as ``--set`` builds it, takes a θ of ``arch``
-        (gptspec/verify/identify.py: loadable; asked of the child when the target is isolated)."""
-        from gptspec.verify.identify import loadable
-
-        ask = getattr(self.s.impl, "can_load", None)
-        return bool(ask(arch)) if callable(ask) else loadable(self.s.impl, arch)
-
     def config_ok(self, config: Any) -> bool:
         try:
             if self.s.layout is not None:
@@ -518,18 +578,28 @@ class Runner:
         except GptSpecError:
             return False
 
-    def run_cases(self, key: str, cases: Sequence[Case]) -> Result:
-        name = COMPONENTS[key]
-        check = CHECKS[key]
+    def resizable(self, key: str) -> bool:
+        """Whether shrinking may try smaller configs: the target can be rebuilt for one, and θ
+        is drawn per case (not the checkpoint's, nor given)."""
+        return bool(getattr(self.s.impl, "resizable", False)) and key != "weights" and self.s.theta is None
+
+    def record(self, result: Result, verdict: V) -> None:
+        """``verdict``'s figures as ``result``'s."""
+        result.max_error, result.budget, result.ratio = verdict.comparison.max_abs, verdict.budget, verdict.ratio
+        result.e_store, result.detail = verdict.e_store, self.detail(verdict)
+
+    def example(self, case: C) -> str:
+        return f"{describe_config(case.config)}; {case.describe(self.s.dtype)}"
+
+    def run_cases(self, key: str, cases: Sequence[C]) -> Result:
+        name = self.titles[key]
         result = Result(name, key=key)
         start = time.perf_counter()
-        impl = self.s.impl
         for i, case in enumerate(cases):
             self.on_time()
-            self.progress(f"{name}: example {i + 1}/{len(cases)} ({case.batch.describe()})")
-            ctx = self.context(case, key)
+            self.progress(f"{name}: example {i + 1}/{len(cases)} ({self.brief(case)})")
             try:
-                verdict = check(impl, ctx, case)
+                verdict = self.judge(key, case)
             except (KeyboardInterrupt, RunTimeout):
                 raise
             except TargetFailure as failure:  # a hang, a write into its inputs: a failure with this input as its counterexample
@@ -549,60 +619,194 @@ class Runner:
                 break
             result.examples += 1
             if verdict.ratio >= result.ratio:
-                result.ratio, result.max_error, result.budget = verdict.ratio, verdict.comparison.max_abs, verdict.budget
-                result.e_store, result.detail = verdict.e_store, _describe(verdict)
+                self.record(result, verdict)
             if not verdict.passed:
                 self.fail(result, key, case, verdict)
                 break
         result.seconds = time.perf_counter() - start
         return result
 
-    def raised_on(self, result: Result, key: str, case: Case, text: str) -> None:
+    def raised_on(self, result: Result, key: str, case: C, text: str) -> None:
         """The target raised on ``case``. If it runs on other inputs (an earlier case, or a
         smaller one tried while shrinking), that is a failure: the smallest input that raises is
         its counterexample (exit 1), localised to where it raised. If it raised on every input
         tried, it could not run (exit 2)."""
-        check, impl = CHECKS[key], self.s.impl
         ran = result.examples > 0
         last = [text]
 
-        def raises(candidate: Case) -> Verdict | None:
+        def raises(candidate: C) -> bool | None:
             nonlocal ran
             try:
-                check(impl, self.context(candidate, key), candidate)
+                self.judge(key, candidate)
             except (KeyboardInterrupt, RunTimeout):
                 raise
             except (TargetFailure, GptSpecError, SystemExit):
                 return None  # another way of failing: not the same failure
             except TargetRaised as error:
                 last[0] = str(error)
-                return RAISED
+                return True
             except BaseException as error:  # noqa: BLE001 - the target raised again: a smaller counterexample
                 last[0] = f"the target raised {raised(error)}"
-                return RAISED
+                return True
             ran = True
             return None
 
         attempts = 0
         if self.options.shrink:
             self.progress(f"{result.component}: the target raised; looking for the smallest input that raises …")
-            resizable = self.resizable(key)
-            case, _, attempts = shrink(case, raises, resizable=resizable, config_ok=self.config_ok, max_attempts=40)
-        if not ran:  # does it run at all? one token per row
-            raises(replace(case, batch=replace(case.batch, tokens=tuple(t[:1] for t in case.batch.tokens), width=1)))
+            case, _, attempts = shrink(case, raises, lambda c: self.candidates(key, c), max_attempts=40)
+        if not ran:  # does it run at all? the least input of this shape
+            raises(self.smallest(case))
         result.passed = False
         if not ran:
             result.error = f"{last[0]} on {case.describe(self.s.dtype)}, and on every smaller input tried"
             return
         result.ratio, result.max_error = float("inf"), float("inf")
         result.detail = f"{last[0]}; it runs on other inputs"
-        result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}" + (f" (the smallest that raises; {attempts} tries)" if attempts else "")
+        result.example = self.example(case) + (f" (the smallest that raises; {attempts} tries)" if attempts else "")
         where = last[0].rsplit(" (at ", 1)[-1].rstrip(")") if " (at " in last[0] else "where the traceback ends"
         node = self.raised_in(key, case) if self.options.localise else None
         path, kind = node or ("model", "exception")
         inside = f"inside the module at {path}, " if node else ""
         result.localisation = Localisation(path, kind, "exception", f"raised {inside}at {where}, on this input and not on smaller ones").as_dict()
         result.counterexample = self.case_script(key, case)
+
+    def broke(self, result: Result, key: str, case: C, failure: TargetFailure) -> None:
+        """A failure that is not a verdict on values (a call over its time limit, a write into
+        the inputs): reported with its input as the counterexample, neither shrunk nor localised
+        (each retry could hang as long again)."""
+        self.broken = True  # a hang or a write is not a function to identify: each variant would hang as long again
+        result.passed = False
+        result.detail = str(failure)
+        result.ratio = float("inf")
+        result.example = self.example(case)
+        result.counterexample = self.case_script(key, case)
+
+    def fail(self, result: Result, key: str, case: C, verdict: V) -> None:
+        """A failing case: shrunk to the smallest that fails the same way, localised (and the
+        localisation checked on the original: :meth:`settle`), with a script reproducing it."""
+        result.passed = False
+
+        def still_fails(candidate: C) -> V | None:
+            try:
+                found = self.judge(key, candidate)
+            except (KeyboardInterrupt, RunTimeout):
+                raise
+            except BaseException:  # noqa: BLE001 - a candidate the target cannot run is not smaller
+                return None
+            return found if not found.passed and found.kind == verdict.kind else None
+
+        first = self.before_shrinking(result, key, case, verdict, still_fails)
+        if first is None:
+            return
+        case, verdict = first
+        original, original_verdict = case, verdict
+        attempts = 0
+        if self.options.shrink:
+            self.progress(f"{result.component}: shrinking the counterexample …")
+            case, smaller, attempts = shrink(case, still_fails, lambda c: self.candidates(key, c), max_attempts=self.shrink_attempts)
+            verdict = smaller or verdict
+        if self.options.localise:
+            self.progress(f"{result.component}: {self.localising} …")
+            try:
+                loc = self.localise(key, case, verdict)
+                if case != original:
+                    case, verdict, loc, back = self.settle(key, case, verdict, loc, original, original_verdict)
+                    attempts = 0 if back else attempts
+            except Exception as error:  # noqa: BLE001 - localisation is a diagnosis; its failure must not hide the verdict
+                loc = Localisation("model", "model", "none", f"localisation failed: {type(error).__name__}: {error}")
+            result.localisation = loc.as_dict()
+        self.record(result, verdict)
+        result.example = self.example(case) + (f" (shrunk in {attempts} tries)" if attempts else "")
+        result.counterexample = self.case_script(key, case)
+
+    @staticmethod
+    def steady(shrunk: Localisation, original: Localisation) -> Localisation:
+        """The localisation of a shrunk counterexample checked on the original one: kept when
+        they agree; otherwise the original's — a tiny model's rounding can move the first value
+        over budget downstream (float32 GELU blamed on ln_f) — with the shrunk one's reported."""
+        if shrunk.path == original.path or original.method == "none":
+            return shrunk
+        if _within(shrunk.path, original.path):  # consistent, and finer: the shrunk one, confirmed
+            return replace(shrunk, detail=f"{shrunk.detail}; the unshrunk counterexample localises to {original.path}, which contains it")
+        return replace(original, detail=f"{original.detail}; on the shrunk counterexample it localises to {shrunk.path} ({shrunk.kind}, by {shrunk.method})")
+
+    def script_options(self) -> dict[str, Any]:
+        """The options a counterexample script passes to reproduce the run (target named by a string)."""
+        o = self.options
+        lay = self.s.named_layout()
+        inferred = lay.name.startswith("auto-")  # an inferred layout is inferred again by the script's run
+        out: dict[str, Any] = {"layout": "auto" if inferred else lay.name, "dtype": self.s.dtype, "empty_rows": o.empty_rows}
+        if o.attn_implementation:
+            out["attn_implementation"] = o.attn_implementation
+        if o.model is not None:
+            out["model"] = o.model
+        if o.sets:
+            out["sets"] = tuple(o.sets)
+        return out
+
+
+def stopped(late: RunTimeout, timeout: float | None) -> Result:
+    """The ``ERROR run`` line of a run stopped by ``--timeout`` (forward and gradient runs alike)."""
+    after = f" after --timeout {timeout:g} s" if timeout is not None else ""
+    return Result("run", key="run", passed=False, error=f"{late}: the run was stopped{after}; the components not reported did not run")
+
+
+class Runner(CaseLoop[Case, Verdict]):
+    """One verification run: contexts per config, the checks (model-level components through
+    :class:`CaseLoop`, op components through :meth:`op_component`), localisation."""
+
+    def __init__(self, s: Setup, options: Options, progress: Callable[[str], None] | None, target: str | None = None) -> None:
+        super().__init__(s, options, progress, target)
+        self.passed: dict[str, bool] = {}
+        self.results: list[Result] = []
+        self._weights_key: str | None = None
+        self._given_key: str | None = None
+
+    def context(self, case: Case, key: str) -> Context:
+        ctx = Context(self.arch_for(case.config), self.s.dtype, self.options.policy, self.options.empty_rows, ORACLE)  # type: ignore[arg-type]
+        if self.s.theta is not None:  # θ given (gptspec check): named by its content once
+            if self._given_key is None:
+                self._given_key = content_key(self.s.arch, self.s.theta)
+            return replace(ctx, theta=self.s.theta, theta_key=self._given_key)
+        if key == "weights" and self.s.weights is not None:
+            if self._weights_key is None:  # the checkpoint's θ named by its content, once (gptspec/verify/oracle.py)
+                self._weights_key = content_key(self.s.arch, self.s.weights)
+            ctx = replace(ctx, theta=self.s.weights, theta_key=self._weights_key)
+        return ctx
+
+    def judge(self, key: str, case: Case) -> Verdict:
+        """Component ``key``'s check of the target on one case."""
+        return CHECKS[key](self.s.impl, self.context(case, key), case)
+
+    def brief(self, case: Case) -> str:
+        return case.batch.describe()
+
+    def detail(self, verdict: Verdict) -> str:
+        return _describe(verdict)
+
+    def candidates(self, key: str, case: Case) -> Iterable[Case]:
+        return candidates(case, self.resizable(key), self.config_ok)
+
+    def smallest(self, case: Case) -> Case:
+        """One token per row."""
+        return replace(case, batch=replace(case.batch, tokens=tuple(t[:1] for t in case.batch.tokens), width=1))
+
+    def variant(self, arch: Architecture) -> Runner:
+        """A run of the same target judged against ``arch`` (a variant of its architecture, with
+        Θ's shapes unchanged), neither shrinking, localising nor identifying: what identify
+        screens (gptspec/verify/identify.py)."""
+        trial = Runner(replace(self.s, arch=arch), replace(self.options, shrink=False, localise=False, identify=False), None)
+        trial.deadline = self.deadline
+        return trial
+
+    def loadable(self, arch: Architecture) -> bool:
+        """Whether the target, built for ``arch`` as ``--set`` builds it, takes a θ of ``arch``
+        (gptspec/verify/identify.py: loadable; asked of the child when the target is isolated)."""
+        from gptspec.verify.identify import loadable
+
+        ask = getattr(self.s.impl, "can_load", None)
+        return bool(ask(arch)) if callable(ask) else loadable(self.s.impl, arch)
 
     def raised_in(self, key: str, case: Case) -> tuple[str, str] | None:
         """(DAG path, op kind) of the innermost hooked module the target raised in on ``case``
@@ -625,83 +829,24 @@ class Runner:
                 return path, st.kind(path)
         return None
 
-    def broke(self, result: Result, key: str, case: Case, failure: TargetFailure) -> None:
-        """A failure that is not a verdict on values (a call over its time limit, a write into
-        the inputs): reported with its input as the counterexample, neither shrunk nor localised
-        (each retry could hang as long again)."""
-        self.broken = True  # a hang or a write is not a function to identify: each variant would hang as long again
-        result.passed = False
-        result.detail = str(failure)
-        result.ratio = float("inf")
-        result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}"
-        result.counterexample = self.case_script(key, case)
-
-    def fail(self, result: Result, key: str, case: Case, verdict: Verdict) -> None:
-        check = CHECKS[key]
-        impl = self.s.impl
-        result.passed = False
-
-        def still_fails(candidate: Case) -> Verdict | None:
-            try:
-                found = check(impl, self.context(candidate, key), candidate)
-            except (KeyboardInterrupt, RunTimeout):
-                raise
-            except BaseException:  # noqa: BLE001 - a candidate the target cannot run is not smaller
-                return None
-            return found if not found.passed and found.kind == verdict.kind else None
-
-        attempts = 0
+    def before_shrinking(self, result: Result, key: str, case: Case, verdict: Verdict,
+                         still_fails: Callable[[Case], Verdict | None]) -> tuple[Case, Verdict] | None:
+        """The failing row alone, when it fails alone (cheap, and what shrinking and localising
+        start from); a decode or generate failure of a model whose own check fails is reported
+        as its consequence (the model check's counterexample and localisation apply)."""
         row = verdict.comparison.where[0] if verdict.comparison.where else None
         if isinstance(row, int) and len(case.batch.tokens) > 1 and row < len(case.batch.tokens):
-            # the failing row alone, when it fails alone: cheap, and what shrinking and localising start from
             alone = replace(case, batch=replace(case.batch, tokens=(case.batch.tokens[row],), left_padded=(case.batch.left_padded[row],)))
             found = still_fails(alone)
             if found is not None:
                 case, verdict = alone, found
-        consequence = key in ("decode", "generate") and self.passed.get("model") is False
-        if consequence:
-            # the model itself already fails: this failure follows from it, and its minimal
-            # counterexample and localisation are the model check's
-            result.max_error, result.budget, result.ratio = verdict.comparison.max_abs, verdict.budget, verdict.ratio
-            result.e_store, result.detail = verdict.e_store, _describe(verdict) + "; the model check fails too (its counterexample and localisation apply)"
-            result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}"
+        if key in ("decode", "generate") and self.passed.get("model") is False:
+            self.record(result, verdict)
+            result.detail += "; the model check fails too (its counterexample and localisation apply)"
+            result.example = self.example(case)
             result.counterexample = self.case_script(key, case)
-            return
-        original, original_verdict = case, verdict
-        if self.options.shrink:
-            self.progress(f"{result.component}: shrinking the counterexample …")
-            resizable = self.resizable(key)
-            case, smaller, attempts = shrink(case, still_fails, resizable=resizable, config_ok=self.config_ok)
-            verdict = smaller or verdict
-        result.max_error, result.budget, result.ratio = verdict.comparison.max_abs, verdict.budget, verdict.ratio
-        result.e_store, result.detail = verdict.e_store, _describe(verdict)
-        result.example = f"{describe_config(case.config)}; {case.describe(self.s.dtype)}" + (f" (shrunk in {attempts} tries)" if attempts else "")
-        if self.options.localise:
-            self.progress(f"{result.component}: localising …")
-            try:
-                loc = self.localise(key, case, verdict)
-                if case != original:
-                    loc = self.steady(loc, self.localise(key, original, original_verdict))
-            except Exception as error:  # noqa: BLE001 - localisation is a diagnosis; its failure must not hide the verdict
-                loc = Localisation("model", "model", "none", f"localisation failed: {type(error).__name__}: {error}")
-            result.localisation = loc.as_dict()
-        result.counterexample = self.case_script(key, case)
-
-    @staticmethod
-    def steady(shrunk: Localisation, original: Localisation) -> Localisation:
-        """The localisation of a shrunk counterexample checked on the original one: kept when
-        they agree; otherwise the original's — a tiny model's rounding can move the first value
-        over budget downstream (float32 GELU blamed on ln_f) — with the shrunk one's reported."""
-        if shrunk.path == original.path or original.method == "none":
-            return shrunk
-        if _within(shrunk.path, original.path):  # consistent, and finer: the shrunk one, confirmed
-            return replace(shrunk, detail=f"{shrunk.detail}; the unshrunk counterexample localises to {original.path}, which contains it")
-        return replace(original, detail=f"{original.detail}; on the shrunk counterexample it localises to {shrunk.path} ({shrunk.kind}, by {shrunk.method})")
-
-    def resizable(self, key: str) -> bool:
-        """Whether shrinking may try smaller configs: the target can be rebuilt for one, and θ
-        is drawn per case (not the checkpoint's, nor given)."""
-        return bool(getattr(self.s.impl, "resizable", False)) and key != "weights" and self.s.theta is None
+            return None
+        return case, verdict
 
     def case_script(self, key: str, case: Case) -> str | None:
         """Python that reruns component ``key``'s check on ``case`` and exits 1 while it fails:
@@ -723,19 +868,6 @@ class Runner:
         if isinstance(self.options_target, str):
             return script(self.options_target, self.script_options(), key, case)
         return None
-
-    def script_options(self) -> dict[str, Any]:
-        o = self.options
-        lay = self.s.named_layout()
-        inferred = lay.name.startswith("auto-")  # an inferred layout is inferred again by the script's run
-        out: dict[str, Any] = {"layout": "auto" if inferred else lay.name, "dtype": self.s.dtype, "empty_rows": o.empty_rows}
-        if o.attn_implementation:
-            out["attn_implementation"] = o.attn_implementation
-        if o.model is not None:
-            out["model"] = o.model
-        if o.sets:
-            out["sets"] = tuple(o.sets)
-        return out
 
     def localise(self, key: str, case: Case, verdict: Verdict | None = None) -> Localisation:
         impl = self.s.impl
@@ -921,10 +1053,6 @@ def _within(inner: str, outer: str) -> bool:
     return all(any(pattern.fullmatch(part) for pattern in patterns) for part in inner.split("+"))
 
 
-RAISED = Verdict(Comparison(float("inf"), 0.0, (), float("nan"), 0.0), 0.0, 0.0, "the target raised")
-"""What shrinking a raising input sees for a candidate that raises too (Runner.raised_on)."""
-
-
 def _describe(verdict: Verdict) -> str:
     text = verdict.comparison.describe("(row, position, logit)") + f" > budget {verdict.budget:.3g}" if not verdict.passed else (
         verdict.comparison.describe("(row, position, logit)") + f", budget {verdict.budget:.3g}"
@@ -1005,6 +1133,38 @@ def isolated_setup(payload: str | bytes, options: Options, deadline: float | Non
     return Setup(None, info.label, lay, arch, weights, proxy, info.dtype, list(info.notes))
 
 
+def prepare(target: object, options: Options, deadline: float | None) -> tuple[Setup, list[str]]:
+    """The setup of a run (forward or gradient: gptspec/verify/grad.py) and the notes on where
+    the target runs: in a child process (``isolate``; a string always, an object when asked and
+    picklable), else here behind :class:`~gptspec.verify.isolate.Guarded` with numpy's error state
+    the target set at import around its calls only. Called under :data:`NUMPY_DEFAULT_ERRORS`; a
+    target still loading at the deadline is a ConfigError."""
+    notes: list[str] = []
+    isolate = options.isolate if options.isolate is not None else isinstance(target, str)
+    payload = target_payload(target) if isolate else None
+    if isolate and payload is None:
+        notes.append(f"in-process: the target object {type(target).__name__} cannot be sent to a child process (not picklable); "
+                     "name it as module:name or file.py:name to isolate it")
+    elif not isolate and options.isolate is None:
+        notes.append("in-process: the target was given as a Python object, already loaded in this process; name it as module:name "
+                     "or file.py:name (or pass isolate=True) to run it in a child process")
+    try:
+        if payload is not None:
+            return isolated_setup(payload, options, deadline), notes
+        from gptspec.verify.isolate import Guarded
+
+        s = setup(target, options)
+        _check_cost(s.arch.config, options)
+        target_errors = np.geterr()  # the target's own error state (set at import), around its calls only
+        np.seterr(**NUMPY_DEFAULT_ERRORS)  # type: ignore[arg-type]
+        s.impl = Guarded(s.impl, s.label, target_errors)
+        if options.isolate is False:
+            notes.append("in-process (--in-process): the target shares this process; a target that exits ends the run — not for CI")
+        return s, notes
+    except RunTimeout as late:
+        raise ConfigError(f"{late}: the target was still loading after --timeout {options.timeout:g} s [gptspec verify]") from None
+
+
 def verify_target(
     target: object, options: Options | None = None, *, progress: Callable[[str], None] | None = None,
     on_result: Callable[[Result], None] | None = None, **changes: Any,
@@ -1021,31 +1181,8 @@ def verify_target(
     start = time.perf_counter()
     deadline = None if options.timeout is None else time.monotonic() + options.timeout
     _check_cost(_config_before_target(options), options)  # before anything is loaded, built or drawn, when the config is known
-    notes: list[str] = []
     with np.errstate(**NUMPY_DEFAULT_ERRORS):  # type: ignore[arg-type]
-        isolate = options.isolate if options.isolate is not None else isinstance(target, str)
-        payload = target_payload(target) if isolate else None
-        if isolate and payload is None:
-            notes.append(f"in-process: the target object {type(target).__name__} cannot be sent to a child process (not picklable); "
-                         "name it as module:name or file.py:name to isolate it")
-        elif not isolate and options.isolate is None:
-            notes.append("in-process: the target was given as a Python object, already loaded in this process; name it as module:name "
-                         "or file.py:name (or pass isolate=True) to run it in a child process")
-        try:
-            if payload is not None:
-                s = isolated_setup(payload, options, deadline)
-            else:
-                from gptspec.verify.isolate import Guarded
-
-                s = setup(target, options)
-                _check_cost(s.arch.config, options)
-                target_errors = np.geterr()  # the target's own error state (set at import), around its calls only
-                np.seterr(**NUMPY_DEFAULT_ERRORS)  # type: ignore[arg-type]
-                s.impl = Guarded(s.impl, s.label, target_errors)
-                if options.isolate is False:
-                    notes.append("in-process (--in-process): the target shares this process; a target that exits ends the run — not for CI")
-        except RunTimeout as late:
-            raise ConfigError(f"{late}: the target was still loading after --timeout {options.timeout:g} s [gptspec verify]") from None
+        s, notes = prepare(target, options, deadline)
         try:
             return _run(s, target, options, progress, on_result, notes, start, deadline)
         finally:
@@ -1082,8 +1219,7 @@ def _run(
     try:
         runner.run(on_result)
     except RunTimeout as late:
-        result = Result("run", key="run", passed=False, error=f"{late}: the run was stopped after --timeout {options.timeout:g} s; "
-                        "the components not reported did not run")
+        result = stopped(late, options.timeout)
         runner.results.append(result)
         if on_result is not None:
             on_result(result)

@@ -9,16 +9,20 @@ narrower batches, fewer new tokens, a plainer θ magnitude — and the first tha
 same way (wrong values, or a padded-position violation) is kept, until no candidate fails or
 the attempt budget is spent. A candidate config the family or the layout refuses (a width
 the heads do not divide; a shape the native format cannot express) is skipped.
+
+The greedy loop (:func:`shrink`) and the smaller configs (:func:`smaller_configs`) serve every
+kind of case: a padded batch's candidates are :func:`candidates`, a gradient example's
+``gptspec.verify.grad.grad_candidates``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from gptspec.verify.cases import Batch, Case, Verdict
+from gptspec.verify.cases import Batch, Case
 from gptspec.verify.draws import MAGNITUDES, ThetaDraw
 
 SIZE_FIELDS = ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_head", "d_mlp", "n_ctx", "n_vocab")
@@ -26,21 +30,28 @@ SIZE_FIELDS = ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_head", "d_mlp"
 MINIMUM = {"n_vocab": 2}
 """The least value shrinking tries (a one-token vocabulary has one constant argmax)."""
 
+C = TypeVar("C")
+"""A case: :class:`~gptspec.verify.cases.Case`, or a gradient run's ``GradCase``."""
+R = TypeVar("R")
+"""What ``still_fails`` finds on a candidate that fails the same way (a verdict)."""
+
 
 def shrink(
-    case: Case, still_fails: Callable[[Case], Verdict | None], *, resizable: bool, config_ok: Callable[[Any], bool],
-    max_attempts: int = 80, max_seconds: float = 60.0,
-) -> tuple[Case, Verdict | None, int]:
+    case: C, still_fails: Callable[[C], R | None], candidates: Callable[[C], Iterable[C]], *, max_attempts: int = 80,
+    max_seconds: float = 60.0,
+) -> tuple[C, R | None, int]:
     """The smallest case found that still fails (``still_fails`` returns its verdict, or None
     when the candidate passes or fails otherwise), its verdict, and how many candidates were
-    tried."""
+    tried: greedy over ``candidates(case)`` (smallest first), restarting from each candidate that
+    still fails. One loop for every kind of case — a padded batch (:func:`candidates`), a gradient
+    example (gptspec/verify/grad.py: ``grad_candidates``)."""
     attempts = 0
-    verdict: Verdict | None = None
+    verdict: R | None = None
     start = time.perf_counter()
     improved = True
     while improved and attempts < max_attempts and time.perf_counter() - start < max_seconds:
         improved = False
-        for candidate in _candidates(case, resizable, config_ok):
+        for candidate in candidates(case):
             if attempts >= max_attempts or time.perf_counter() - start >= max_seconds:
                 break
             attempts += 1
@@ -51,9 +62,13 @@ def shrink(
     return case, verdict, attempts
 
 
-def _candidates(case: Case, resizable: bool, config_ok: Callable[[Any], bool]) -> Iterator[Case]:
+def candidates(case: Case, resizable: bool, config_ok: Callable[[Any], bool]) -> Iterator[Case]:
+    """A padded batch's smaller candidates, smallest first (the module docstring's order)."""
     if resizable:  # a smaller model first: every later candidate is then cheaper to judge
-        yield from _smaller_configs(case, config_ok)
+        for config in smaller_configs(case.config):
+            shrunk = _fit(replace(case, config=config), config)
+            if shrunk is not None and config_ok(config):
+                yield shrunk
     batch = case.batch
     rows = len(batch.tokens)
     if rows > 1:
@@ -86,24 +101,23 @@ def _candidates(case: Case, resizable: bool, config_ok: Callable[[Any], bool]) -
         yield replace(case, draw=ThetaDraw(case.draw.seed, plainer))
 
 
-def _smaller_configs(case: Case, config_ok: Callable[[Any], bool]) -> Iterator[Case]:
-    config = case.config
+def smaller_configs(config: Any, minimum: Mapping[str, int] = MINIMUM) -> Iterator[Any]:
+    """``config`` with one size field (:data:`SIZE_FIELDS`, in order) lowered — to its least
+    value (``minimum``, else 1), 2, half, one less — each the family accepts (``config.replace``
+    raising: skipped). The caller fits its case to each and asks the layout (``config_ok``)."""
     names = {f.name for f in fields(config)} if hasattr(config, "__dataclass_fields__") else set()
     for name in SIZE_FIELDS:
         value = getattr(config, name, None) if name in names else None
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 1:
+        least = minimum.get(name, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= least:
             continue
-        least = MINIMUM.get(name, 1)
         for smaller in sorted({least, 2, value // 2, value - 1}):
             if not least <= smaller < value:
                 continue
             try:
-                new = config.replace(**{name: smaller})
+                yield config.replace(**{name: smaller})
             except Exception:  # noqa: BLE001 - the family refuses this size: not a candidate
                 continue
-            shrunk = _fit(replace(case, config=new), new)
-            if shrunk is not None and config_ok(new):
-                yield shrunk
 
 
 def _fit(case: Case, config: Any) -> Case | None:
