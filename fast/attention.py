@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import sympy
 
+from fast import parallel
 from fast.batch import Batch
 from fast.kernels import allowed
 from fast.kernels.rotary import rotate
@@ -231,7 +232,8 @@ def blocked_attention(
     query heads of a key/value head read its keys and values by broadcasting, never copied. Each
     per-head GEMM stays tile × block × d multiply-adds, small enough for OpenBLAS to run it on the
     calling thread (fast/program.py; stacking a group's heads into one larger GEMM hands it to
-    the thread pool and measured several times slower). A
+    OpenBLAS's thread pool and measured several times slower); fast/'s own threads
+    (fast/parallel.py) instead each take a share of the sequences or key/value heads. A
     key block no query of the tile may see is skipped (for a causal mask: every block in the
     tile's future; for a sliding window: also every block before it), and the mask is applied
     only to blocks some query of the tile may not fully see. Memory beyond q, k, v and the result
@@ -243,9 +245,40 @@ def blocked_attention(
         blocked_attention(q[:, :, None], k, v, scale, mask, batch, block, z4[:, :, None], softcap)
         return z4
     B, KV, G, T, _ = q.shape
+    z = np.empty((B, KV, G, T, v.shape[-1]), dtype=q.dtype) if out is None else out
+    n = min(parallel.threads(), max(B, KV))
+    if n <= 1 or q[..., :1].size * k.shape[2] < PARALLEL_SCORES:
+        _blocked(q, k, v, scale, mask, batch, block, z, softcap)
+        return z
+    # over fast/'s threads (fast/parallel.py): the sequences, or the key/value heads when they are
+    # more; each part walks its own keys and writes its own rows of z, so the result is the same
+    by_rows = B >= KV
+    m = B if by_rows else KV
+
+    def part(i: int) -> None:
+        lo, hi = m * i // n, m * (i + 1) // n
+        if by_rows:
+            rows = Batch(batch.positions[lo:hi], batch.valid[lo:hi], batch.key_positions[lo:hi], batch.key_valid[lo:hi])
+            _blocked(q[lo:hi], k[lo:hi], v[lo:hi], scale, mask, rows, block, z[lo:hi], softcap)
+        else:
+            _blocked(q[:, lo:hi], k[:, lo:hi], v[:, lo:hi], scale, mask, batch, block, z[:, lo:hi], softcap)
+
+    parallel.each(part, n)
+    return z
+
+
+PARALLEL_SCORES = 1 << 16
+"""Scores (B·H·T·S) below which attention runs on the calling thread alone: one decoding step of
+a short sequence costs less than handing it to a thread."""
+
+
+def _blocked(
+    q: Array, k: Array, v: Array, scale: float, mask: Relation, batch: Batch, block: int, z: Array, softcap: float | None,
+) -> None:
+    """:func:`blocked_attention`'s grouped form on one thread, into ``z``."""
+    B, KV, G, T, _ = q.shape
     S = k.shape[2]
     dtype = q.dtype
-    z = np.empty((B, KV, G, T, v.shape[-1]), dtype=dtype) if out is None else out
     kT = k.swapaxes(-1, -2)[:, :, None]  # (B, KV, 1, d, S): every query head of a group reads the same keys
     v = v[:, :, None]  # (B, KV, 1, S, d_v)
     for t0 in range(0, T, block):
@@ -269,7 +302,6 @@ def blocked_attention(
             state = online.step(state, x, v[..., s0:s1, :], NUMPY_OPS)
         done = online.result(state, NUMPY_OPS)
         z[:, :, :, t0:t1] = 0 if done is None else done  # no block: no query of the tile sees any key
-    return z
 
 
 def fused_mha(
