@@ -83,6 +83,17 @@ def _workers(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's worker threads do not exist there (a pool inherited from the
+    parent would queue work that never runs), and the lock may have been held by one of them."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _run(fn: Callable[[int], object], items: Sequence[int]) -> None:
     _local.inside = True
     try:

@@ -4,7 +4,10 @@ padded batches included; and the pool's contract (errors, nesting, the thread co
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -119,3 +122,40 @@ def test_the_default_follows_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GPTSPEC_THREADS", "many")
     with pytest.raises(ConfigError, match=r"GPTSPEC_THREADS='many', but expected a whole number ≥ 1"):
         parallel.default_threads()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_runs_on_threads_of_its_own(two_threads: None) -> None:
+    """verify forks its target's process from one that may have run fast/ already: the parent's pool
+    must not be inherited (its threads do not exist in the child, and work queued there never runs)."""
+    seen: list[str] = []
+    parallel.each(lambda _i: seen.append(threading.current_thread().name), 2)  # the parent's pool exists now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report how many threads ran the items, then leave without pytest's teardown
+        os.close(read)
+        names: set[str] = set()
+        lock = threading.Lock()
+
+        def record(_i: int) -> None:
+            with lock:
+                names.add(threading.current_thread().name)
+
+        parallel.each(record, 4)
+        os.write(write, str(len(names)).encode())
+        os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung in parallel.each: it inherited the parent's pool")
+    answer = os.read(read, 16).decode()
+    os.close(read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert answer == "2", f"the child ran 4 items on {answer or 'no'} threads, but expected 2"
