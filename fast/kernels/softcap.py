@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fast.batch import Batch
-from fast.kernels.table import KERNELS, Array
+from fast.kernels.table import KERNELS, Array, by_rows
 from spec.ops import SoftCap
 
 
@@ -19,6 +19,15 @@ def soft_cap(x: Array, cap: float) -> Array:
     return y
 
 
+def _soft_cap_into(x: Array, out: Array, cap: float) -> None:
+    c = x.dtype.type(cap)
+    np.divide(x, c, out=out)
+    np.tanh(out, out=out)
+    out *= c
+
+
 @KERNELS.implements(SoftCap)
 def softcap(op: SoftCap, batch: Batch, x: Array) -> Array:
-    return soft_cap(x, op.cap)
+    """The op on a whole tensor (Gemma 2's capped logits: B·T × vocabulary): in cache-sized chunks
+    over fast/'s threads, element for element what :func:`soft_cap` computes."""
+    return by_rows(lambda rows, out: _soft_cap_into(rows, out, op.cap), x)
