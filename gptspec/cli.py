@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -356,6 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(str(c) for c in (args.command, getattr(args, "bpe_command", None)) if c)
     try:
+        if os.environ.get("GPTSPEC_THREADS"):  # fast/'s thread count: a bad value is refused before any work, not per component
+            from fast.parallel import default_threads
+
+            default_threads()
         code: int = args.run(args)
     except GptSpecError as error:
         print(f"gptspec {command}: error: {error}", file=sys.stderr)

@@ -159,3 +159,13 @@ def test_a_forked_child_runs_on_threads_of_its_own(two_threads: None) -> None:
     os.close(read)
     assert os.waitstatus_to_exitcode(status) == 0
     assert answer == "2", f"the child ran 4 items on {answer or 'no'} threads, but expected 2"
+
+
+def test_the_command_line_refuses_a_bad_thread_count_before_any_work(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Could not run (2) with the house message, not a check whose components each fail (1)."""
+    from gptspec.cli import main
+
+    monkeypatch.setenv("GPTSPEC_THREADS", "many")
+    assert main(["check", "tiny", "--examples", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "GPTSPEC_THREADS='many', but expected a whole number ≥ 1" in err and "unset it" in err
