@@ -217,6 +217,11 @@ class NumpyOps:
 NUMPY_OPS = NumpyOps()
 
 
+PARALLEL_SCORES = 1 << 16
+"""Scores (B·H·T·S) below which attention runs on the calling thread alone: one decoding step of
+a short sequence costs less than handing it to a thread."""
+
+
 def blocked_attention(
     q: Array, k: Array, v: Array, scale: float, mask: Relation, batch: Batch, block: int, out: Array | None = None,
     softcap: float | None = None,
@@ -252,12 +257,12 @@ def blocked_attention(
         return z
     # over fast/'s threads (fast/parallel.py): the sequences, or the key/value heads when they are
     # more; each part walks its own keys and writes its own rows of z, so the result is the same
-    by_rows = B >= KV
-    m = B if by_rows else KV
+    over_sequences = B >= KV
+    m = B if over_sequences else KV
 
     def part(i: int) -> None:
         lo, hi = m * i // n, m * (i + 1) // n
-        if by_rows:
+        if over_sequences:
             rows = Batch(batch.positions[lo:hi], batch.valid[lo:hi], batch.key_positions[lo:hi], batch.key_valid[lo:hi])
             _blocked(q[lo:hi], k[lo:hi], v[lo:hi], scale, mask, rows, block, z[lo:hi], softcap)
         else:
@@ -265,11 +270,6 @@ def blocked_attention(
 
     parallel.each(part, n)
     return z
-
-
-PARALLEL_SCORES = 1 << 16
-"""Scores (B·H·T·S) below which attention runs on the calling thread alone: one decoding step of
-a short sequence costs less than handing it to a thread."""
 
 
 def _blocked(

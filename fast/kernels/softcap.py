@@ -11,15 +11,14 @@ from spec.ops import SoftCap
 
 
 def soft_cap(x: Array, cap: float) -> Array:
-    """c · tanh(x / c), in place on a fresh array."""
-    c = x.dtype.type(cap)
-    y: Array = np.divide(x, c)
-    np.tanh(y, out=y)
-    y *= c
+    """c · tanh(x / c), in a fresh array."""
+    y: Array = np.empty_like(x)
+    soft_cap_into(x, y, cap)
     return y
 
 
-def _soft_cap_into(x: Array, out: Array, cap: float) -> None:
+def soft_cap_into(x: Array, out: Array, cap: float) -> None:
+    """c · tanh(x / c) into ``out`` (the one formula: the op's kernel and the attention's score cap)."""
     c = x.dtype.type(cap)
     np.divide(x, c, out=out)
     np.tanh(out, out=out)
@@ -30,4 +29,4 @@ def _soft_cap_into(x: Array, out: Array, cap: float) -> None:
 def softcap(op: SoftCap, batch: Batch, x: Array) -> Array:
     """The op on a whole tensor (Gemma 2's capped logits: B·T × vocabulary): in cache-sized chunks
     over fast/'s threads, element for element what :func:`soft_cap` computes."""
-    return by_rows(lambda rows, out: _soft_cap_into(rows, out, op.cap), x)
+    return by_rows(lambda rows, out: soft_cap_into(rows, out, op.cap), x)
